@@ -1,0 +1,679 @@
+//! Settings: a TOML file, then the environment on top, validated once at start.
+//!
+//! Every problem found is collected, so an operator sees all of them in one go, one line each.
+//! Secrets only ever come from the environment and are held as `SecretString`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::http::signature::WebhookSecret;
+
+/// The config file used when neither `--config` nor `PROVISIONER_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// The Genesys Cloud regions, as the domains that `api.` and `login.` are prefixed to.
+pub const GENESYS_REGIONS: &[&str] = &[
+    "mypurecloud.com",
+    "usw2.pure.cloud",
+    "use2.us-gov-pure.cloud",
+    "cac1.pure.cloud",
+    "mypurecloud.ie",
+    "euw2.pure.cloud",
+    "mypurecloud.de",
+    "euc2.pure.cloud",
+    "mec1.pure.cloud",
+    "aps1.pure.cloud",
+    "apne2.pure.cloud",
+    "apne3.pure.cloud",
+    "mypurecloud.jp",
+    "mypurecloud.com.au",
+    "apse1.pure.cloud",
+    "sae1.pure.cloud",
+    "mxc1.pure.cloud",
+    "edee1.eusc-pure.cloud",
+];
+
+/// The environment variables read on top of the file, with what each sets.
+/// `.env.example` and the README list the same names; a test keeps them in step.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("LISTEN_ADDR", "address the HTTP server binds"),
+    ("DATABASE_URL", "sqlite://... (embedded default) or postgres://..."),
+    ("HR_WEBHOOK_SECRET", "Standard Webhooks signing secret(s), whsec_..., space or comma separated"),
+    ("VERIFY_SIGNATURES", "true (default) or false; false is for local experiments only"),
+    ("ADMIN_TOKEN", "bearer token for /jobs and /admin routes"),
+    ("AUDIT_DIR", "folder of the JSON-lines audit files"),
+    ("AUDIT_KEEP_FILES", "how many daily audit files are kept"),
+    ("GENESYS_REGION", "Genesys Cloud region domain, e.g. mypurecloud.com"),
+    ("GENESYS_CLIENT_ID", "OAuth client-credentials client id"),
+    ("GENESYS_CLIENT_SECRET", "OAuth client secret"),
+    ("GENESYS_API_URL", "override of https://api.<region>"),
+    ("GENESYS_LOGIN_URL", "override of https://login.<region>"),
+    ("WORKER_CONCURRENCY", "jobs run at once by this process"),
+    ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
+    ("LOG_FORMAT", "text (default) or json for operational logs"),
+];
+
+/// Everything the service needs, typed and checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub webhooks: WebhookConfig,
+    pub admin_token: SecretString,
+    pub audit: AuditConfig,
+    pub genesys: GenesysConfig,
+    pub queue: QueueConfig,
+    pub departments: DepartmentMap,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    /// Largest webhook body accepted; larger ones are answered 413.
+    pub max_body_bytes: usize,
+}
+
+/// Where jobs are stored. The URL is kept as a secret because it may carry a password.
+#[derive(Clone, Debug)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(SecretString),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseUrl::Sqlite(url.to_string()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(SecretString::from(url.to_string())))
+        } else {
+            Err("DATABASE_URL must start with sqlite: or postgres://".to_string())
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Verifying secrets; several are accepted at once while a secret is being rotated.
+    pub secrets: Vec<WebhookSecret>,
+    /// Off only by an explicit `verify_signatures = false`; start-up then warns.
+    pub verify_signatures: bool,
+    /// How far a `webhook-timestamp` may be from now.
+    pub timestamp_tolerance: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub keep_files: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenesysConfig {
+    pub region: String,
+    pub api_url: String,
+    pub login_url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// Jobs this process runs at once.
+    pub concurrency: usize,
+    /// Attempts before a job is parked as a dead letter.
+    pub max_attempts: u32,
+    /// How long a claimed job is held before another worker may take it over.
+    pub lease: Duration,
+    /// First retry delay; doubles each attempt, with full jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How often an idle worker looks for due jobs (new local jobs wake it at once).
+    pub poll_interval: Duration,
+    /// How long in-flight jobs may run on after a shutdown signal before they are released.
+    pub shutdown_grace: Duration,
+    /// Most webhook rows committed in one transaction.
+    pub intake_batch_max: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// HR department code -> the Genesys group that carries its roles.
+#[derive(Clone, Debug, Default)]
+pub struct DepartmentMap {
+    departments: BTreeMap<String, Department>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Department {
+    pub code: String,
+    pub group_id: uuid::Uuid,
+    pub roles: Vec<String>,
+}
+
+impl DepartmentMap {
+    pub fn get(&self, code: &str) -> Option<&Department> {
+        self.departments.get(code)
+    }
+
+    pub fn len(&self) -> usize {
+        self.departments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.departments.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Department> {
+        self.departments.values()
+    }
+}
+
+/// The file as written; every field optional so the environment can fill it in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    webhooks: RawWebhooks,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    genesys: RawGenesys,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    departments: BTreeMap<String, RawDepartment>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen_addr: Option<String>,
+    database_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    // Accepted in the [server] section too, as the design's sample has it.
+    audit_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    verify_signatures: Option<bool>,
+    timestamp_tolerance_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    dir: Option<PathBuf>,
+    keep_files: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGenesys {
+    region: Option<String>,
+    api_url: Option<String>,
+    login_url: Option<String>,
+    client_id: Option<String>,
+    requests_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+    lease_secs: Option<u64>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_secs: Option<u64>,
+    poll_interval_ms: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    intake_batch_max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDepartment {
+    group_id: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+}
+
+/// All the problems found in a configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where values come from besides the file: the process environment in production, a map in tests.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment (after `.env` was loaded by dotenvy).
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Environment for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Reads the file (when given or when the default exists), applies the environment, validates.
+    pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| ConfigError { problems: vec![format!("cannot read config file {}: {e}", p.display())] })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies the environment, validates.
+    pub fn from_toml(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![format!("config file is not valid: {}", e.to_string().trim())],
+        })?;
+        build(raw, env)
+    }
+
+    /// Lines for `check-config`: what was loaded, secrets shown only as set / not set.
+    pub fn report(&self) -> Vec<String> {
+        let set = |s: bool| if s { "set" } else { "NOT SET" };
+        let mut lines = vec![
+            format!("listen_addr         {}", self.server.listen_addr),
+            format!("database            {}", self.database_summary()),
+            format!("audit_dir           {} (keep {} daily files)", self.audit.dir.display(), self.audit.keep_files),
+            format!(
+                "webhook signatures  {} ({} secret(s), {} s tolerance)",
+                if self.webhooks.verify_signatures { "verified" } else { "NOT VERIFIED" },
+                self.webhooks.secrets.len(),
+                self.webhooks.timestamp_tolerance.as_secs()
+            ),
+            format!("admin token         {}", set(!self.admin_token.expose_secret().is_empty())),
+            format!("genesys region      {}", self.genesys.region),
+            format!("genesys api         {}", self.genesys.api_url),
+            format!("genesys login       {}", self.genesys.login_url),
+            format!("genesys client id   {}", self.genesys.client_id.as_deref().unwrap_or("NOT SET")),
+            format!("genesys secret      {}", set(self.genesys.client_secret.is_some())),
+            format!(
+                "queue               {} worker(s), {} attempts, lease {} s",
+                self.queue.concurrency,
+                self.queue.max_attempts,
+                self.queue.lease.as_secs()
+            ),
+            format!("departments         {}", self.departments.len()),
+        ];
+        for d in self.departments.iter() {
+            let roles = if d.roles.is_empty() { String::new() } else { format!(" roles {}", d.roles.join(", ")) };
+            lines.push(format!("  {:<10} -> group {}{}", d.code, d.group_id, roles));
+        }
+        lines
+    }
+
+    /// Warnings that do not stop start-up but that an operator must see.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.webhooks.verify_signatures {
+            w.push(
+                "WEBHOOK SIGNATURE VERIFICATION IS OFF: anyone who can reach this service can provision users"
+                    .to_string(),
+            );
+        }
+        if self.genesys.client_id.is_none() {
+            w.push(
+                "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: jobs cannot reach Genesys Cloud".to_string(),
+            );
+        }
+        w
+    }
+
+    fn database_summary(&self) -> String {
+        match &self.server.database_url {
+            DatabaseUrl::Sqlite(url) => url.clone(),
+            // The URL may hold a password: show the backend only.
+            DatabaseUrl::Postgres(_) => "postgres (url hidden)".to_string(),
+        }
+    }
+}
+
+fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+
+    let listen_addr = env.var("LISTEN_ADDR").or(raw.server.listen_addr).unwrap_or_else(|| "127.0.0.1:3000".to_string());
+    let listen_addr = listen_addr.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.push(format!("LISTEN_ADDR {listen_addr:?} is not an address like 127.0.0.1:3000"));
+        SocketAddr::from(([127, 0, 0, 1], 3000))
+    });
+
+    let database_url = env
+        .var("DATABASE_URL")
+        .or(raw.server.database_url)
+        .unwrap_or_else(|| "sqlite://data/provisioner.db?mode=rwc".to_string());
+    let database_url = DatabaseUrl::parse(&database_url).unwrap_or_else(|e| {
+        problems.push(e);
+        DatabaseUrl::Sqlite(String::new())
+    });
+
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(1024 * 1024);
+
+    // Webhook secrets: required unless verification is explicitly off.
+    let verify_signatures = match env.var("VERIFY_SIGNATURES") {
+        Some(v) => parse_bool(&v).unwrap_or_else(|| {
+            problems.push(format!("VERIFY_SIGNATURES {v:?} is not true or false"));
+            true
+        }),
+        None => raw.webhooks.verify_signatures.unwrap_or(true),
+    };
+    let mut secrets = Vec::new();
+    match env.var("HR_WEBHOOK_SECRET") {
+        Some(list) => {
+            for (i, part) in list.split([',', ' ']).filter(|s| !s.is_empty()).enumerate() {
+                match WebhookSecret::parse(part) {
+                    Ok(s) => secrets.push(s),
+                    // Never echo the value: it is a secret even when malformed.
+                    Err(e) => problems.push(format!("HR_WEBHOOK_SECRET (entry {}): {e}", i + 1)),
+                }
+            }
+        }
+        None if verify_signatures => problems.push(
+            "HR_WEBHOOK_SECRET is missing (set a whsec_ secret, or verify_signatures = false for local experiments)"
+                .to_string(),
+        ),
+        None => {}
+    }
+    let timestamp_tolerance = Duration::from_secs(raw.webhooks.timestamp_tolerance_secs.unwrap_or(300));
+
+    let admin_token = match env.var("ADMIN_TOKEN") {
+        Some(t) if t.len() < 16 => {
+            problems.push("ADMIN_TOKEN is too short (at least 16 characters)".to_string());
+            SecretString::from(t)
+        }
+        Some(t) => SecretString::from(t),
+        None => {
+            problems.push("ADMIN_TOKEN is missing".to_string());
+            SecretString::from(String::new())
+        }
+    };
+
+    let audit_dir = env
+        .var("AUDIT_DIR")
+        .map(PathBuf::from)
+        .or(raw.audit.dir)
+        .or(raw.server.audit_dir)
+        .unwrap_or_else(|| PathBuf::from("logs/audit"));
+    let keep_files = match env.var("AUDIT_KEEP_FILES") {
+        Some(v) => v.parse::<usize>().unwrap_or_else(|_| {
+            problems.push(format!("AUDIT_KEEP_FILES {v:?} is not a number"));
+            90
+        }),
+        None => raw.audit.keep_files.unwrap_or(90),
+    };
+    if keep_files == 0 {
+        problems.push("audit keep_files must be at least 1".to_string());
+    }
+
+    let genesys = build_genesys(raw.genesys, env, &mut problems);
+    let queue = build_queue(raw.queue, env, &mut problems);
+
+    let mut departments = BTreeMap::new();
+    for (code, d) in raw.departments {
+        if code.trim().is_empty() || code.trim() != code {
+            problems.push(format!("department code {code:?} must be non-empty with no surrounding spaces"));
+            continue;
+        }
+        match uuid::Uuid::parse_str(&d.group_id) {
+            Ok(group_id) => {
+                departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+            }
+            Err(_) => problems.push(format!(
+                "departments.{code}.group_id {:?} is not a UUID (Genesys group ids are UUIDs)",
+                d.group_id
+            )),
+        }
+    }
+    if departments.is_empty() && problems.is_empty() {
+        problems.push("no [departments.<CODE>] is configured: every new hire would be refused".to_string());
+    }
+
+    let log_format = match env.var("LOG_FORMAT").or(raw.log.format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(format!("LOG_FORMAT {other:?} is not text or json"));
+            LogFormat::Text
+        }
+    };
+
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(Config {
+        server: ServerConfig { listen_addr, database_url, max_body_bytes },
+        webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
+        admin_token,
+        audit: AuditConfig { dir: audit_dir, keep_files },
+        genesys,
+        queue,
+        departments: DepartmentMap { departments },
+        log_format,
+    })
+}
+
+fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<String>) -> GenesysConfig {
+    let region = env.var("GENESYS_REGION").or(raw.region).unwrap_or_else(|| "mypurecloud.com".to_string());
+    if !GENESYS_REGIONS.contains(&region.as_str()) {
+        problems.push(format!(
+            "GENESYS_REGION {region:?} is not a Genesys Cloud region (one of: {})",
+            GENESYS_REGIONS.join(", ")
+        ));
+    }
+    let mut url = |name: &str, file: Option<String>, derived: String| {
+        let value = env.var(name).or(file).unwrap_or(derived);
+        if !(value.starts_with("https://") || value.starts_with("http://")) {
+            problems.push(format!("{name} {value:?} is not an http(s) URL"));
+        }
+        value.trim_end_matches('/').to_string()
+    };
+    let api_url = url("GENESYS_API_URL", raw.api_url, format!("https://api.{region}"));
+    let login_url = url("GENESYS_LOGIN_URL", raw.login_url, format!("https://login.{region}"));
+    let client_id = env.var("GENESYS_CLIENT_ID").or(raw.client_id);
+    let client_secret = env.var("GENESYS_CLIENT_SECRET").map(SecretString::from);
+    match (&client_id, &client_secret) {
+        (Some(_), None) => problems.push("GENESYS_CLIENT_SECRET is missing (GENESYS_CLIENT_ID is set)".to_string()),
+        (None, Some(_)) => problems.push("GENESYS_CLIENT_ID is missing (GENESYS_CLIENT_SECRET is set)".to_string()),
+        _ => {}
+    }
+    let requests_per_minute = raw.requests_per_minute.unwrap_or(300);
+    if requests_per_minute == 0 {
+        problems.push("genesys.requests_per_minute must be at least 1".to_string());
+    }
+    GenesysConfig { region, api_url, login_url, client_id, client_secret, requests_per_minute }
+}
+
+fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>) -> QueueConfig {
+    let mut number = |name: &str, file: Option<u64>, default: u64, min: u64| -> u64 {
+        let value = match env.var(name) {
+            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
+                problems.push(format!("{name} {v:?} is not a number"));
+                default
+            }),
+            None => file.unwrap_or(default),
+        };
+        if value < min {
+            problems.push(format!("{name} must be at least {min}"));
+        }
+        value
+    };
+    let concurrency = number("WORKER_CONCURRENCY", raw.concurrency.map(|v| v as u64), 8, 1) as usize;
+    let max_attempts = number("JOB_MAX_ATTEMPTS", raw.max_attempts.map(u64::from), 5, 1) as u32;
+    let lease_secs = raw.lease_secs.unwrap_or(60);
+    if lease_secs < 2 {
+        problems.push("queue.lease_secs must be at least 2".to_string());
+    }
+    QueueConfig {
+        concurrency,
+        max_attempts,
+        lease: Duration::from_secs(lease_secs),
+        backoff_base: Duration::from_millis(raw.backoff_base_ms.unwrap_or(2_000)),
+        backoff_max: Duration::from_secs(raw.backoff_max_secs.unwrap_or(15 * 60)),
+        poll_interval: Duration::from_millis(raw.poll_interval_ms.unwrap_or(1_000).max(10)),
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(20)),
+        intake_batch_max: raw.intake_batch_max.unwrap_or(512).max(1),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const GOOD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn good_env() -> BTreeMap<String, String> {
+        env(&[("HR_WEBHOOK_SECRET", GOOD_SECRET), ("ADMIN_TOKEN", "an-admin-token-long-enough")])
+    }
+
+    #[test]
+    fn sample_config_loads_with_the_four_departments() {
+        let text = std::fs::read_to_string("config/default.toml").expect("sample config");
+        let cfg = Config::from_toml(&text, &good_env()).expect("valid");
+        for code in ["ENG", "SUPPORT", "SALES", "HR"] {
+            assert!(cfg.departments.get(code).is_some(), "{code} missing");
+        }
+        assert_eq!(cfg.genesys.api_url, "https://api.mypurecloud.com");
+        assert_eq!(cfg.genesys.login_url, "https://login.mypurecloud.com");
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_own_line() {
+        let text = r#"
+            [genesys]
+            region = "mars.example"
+            [departments.ENG]
+            group_id = "not-a-uuid"
+        "#;
+        let err = Config::from_toml(text, &env(&[])).unwrap_err();
+        let all = err.problems.join("\n");
+        assert!(all.contains("GENESYS_REGION \"mars.example\""), "{all}");
+        assert!(all.contains("departments.ENG.group_id \"not-a-uuid\" is not a UUID"), "{all}");
+        assert!(all.contains("HR_WEBHOOK_SECRET is missing"), "{all}");
+        assert!(all.contains("ADMIN_TOKEN is missing"), "{all}");
+        assert_eq!(err.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let text = "[server]\nlisten_addr = \"127.0.0.1:1\"\n[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let mut e = good_env();
+        e.insert("LISTEN_ADDR".into(), "0.0.0.0:8080".into());
+        e.insert("GENESYS_REGION".into(), "mypurecloud.ie".into());
+        e.insert("GENESYS_API_URL".into(), "http://127.0.0.1:9100/".into());
+        let cfg = Config::from_toml(text, &e).unwrap();
+        assert_eq!(cfg.server.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.genesys.api_url, "http://127.0.0.1:9100");
+        assert_eq!(cfg.genesys.login_url, "https://login.mypurecloud.ie");
+    }
+
+    #[test]
+    fn a_malformed_secret_is_named_but_never_echoed() {
+        let mut e = good_env();
+        e.insert("HR_WEBHOOK_SECRET".into(), "whsec_%%%not-base64%%%".into());
+        let text = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let err = Config::from_toml(text, &e).unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("HR_WEBHOOK_SECRET"), "{all}");
+        assert!(!all.contains("not-base64"), "{all}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let mut e = good_env();
+        e.insert("GENESYS_CLIENT_ID".into(), "client-id".into());
+        e.insert("GENESYS_CLIENT_SECRET".into(), "super-secret-genesys-value".into());
+        e.insert("DATABASE_URL".into(), "postgres://u:db-password-value@localhost/x".into());
+        let text = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let cfg = Config::from_toml(text, &e).unwrap();
+        let shown = format!("{cfg:?}\n{}", cfg.report().join("\n"));
+        for secret in [
+            "super-secret-genesys-value",
+            "an-admin-token-long-enough",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "db-password-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked in:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn verification_can_be_turned_off_only_explicitly() {
+        let text = "[webhooks]\nverify_signatures = false\n[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let cfg = Config::from_toml(text, &env(&[("ADMIN_TOKEN", "an-admin-token-long-enough")])).unwrap();
+        assert!(!cfg.webhooks.verify_signatures);
+        assert!(cfg.warnings().iter().any(|w| w.contains("VERIFICATION IS OFF")));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let err = Config::from_toml("[server]\nlisten_adr = \"x\"\n", &good_env()).unwrap_err();
+        assert!(err.to_string().contains("listen_adr"), "{err}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The service's edge error and its one JSON shape: `{"error": "<what is wrong>"}`.
+//!
+//! Inner layers have their own error enums; the edge turns them into an `ApiError` here, in one place,
+//! so every status code the service answers with is decided in this file.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::queue::QueueError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the message names the field or the problem.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing or wrong credentials or signature.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the resource is not in a state that allows the action.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413
+    #[error("Request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but refers to something this service does not know.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 503: a dependency (the database) is unavailable; the sender should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; details go to the log, not to the client.
+    #[error("Internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound(id) => ApiError::NotFound(format!("No job with auditId {id}")),
+            QueueError::WrongState { audit_id, state, wanted } => {
+                ApiError::Conflict(format!("Job {audit_id} is {state}, not {wanted}"))
+            }
+            // The event was not stored: 503 tells the sender to try again; nothing was acknowledged.
+            QueueError::Database(e) => ApiError::Unavailable(format!("Job store unavailable: {e}")),
+            QueueError::Closed => ApiError::Unavailable("Service is shutting down".to_string()),
+            QueueError::Corrupt(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
+            tracing::error!(%status, detail, "request failed");
+        }
+        let error = match &self {
+            // The database error text can carry host names: keep it in the log only.
+            ApiError::Unavailable(msg) if msg.starts_with("Job store unavailable") => {
+                "Job store unavailable, retry later".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { error })).into_response()
+    }
+}

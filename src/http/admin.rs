@@ -1,0 +1,154 @@
+//! Admin routes (bearer `ADMIN_TOKEN`): job status, the dead letters, replay and delete.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{AppState, parse_audit_id};
+use crate::audit::AuditRecord;
+use crate::error::ApiError;
+use crate::queue::worker::ms_to_rfc3339;
+use crate::queue::{Attempt, Job};
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let offered = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthorized("Missing Authorization: Bearer <admin token>".to_string()))?;
+        // Hash both sides first so the comparison takes the same time whatever the lengths.
+        let want = Sha256::digest(state.config.admin_token.expose_secret().as_bytes());
+        let got = Sha256::digest(offered.trim().as_bytes());
+        if bool::from(want.ct_eq(&got)) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized("Invalid admin token".to_string()))
+        }
+    }
+}
+
+/// A job as the admin API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    audit_id: uuid::Uuid,
+    kind: String,
+    webhook_id: String,
+    state: String,
+    attempts: u32,
+    max_attempts: u32,
+    last_error: Option<String>,
+    result: Option<serde_json::Value>,
+    created_at: String,
+    updated_at: String,
+    next_attempt_at: Option<String>,
+    finished_at: Option<String>,
+    payload: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_history: Option<Vec<Attempt>>,
+}
+
+impl JobView {
+    fn new(job: Job, history: Option<Vec<Attempt>>) -> Self {
+        JobView {
+            audit_id: job.audit_id,
+            kind: job.kind,
+            webhook_id: job.webhook_id,
+            state: job.state.to_string(),
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            last_error: job.last_error,
+            result: job.result,
+            created_at: ms_to_rfc3339(job.created_at),
+            updated_at: ms_to_rfc3339(job.updated_at),
+            next_attempt_at: (job.state == crate::queue::JobState::Queued).then(|| ms_to_rfc3339(job.run_at)),
+            finished_at: job.finished_at.map(ms_to_rfc3339),
+            payload: job.payload,
+            attempt_history: history,
+        }
+    }
+}
+
+pub async fn job(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let audit_id = parse_audit_id(&id)?;
+    let job = state
+        .store
+        .get(audit_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No job with auditId {audit_id}")))?;
+    let history = state.store.attempts(audit_id).await?;
+    Ok(Json(JobView::new(job, Some(history))))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+pub async fn dead_letters(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let number = |name: &str, raw: Option<String>, default: u64, max: u64| -> Result<u64, ApiError> {
+        match raw {
+            None => Ok(default),
+            Some(s) => s.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                ApiError::BadRequest(format!("Invalid query parameter {name}: expected a number from 0 to {max}"))
+            }),
+        }
+    };
+    let limit = number("limit", page.limit, 50, 500)?.max(1) as u32;
+    let offset = number("offset", page.offset, 0, u64::from(u32::MAX))?;
+    let (jobs, total) = state.store.dead_letters(limit, offset).await?;
+    let next = (offset + (jobs.len() as u64) < total).then_some(offset + jobs.len() as u64);
+    let items: Vec<JobView> = jobs.into_iter().map(|j| JobView::new(j, None)).collect();
+    Ok(Json(json!({"items": items, "total": total, "limit": limit, "offset": offset, "nextOffset": next}))
+        .into_response())
+}
+
+pub async fn replay(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let audit_id = parse_audit_id(&id)?;
+    let job = state.store.replay(audit_id).await?;
+    state.wake.notify_waiters();
+    state.audit.record(
+        AuditRecord::new("job.replayed", "queued")
+            .audit_id(audit_id)
+            .webhook_id(&job.webhook_id)
+            .subject(&job.payload)
+            .detail(format!("replayed by an admin; previous error: {}", job.last_error.as_deref().unwrap_or("none"))),
+    );
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": audit_id}))).into_response())
+}
+
+pub async fn delete_dead_letter(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let audit_id = parse_audit_id(&id)?;
+    let job = state.store.delete_dead(audit_id).await?;
+    state.audit.record(
+        AuditRecord::new("job.deleted", "deleted")
+            .audit_id(audit_id)
+            .webhook_id(&job.webhook_id)
+            .subject(&job.payload)
+            .detail("dead letter deleted by an admin"),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

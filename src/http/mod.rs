@@ -1,0 +1,194 @@
+//! The axum edge: router, shared state, and the steps every signed webhook goes through
+//! (content type, size, signature, JSON) before its own endpoint parses it.
+
+pub mod admin;
+pub mod health;
+pub mod hr;
+pub mod signature;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use uuid::Uuid;
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::queue::JobStore;
+use crate::queue::intake::Intake;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub intake: Intake,
+    pub store: JobStore,
+    pub audit: AuditLog,
+    pub metrics: Arc<Metrics>,
+    /// Wakes idle workers when an admin puts a job back in the queue.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/hr/user-created", post(hr::user_created))
+        .route("/jobs/{audit_id}", get(admin::job))
+        .route("/admin/dead-letters", get(admin::dead_letters))
+        .route("/admin/dead-letters/{audit_id}/replay", post(admin::replay))
+        .route("/admin/dead-letters/{audit_id}", delete(admin::delete_dead_letter))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::NotFound("No such endpoint".to_string()) })
+        .method_not_allowed_fallback(|| async { MethodNotAllowed })
+        .with_state(state)
+}
+
+struct MethodNotAllowed;
+
+impl IntoResponse for MethodNotAllowed {
+    fn into_response(self) -> Response {
+        let body = crate::error::ErrorBody { error: "Method not allowed on this endpoint".to_string() };
+        (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+    }
+}
+
+/// A webhook that passed the shared checks: its raw body, parsed JSON, and the signed event id.
+pub struct VerifiedWebhook {
+    pub json: serde_json::Value,
+    /// The `webhook-id` header when sent (it is covered by the signature).
+    pub header_id: Option<String>,
+}
+
+/// A refused webhook: the answer, and what the audit line says about it.
+pub struct Refusal {
+    pub error: ApiError,
+    pub outcome: &'static str,
+}
+
+impl Refusal {
+    fn new(error: ApiError, outcome: &'static str) -> Self {
+        Refusal { error, outcome }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        let outcome = match &error {
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Unavailable(_) => "unavailable",
+            _ => "bad_request",
+        };
+        Refusal { error, outcome }
+    }
+}
+
+/// Content type, size, signature and JSON syntax: the checks every HR webhook passes first.
+pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -> Result<VerifiedWebhook, Refusal> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+        return Err(Refusal::new(
+            ApiError::UnsupportedMediaType("Content-Type must be application/json".to_string()),
+            "unsupported_media_type",
+        ));
+    }
+    let limit = state.config.server.max_body_bytes;
+    let too_large = || Refusal::new(ApiError::PayloadTooLarge { limit }, "too_large");
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return Err(too_large()),
+        Err(_) => {
+            return Err(Refusal::new(
+                ApiError::BadRequest("Request body could not be read".to_string()),
+                "bad_request",
+            ));
+        }
+    };
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if state.config.webhooks.verify_signatures {
+        let request = signature::SignedRequest {
+            id: header_text(signature::HEADER_ID),
+            timestamp: header_text(signature::HEADER_TIMESTAMP),
+            signature: header_text(signature::HEADER_SIGNATURE),
+        };
+        let now = chrono::Utc::now().timestamp();
+        signature::verify(
+            &state.config.webhooks.secrets,
+            &request,
+            &bytes,
+            now,
+            state.config.webhooks.timestamp_tolerance,
+        )
+        .map_err(|e| Refusal::new(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Refusal::new(ApiError::BadRequest(format!("Malformed JSON: {e}")), "bad_request"))?;
+    let header_id = header_text(signature::HEADER_ID).map(str::to_string).filter(|s| !s.is_empty());
+    Ok(VerifiedWebhook { json, header_id })
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The event id: the signed `webhook-id` header, else the body's `id`. Ids longer than 255
+/// characters or with control characters are refused so they cannot bloat or garble the audit trail.
+pub fn event_id(webhook: &VerifiedWebhook) -> Result<String, ApiError> {
+    let id = webhook
+        .header_id
+        .clone()
+        .or_else(|| webhook.json.get("id").and_then(|v| v.as_str()).map(str::to_string))
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("Missing event id: send a webhook-id header or an id field".to_string()))?;
+    if id.len() > 255 || id.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("Invalid event id: at most 255 printable characters".to_string()));
+    }
+    Ok(id)
+}
+
+/// Audits and counts a refused webhook, and turns it into the answer.
+pub fn refuse(
+    state: &AppState,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    refusal: Refusal,
+    body: Option<&serde_json::Value>,
+) -> Response {
+    state.metrics.webhook(refusal.outcome);
+    let mut line = AuditRecord::new("intake.rejected", "rejected")
+        .detail(refusal.error.to_string())
+        .field("endpoint", endpoint)
+        .field("httpStatus", refusal.error.status().as_u16());
+    // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
+    if let Some(id) = headers.get(signature::HEADER_ID).and_then(|v| v.to_str().ok()) {
+        line = line.webhook_id(id.chars().take(255).collect::<String>());
+    }
+    if let Some(b) = body {
+        line = line.subject(b);
+    }
+    state.audit.record(line);
+    refusal.error.into_response()
+}
+
+/// Parses an `auditId` path segment.
+pub fn parse_audit_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest(format!("Invalid auditId {raw:?}: expected a UUID")))
+}

@@ -1,0 +1,140 @@
+//! genesys-provisioner: keeps Genesys Cloud in step with an HR system.
+//!
+//! `App::build` binds the port and opens the job store; `App::run_until_stopped` runs the HTTP edge,
+//! the intake committer and the workers until a `CancellationToken` says stop. `main` and the tests
+//! both start the service this way.
+
+pub mod audit;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod queue;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::queue::JobStore;
+use crate::queue::intake::{CommitStats, Committer, Intake};
+use crate::queue::worker::{JobHandler, Worker};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the job store ({backend}): {source}")]
+    Store { backend: &'static str, source: queue::QueueError },
+    #[error("{0}")]
+    Audit(String),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built, bound, not yet running service.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    worker: Arc<Worker>,
+    committer: Committer,
+    commit_stats: Arc<CommitStats>,
+    run_workers: bool,
+}
+
+impl App {
+    /// Builds the service with its real job handler, the provisioning pipeline.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let handler = Arc::new(pipeline::Provisioning::new(config.departments.clone()));
+        Self::build_with_handler(config, handler).await
+    }
+
+    /// Builds the service with a given job handler (tests use their own).
+    pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
+        let addr = config.server.listen_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let store = JobStore::connect(&config.server.database_url, config.queue.max_attempts)
+            .await
+            .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
+        let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
+        let metrics = Arc::new(Metrics::default());
+        let wake = Arc::new(Notify::new());
+        let commit_stats = Arc::new(CommitStats::default());
+        // The committer starts in `run_until_stopped`; until then requests queue in its channel.
+        let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            handler,
+            config.queue.clone(),
+            audit.clone(),
+            metrics.clone(),
+            wake.clone(),
+        ));
+        let state = AppState { config: Arc::new(config), intake, store, audit, metrics, wake };
+        Ok(App { listener, addr, state, worker, committer, commit_stats, run_workers: true })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn store(&self) -> JobStore {
+        self.state.store.clone()
+    }
+
+    /// The worker, for driving the queue by hand (`Worker::drain`).
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
+    pub fn commit_stats(&self) -> Arc<CommitStats> {
+        self.commit_stats.clone()
+    }
+
+    /// Serve HTTP but run no workers: jobs wait in the queue (tests drive them with `Worker::drain`,
+    /// and an intake-only replica can leave the work to others).
+    pub fn without_workers(mut self) -> Self {
+        self.run_workers = false;
+        self
+    }
+
+    /// Runs until `stop` is cancelled: stops accepting, lets in-flight requests finish and their
+    /// jobs commit, lets running jobs finish (or releases them after the grace period), then returns.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StartError> {
+        let App { listener, state, worker, committer, commit_stats, run_workers, .. } = self;
+        for warning in state.config.warnings() {
+            tracing::warn!("{warning}");
+        }
+        let committer_stop = CancellationToken::new();
+        let committer = committer.start(state.store.clone(), state.wake.clone(), commit_stats, committer_stop.clone());
+        let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
+        tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, backend = state.store.backend(), "listening");
+
+        let store = state.store.clone();
+        let router = http::router(state);
+        let served = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+        // Every request has been answered; commit whatever is still in the channel, then stop.
+        committer_stop.cancel();
+        let _ = committer.await;
+        if let Some(w) = workers {
+            let _ = w.await;
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        served.map_err(StartError::Serve)
+    }
+}

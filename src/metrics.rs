@@ -1,0 +1,107 @@
+//! Service metrics in Prometheus text format.
+//!
+//! A small registry per `App` instead of a process-global recorder: tests run many apps in one
+//! process, and each must see only its own counts.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::queue::JobState;
+
+/// Outcomes of a webhook at the edge.
+pub const WEBHOOK_OUTCOMES: &[&str] = &[
+    "accepted",
+    "duplicate",
+    "unauthorized",
+    "bad_request",
+    "unprocessable",
+    "too_large",
+    "unsupported_media_type",
+    "unavailable",
+];
+
+/// Outcomes of a job attempt.
+pub const ATTEMPT_OUTCOMES: &[&str] = &["succeeded", "retry", "dead", "released"];
+
+const DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+#[derive(Debug)]
+pub struct Metrics {
+    webhooks: Vec<AtomicU64>,
+    attempts: Vec<AtomicU64>,
+    durations: Mutex<Histogram>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            webhooks: WEBHOOK_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
+            attempts: ATTEMPT_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
+            durations: Mutex::new(Histogram { buckets: vec![0; DURATION_BUCKETS.len()], ..Default::default() }),
+        }
+    }
+}
+
+fn bump(names: &[&str], counters: &[AtomicU64], name: &str) {
+    if let Some(i) = names.iter().position(|n| *n == name) {
+        counters[i].fetch_add(1, Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn webhook(&self, outcome: &str) {
+        bump(WEBHOOK_OUTCOMES, &self.webhooks, outcome);
+    }
+
+    pub fn attempt(&self, outcome: &str, took: Duration) {
+        bump(ATTEMPT_OUTCOMES, &self.attempts, outcome);
+        let secs = took.as_secs_f64();
+        let mut h = self.durations.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    /// The text exposition; `queue` is the current count of jobs per state.
+    pub fn render(&self, queue: &[(JobState, u64)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP provisioner_webhooks_total Webhooks received, by outcome.");
+        let _ = writeln!(out, "# TYPE provisioner_webhooks_total counter");
+        for (name, c) in WEBHOOK_OUTCOMES.iter().zip(&self.webhooks) {
+            let _ = writeln!(out, "provisioner_webhooks_total{{outcome=\"{name}\"}} {}", c.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP provisioner_queue_jobs Jobs in the queue, by state.");
+        let _ = writeln!(out, "# TYPE provisioner_queue_jobs gauge");
+        for (state, n) in queue {
+            let _ = writeln!(out, "provisioner_queue_jobs{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP provisioner_job_attempts_total Job attempts, by outcome.");
+        let _ = writeln!(out, "# TYPE provisioner_job_attempts_total counter");
+        for (name, c) in ATTEMPT_OUTCOMES.iter().zip(&self.attempts) {
+            let _ = writeln!(out, "provisioner_job_attempts_total{{outcome=\"{name}\"}} {}", c.load(Relaxed));
+        }
+        let h = self.durations.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "# HELP provisioner_job_duration_seconds Time a job attempt took.");
+        let _ = writeln!(out, "# TYPE provisioner_job_duration_seconds histogram");
+        for (le, n) in DURATION_BUCKETS.iter().zip(&h.buckets) {
+            let _ = writeln!(out, "provisioner_job_duration_seconds_bucket{{le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "provisioner_job_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "provisioner_job_duration_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "provisioner_job_duration_seconds_count {}", h.count);
+        out
+    }
+}

@@ -1,0 +1,546 @@
+//! Durable jobs: enqueue, lease, complete, retry, dead-letter; SQLite (embedded) or PostgreSQL.
+//!
+//! One `JobStore` serves both backends with the same SQL text (`$n` placeholders, `RETURNING`);
+//! only the claim differs (`FOR UPDATE SKIP LOCKED` on PostgreSQL, where several processes share a queue).
+
+pub mod intake;
+pub mod worker;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use crate::config::DatabaseUrl;
+
+/// Errors of the job store.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("no job {0}")]
+    NotFound(Uuid),
+    #[error("job {audit_id} is {state}, not {wanted}")]
+    WrongState { audit_id: Uuid, state: JobState, wanted: JobState },
+    #[error("stored job is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the intake committer has stopped")]
+    Closed,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 4] = [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| QueueError::Corrupt(format!("unknown job state {s:?}")))
+    }
+}
+
+/// A job to be stored, as the edge built it.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub audit_id: Uuid,
+    /// What the job does, e.g. `hr.user_created`; selects the handler.
+    pub kind: String,
+    /// The event id the sender gave; with `kind` it makes the idempotency key.
+    pub webhook_id: String,
+    pub payload: serde_json::Value,
+}
+
+impl NewJob {
+    fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.kind, self.webhook_id)
+    }
+}
+
+/// The answer to an enqueue: the job's audit id, and whether this call created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    pub audit_id: Uuid,
+    pub created: bool,
+}
+
+/// A stored job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub audit_id: Uuid,
+    pub kind: String,
+    pub webhook_id: String,
+    pub payload: serde_json::Value,
+    pub state: JobState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_at: i64,
+    pub lease_token: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One finished attempt of a job.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub attempt: u32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    audit_id: String,
+    kind: String,
+    webhook_id: String,
+    payload: String,
+    state: String,
+    attempts: i64,
+    max_attempts: i64,
+    run_at: i64,
+    lease_token: Option<String>,
+    last_error: Option<String>,
+    result: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = QueueError;
+    fn try_from(r: JobRow) -> Result<Self, QueueError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| QueueError::Corrupt(format!("{what}: {e}"));
+        Ok(Job {
+            audit_id: Uuid::parse_str(&r.audit_id).map_err(|e| corrupt("audit_id", &e))?,
+            kind: r.kind,
+            webhook_id: r.webhook_id,
+            payload: serde_json::from_str(&r.payload).map_err(|e| corrupt("payload", &e))?,
+            state: r.state.parse()?,
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
+            run_at: r.run_at,
+            lease_token: r.lease_token,
+            last_error: r.last_error,
+            result: r.result.as_deref().map(serde_json::from_str).transpose().map_err(|e| corrupt("result", &e))?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    attempt: i64,
+    started_at: i64,
+    finished_at: i64,
+    outcome: String,
+    error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch, the time unit of the jobs table.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[derive(Clone, Debug)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store has; the SQL text is shared.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The columns of `JobRow`, as a macro so that queries stay `&'static str` (sqlx refuses built strings).
+macro_rules! job_columns {
+    () => {
+        "audit_id, kind, webhook_id, payload, state, attempts, max_attempts, run_at, \
+         lease_token, last_error, result, created_at, updated_at, finished_at"
+    };
+}
+
+/// The durable job table.
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    db: Db,
+    max_attempts: u32,
+}
+
+/// How a finished attempt ends.
+#[derive(Debug)]
+pub enum Finish<'a> {
+    Succeeded { result: &'a serde_json::Value },
+    Retry { run_at: i64, error: &'a str },
+    Dead { error: &'a str },
+}
+
+impl JobStore {
+    /// Opens the database (creating an SQLite file and its folder when needed) and runs migrations.
+    pub async fn connect(url: &DatabaseUrl, max_attempts: u32) -> Result<Self, QueueError> {
+        let db = match url {
+            DatabaseUrl::Sqlite(url) => {
+                let opts = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a commit is on disk before the 202 goes out, even across power loss.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let file = opts.get_filename();
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        QueueError::Database(sqlx::Error::Configuration(
+                            format!("cannot create database folder {}: {e}", dir.display()).into(),
+                        ))
+                    })?;
+                }
+                let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+                sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
+                Db::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url.expose_secret())
+                    .await?;
+                sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(JobStore { db, max_attempts })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        on_pool!(&self.db, |p| p.close().await)
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        on_pool!(&self.db, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(Into::into))
+    }
+
+    /// Stores jobs in ONE transaction; an id already stored answers with the existing job's audit id.
+    /// Returns one answer per input, in order, only after the commit.
+    pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+        const INSERT: &str = "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, \
+             attempts, max_attempts, run_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, $7) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING audit_id";
+        const EXISTING: &str = "SELECT audit_id FROM jobs WHERE idempotency_key = $1";
+        let now = now_ms();
+        on_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let key = job.idempotency_key();
+                let inserted: Option<(String,)> = sqlx::query_as(INSERT)
+                    .bind(job.audit_id.to_string())
+                    .bind(&key)
+                    .bind(&job.kind)
+                    .bind(&job.webhook_id)
+                    .bind(job.payload.to_string())
+                    .bind(i64::from(self.max_attempts))
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (audit_id, created) = match inserted {
+                    Some((id,)) => (id, true),
+                    None => {
+                        let (id,): (String,) = sqlx::query_as(EXISTING).bind(&key).fetch_one(&mut *tx).await?;
+                        (id, false)
+                    }
+                };
+                let audit_id = Uuid::parse_str(&audit_id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+                out.push(Enqueued { audit_id, created });
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    /// Leases up to `limit` due jobs (queued and due, or running with an expired lease) to the caller.
+    /// Each claim counts as an attempt.
+    pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
+        let now = now_ms();
+        let token = Uuid::new_v4().to_string();
+        let lease_until = now + lease.as_millis() as i64;
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
+                       updated_at = $3, \
+                       last_error = CASE WHEN state = 'running' \
+                         THEN 'the previous attempt''s lease expired (its worker stopped or crashed)' ELSE last_error END \
+                     WHERE audit_id IN (SELECT audit_id FROM jobs \
+                       WHERE (state = 'queued' AND run_at <= $3) \
+                          OR (state = 'running' AND lease_until < $3 AND attempts < max_attempts) \
+                       ORDER BY run_at LIMIT $4",
+                    $lock,
+                    ") RETURNING ",
+                    job_columns!()
+                )
+            };
+        }
+        let sql = match self.db {
+            Db::Sqlite(_) => claim_sql!(""),
+            // Concurrent claimers skip rows another transaction is claiming instead of waiting for them.
+            Db::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let rows: Vec<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql)
+            .bind(&token)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await?);
+        rows.into_iter().map(Job::try_from).collect()
+    }
+
+    /// Jobs whose final attempt's lease expired become dead letters (a job that kills its worker
+    /// every time must not be retried forever). Returns them so the caller can audit each.
+    pub async fn reap_expired_final_attempts(&self) -> Result<Vec<Job>, QueueError> {
+        let sql = concat!(
+            "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, updated_at = $1, finished_at = $1, \
+               last_error = 'the final attempt''s lease expired (its worker stopped or crashed)' \
+             WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts \
+             RETURNING ",
+            job_columns!()
+        );
+        let rows: Vec<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql).bind(now_ms()).fetch_all(p).await?);
+        rows.into_iter().map(Job::try_from).collect()
+    }
+
+    /// Keeps a running job's lease alive. False when the lease was lost (another worker took the job).
+    pub async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, QueueError> {
+        let until = now_ms() + lease.as_millis() as i64;
+        let sql = "UPDATE jobs SET lease_until = $1 WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
+        let n = on_pool!(&self.db, |p| sqlx::query(sql)
+            .bind(until)
+            .bind(job.audit_id.to_string())
+            .bind(job.lease_token.as_deref())
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Records the end of an attempt and moves the job on. False when this worker no longer held the
+    /// lease (the job was taken over after its lease expired); nothing is changed then.
+    pub async fn finish(&self, job: &Job, started_at: i64, finish: Finish<'_>) -> Result<bool, QueueError> {
+        let now = now_ms();
+        let (state, run_at, error, result, outcome) = match &finish {
+            Finish::Succeeded { result } => ("succeeded", job.run_at, None, Some(result.to_string()), "succeeded"),
+            Finish::Retry { run_at, error } => ("queued", *run_at, Some(*error), None, "retry"),
+            Finish::Dead { error } => ("dead", job.run_at, Some(*error), None, "dead"),
+        };
+        let finished_at = (state != "queued").then_some(now);
+        let update = "UPDATE jobs SET state = $1, run_at = $2, last_error = COALESCE($3, last_error), result = $4, \
+               updated_at = $5, finished_at = $6, lease_token = NULL, lease_until = NULL \
+             WHERE audit_id = $7 AND lease_token = $8 AND state = 'running'";
+        let record = "INSERT INTO job_attempts (audit_id, attempt, started_at, finished_at, outcome, error) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (audit_id, attempt) DO NOTHING";
+        on_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(update)
+                .bind(state)
+                .bind(run_at)
+                .bind(error)
+                .bind(result)
+                .bind(now)
+                .bind(finished_at)
+                .bind(job.audit_id.to_string())
+                .bind(job.lease_token.as_deref())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                sqlx::query(record)
+                    .bind(job.audit_id.to_string())
+                    .bind(i64::from(job.attempts))
+                    .bind(started_at)
+                    .bind(now)
+                    .bind(outcome)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Gives a running job back to the queue without counting the attempt (graceful shutdown).
+    pub async fn release(&self, job: &Job) -> Result<bool, QueueError> {
+        let sql = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = $1, updated_at = $1, \
+               lease_token = NULL, lease_until = NULL \
+             WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
+        let n = on_pool!(&self.db, |p| sqlx::query(sql)
+            .bind(now_ms())
+            .bind(job.audit_id.to_string())
+            .bind(job.lease_token.as_deref())
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn get(&self, audit_id: Uuid) -> Result<Option<Job>, QueueError> {
+        let sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE audit_id = $1");
+        let row: Option<JobRow> =
+            on_pool!(&self.db, |p| sqlx::query_as(sql).bind(audit_id.to_string()).fetch_optional(p).await?);
+        row.map(Job::try_from).transpose()
+    }
+
+    pub async fn attempts(&self, audit_id: Uuid) -> Result<Vec<Attempt>, QueueError> {
+        let sql = "SELECT attempt, started_at, finished_at, outcome, error FROM job_attempts \
+                   WHERE audit_id = $1 ORDER BY attempt";
+        let rows: Vec<AttemptRow> =
+            on_pool!(&self.db, |p| sqlx::query_as(sql).bind(audit_id.to_string()).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|r| Attempt {
+                attempt: u32::try_from(r.attempt).unwrap_or(0),
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                outcome: r.outcome,
+                error: r.error,
+            })
+            .collect())
+    }
+
+    /// One page of dead letters, most recent first, and how many there are in all.
+    pub async fn dead_letters(&self, limit: u32, offset: u64) -> Result<(Vec<Job>, u64), QueueError> {
+        let sql = concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, audit_id LIMIT $1 OFFSET $2"
+        );
+        let count = "SELECT COUNT(*) FROM jobs WHERE state = 'dead'";
+        let (rows, total): (Vec<JobRow>, (i64,)) = on_pool!(&self.db, |p| (
+            sqlx::query_as(sql).bind(i64::from(limit)).bind(offset as i64).fetch_all(p).await?,
+            sqlx::query_as(count).fetch_one(p).await?
+        ));
+        let jobs = rows.into_iter().map(Job::try_from).collect::<Result<_, _>>()?;
+        Ok((jobs, u64::try_from(total.0).unwrap_or(0)))
+    }
+
+    /// Puts a dead letter back in the queue with a fresh set of attempts.
+    pub async fn replay(&self, audit_id: Uuid) -> Result<Job, QueueError> {
+        let sql = concat!(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1, finished_at = NULL \
+             WHERE audit_id = $2 AND state = 'dead' RETURNING ",
+            job_columns!()
+        );
+        let row: Option<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql)
+            .bind(now_ms())
+            .bind(audit_id.to_string())
+            .fetch_optional(p)
+            .await?);
+        match row {
+            Some(r) => Job::try_from(r),
+            None => Err(self.state_error(audit_id, JobState::Dead).await),
+        }
+    }
+
+    /// Removes a dead letter for good (its audit lines stay).
+    pub async fn delete_dead(&self, audit_id: Uuid) -> Result<Job, QueueError> {
+        let sql = concat!("DELETE FROM jobs WHERE audit_id = $1 AND state = 'dead' RETURNING ", job_columns!(), "");
+        let attempts = "DELETE FROM job_attempts WHERE audit_id = $1";
+        let row: Option<JobRow> = on_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query_as(sql).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                sqlx::query(attempts).bind(audit_id.to_string()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            row
+        });
+        match row {
+            Some(r) => Job::try_from(r),
+            None => Err(self.state_error(audit_id, JobState::Dead).await),
+        }
+    }
+
+    async fn state_error(&self, audit_id: Uuid, wanted: JobState) -> QueueError {
+        match self.get(audit_id).await {
+            Ok(Some(job)) => QueueError::WrongState { audit_id, state: job.state, wanted },
+            Ok(None) => QueueError::NotFound(audit_id),
+            Err(e) => e,
+        }
+    }
+
+    /// How many jobs are in each state (for /metrics).
+    pub async fn counts_by_state(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
+        let sql = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
+        let rows: Vec<(String, i64)> = on_pool!(&self.db, |p| sqlx::query_as(sql).fetch_all(p).await?);
+        let mut out: Vec<(JobState, u64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+        for (state, n) in rows {
+            let state: JobState = state.parse()?;
+            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next queued job is due, if any (lets an idle worker sleep exactly that long).
+    pub async fn next_due(&self) -> Result<Option<i64>, QueueError> {
+        let sql = "SELECT MIN(run_at) FROM jobs WHERE state = 'queued'";
+        let (min,): (Option<i64>,) = on_pool!(&self.db, |p| sqlx::query_as(sql).fetch_one(p).await?);
+        Ok(min)
+    }
+}

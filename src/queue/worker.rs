@@ -1,0 +1,322 @@
+//! The worker: leases due jobs, runs them through a `JobHandler` with bounded concurrency, and
+//! records each attempt (success, retry with backoff, dead letter).
+//!
+//! The handler is what a job does (the provisioning pipeline); the worker only knows whether an
+//! attempt succeeded, failed in a way worth retrying (maybe with a "retry after" hint), or failed for good.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Finish, Job, JobStore, QueueError, now_ms};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::config::QueueConfig;
+use crate::metrics::Metrics;
+
+/// What a successful attempt reports; `result` is stored on the job and shown by `GET /jobs/{id}`.
+#[derive(Debug, Clone, Default)]
+pub struct JobSuccess {
+    pub result: serde_json::Value,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JobFailure {
+    /// Worth trying again later (upstream 5xx, 429, timeouts); `retry_after` is a floor for the delay.
+    #[error("{error}")]
+    Retryable { error: String, retry_after: Option<Duration> },
+    /// Trying again cannot help (invalid data, refused by policy): straight to dead letter.
+    #[error("{error}")]
+    Permanent { error: String },
+}
+
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<JobSuccess, JobFailure>> + Send + 'a>>;
+
+/// What a job does. Implemented by the provisioning pipeline, and by tests.
+pub trait JobHandler: Send + Sync + 'static {
+    fn handle<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a>;
+}
+
+/// Full-jitter exponential backoff: a random delay in [0, min(max, base * 2^(attempt-1))],
+/// never less than the handler's `retry_after` hint.
+pub fn backoff(attempt: u32, base: Duration, max: Duration, retry_after: Option<Duration>) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(max);
+    let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.as_millis() as u64));
+    jittered.max(retry_after.unwrap_or(Duration::ZERO))
+}
+
+/// Runs queued jobs.
+pub struct Worker {
+    store: JobStore,
+    handler: Arc<dyn JobHandler>,
+    config: QueueConfig,
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: JobStore,
+        handler: Arc<dyn JobHandler>,
+        config: QueueConfig,
+        audit: AuditLog,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Worker { store, handler, config, audit, metrics, wake }
+    }
+
+    /// Runs until `stop`: then claims nothing more, lets running jobs finish for the configured grace,
+    /// and releases those still running back to the queue.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let tracker = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        while !stop.is_cancelled() {
+            // Register for wake-ups before looking, so a commit between the claim and the wait is not missed.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = stop.cancelled() => break,
+            };
+            let mut held = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                held.push(p);
+            }
+            self.reap().await;
+            let claimed = match self.store.claim(held.len(), self.config.lease).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed; will retry");
+                    drop(held);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll_interval) => {},
+                        _ = stop.cancelled() => {},
+                    }
+                    continue;
+                }
+            };
+            let idle = claimed.is_empty();
+            for job in claimed {
+                let Some(permit) = held.pop() else { break };
+                let this = self.clone();
+                let hard_stop = hard_stop.clone();
+                tracker.spawn(async move {
+                    this.run_job(job, &hard_stop).await;
+                    drop(permit);
+                });
+            }
+            drop(held);
+            if idle {
+                let wait = self.idle_wait().await;
+                tokio::select! {
+                    _ = &mut woken => {},
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = stop.cancelled() => {},
+                }
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait()).await.is_err() {
+            tracing::warn!("jobs still running after the shutdown grace period; releasing them to the queue");
+            hard_stop.cancel();
+            tracker.wait().await;
+        }
+    }
+
+    /// Runs every job that is due now, one claim at a time, until none is left; returns how many
+    /// attempts were made. Lets tests and tools drive the queue without timers.
+    pub async fn drain(&self) -> Result<usize, QueueError> {
+        let never = CancellationToken::new();
+        let mut ran = 0;
+        loop {
+            self.reap().await;
+            let jobs = self.store.claim(self.config.concurrency, self.config.lease).await?;
+            if jobs.is_empty() {
+                return Ok(ran);
+            }
+            ran += jobs.len();
+            let runs = jobs.into_iter().map(|job| self.run_job(job, &never));
+            for run in runs.collect::<Vec<_>>() {
+                run.await;
+            }
+        }
+    }
+
+    /// How long an idle worker sleeps: until the next retry is due, at most one poll interval.
+    async fn idle_wait(&self) -> Duration {
+        match self.store.next_due().await {
+            Ok(Some(due)) => {
+                let until = Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
+                until.clamp(Duration::from_millis(5), self.config.poll_interval)
+            }
+            _ => self.config.poll_interval,
+        }
+    }
+
+    async fn reap(&self) {
+        match self.store.reap_expired_final_attempts().await {
+            Ok(jobs) => {
+                for job in jobs {
+                    self.audit_dead(&job, job.last_error.as_deref().unwrap_or_default());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dead-lettering expired final attempts failed"),
+        }
+    }
+
+    async fn run_job(&self, job: Job, hard_stop: &CancellationToken) {
+        let started = Instant::now();
+        let started_ms = now_ms();
+        let mut attempt = CatchUnwind(self.handler.handle(&job));
+        let mut heartbeat = tokio::time::interval(self.config.lease / 3);
+        heartbeat.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut attempt => break Some(r),
+                _ = hard_stop.cancelled() => break None,
+                _ = heartbeat.tick() => {
+                    if let Ok(false) = self.store.extend_lease(&job, self.config.lease).await {
+                        tracing::warn!(audit_id = %job.audit_id, "lease lost; another worker may have taken the job");
+                    }
+                }
+            }
+        };
+        drop(attempt);
+        let took = started.elapsed();
+        let outcome = match outcome {
+            None => {
+                match self.store.release(&job).await {
+                    Ok(_) => self.metrics.attempt("released", took),
+                    Err(e) => {
+                        tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
+                    }
+                }
+                return;
+            }
+            Some(Ok(r)) => r,
+            Some(Err(panic)) => {
+                Err(JobFailure::Retryable { error: format!("the job handler panicked: {panic}"), retry_after: None })
+            }
+        };
+        let (finish, status, detail) = match &outcome {
+            Ok(success) => (Finish::Succeeded { result: &success.result }, "succeeded", None),
+            Err(JobFailure::Retryable { error, retry_after }) if job.attempts < job.max_attempts => {
+                let delay = backoff(job.attempts, self.config.backoff_base, self.config.backoff_max, *retry_after);
+                (Finish::Retry { run_at: now_ms() + delay.as_millis() as i64, error }, "retry", Some(error.clone()))
+            }
+            Err(JobFailure::Retryable { error, .. }) => {
+                (Finish::Dead { error }, "dead", Some(format!("{error} (gave up after {} attempts)", job.attempts)))
+            }
+            Err(JobFailure::Permanent { error }) => (Finish::Dead { error }, "dead", Some(error.clone())),
+        };
+        let run_at = match finish {
+            Finish::Retry { run_at, .. } => Some(run_at),
+            _ => None,
+        };
+        match self.store.finish(&job, started_ms, finish).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(audit_id = %job.audit_id, "attempt finished after its lease was taken over; result dropped");
+                return;
+            }
+            Err(e) => {
+                // Not recorded: the lease will expire and the job runs again. Nothing is lost.
+                tracing::error!(audit_id = %job.audit_id, error = %e, "recording the attempt failed");
+                return;
+            }
+        }
+        self.metrics.attempt(status, took);
+        let mut line = AuditRecord::new("job.attempt", status)
+            .audit_id(job.audit_id)
+            .webhook_id(&job.webhook_id)
+            .subject(&job.payload)
+            .retry_count(job.attempts.saturating_sub(1))
+            .field("attempt", job.attempts)
+            .field("latencyMs", took.as_millis() as u64);
+        if let Some(d) = &detail {
+            line = line.detail(d.clone());
+        }
+        if let Some(run_at) = run_at {
+            line = line.field("nextAttemptAt", ms_to_rfc3339(run_at));
+        }
+        if let Some(obj) = outcome.as_ref().ok().and_then(|s| s.result.as_object()) {
+            for (k, v) in obj {
+                line.extra.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+        self.audit.record(line);
+        if status == "dead" {
+            self.audit_dead(&job, detail.as_deref().unwrap_or_default());
+        }
+    }
+
+    fn audit_dead(&self, job: &Job, reason: &str) {
+        tracing::warn!(audit_id = %job.audit_id, reason, "job moved to the dead letters");
+        self.audit.record(
+            AuditRecord::new("job.dead_lettered", "dead")
+                .audit_id(job.audit_id)
+                .webhook_id(&job.webhook_id)
+                .subject(&job.payload)
+                .retry_count(job.attempts.saturating_sub(1))
+                .detail(reason),
+        );
+    }
+}
+
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Turns a panic inside a handler into an error for that one job instead of a lost worker task.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_and_honours_the_hint() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for _ in 0..200 {
+            assert!(backoff(1, base, max, None) <= base);
+            assert!(backoff(3, base, max, None) <= base * 4);
+            assert!(backoff(30, base, max, None) <= max);
+            assert!(backoff(1, base, max, Some(Duration::from_secs(5))) >= Duration::from_secs(5));
+        }
+        // Full jitter: the delays spread over the window rather than clustering at its top.
+        let spread: Vec<_> = (0..200).map(|_| backoff(4, base, max, None)).collect();
+        assert!(spread.iter().any(|d| *d < base * 2) && spread.iter().any(|d| *d > base * 6));
+    }
+}
