@@ -1,1 +1,5 @@
+//! Black-box tests: each spawns the real service on a free port and talks HTTP to it.
+//! PostgreSQL runs need TEST_DATABASE_URL; without it they print SKIPPED and pass.
 
+mod common;
+mod intake;
