@@ -1,0 +1,248 @@
+//! The queue and its worker: retries with backoff, dead letters and replay, leases, two workers on
+//! one PostgreSQL queue, graceful release.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use genesys_provisioner::queue::worker::{JobFailure, JobSuccess};
+use genesys_provisioner::queue::{JobStore, NewJob};
+use serde_json::json;
+
+use crate::common::*;
+
+fn retryable(msg: &str) -> JobFailure {
+    JobFailure::Retryable { error: msg.to_string(), retry_after: None }
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_retried_with_backoff_until_it_succeeds() {
+    on_each_backend(|backend| async move {
+        let handler = ScriptedHandler::new(|_, n| {
+            if n < 3 {
+                Err(retryable(&format!("upstream 503 (attempt {n})")))
+            } else {
+                Ok(JobSuccess { result: json!({"scimId": "u-1"}) })
+            }
+        });
+        let app = Spawn::new(backend).handler(handler.clone()).start().await.unwrap();
+        let id = app.hire(&new_hire("ENG")).await;
+        let job = app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
+        assert_eq!(job["attempts"], 3);
+        assert_eq!(job["result"], json!({"scimId": "u-1"}));
+        let history = job["attemptHistory"].as_array().unwrap();
+        let outcomes: Vec<_> = history.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["retry", "retry", "succeeded"]);
+        assert_eq!(history[0]["error"], "upstream 503 (attempt 1)");
+        assert_eq!(handler.runs_of(id), 3);
+        let lines = app.audit_lines();
+        let attempts: Vec<_> =
+            lines.iter().filter(|l| l["event"] == "job.attempt" && l["auditId"] == id.to_string()).collect();
+        assert_eq!(attempts.len(), 3);
+        assert_eq!(attempts[0]["status"], "retry");
+        assert_eq!(attempts[0]["retryCount"], 0);
+        assert!(attempts[0]["nextAttemptAt"].is_string());
+        assert_eq!(attempts[2]["status"], "succeeded");
+        assert_eq!(attempts[2]["retryCount"], 2);
+        assert_eq!(attempts[2]["scimId"], "u-1");
+        assert_eq!(attempts[2]["departmentCode"], "ENG");
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retry_after_hint_sets_the_earliest_next_attempt() {
+    let handler = ScriptedHandler::new(|_, n| {
+        if n == 1 {
+            Err(JobFailure::Retryable { error: "429".into(), retry_after: Some(Duration::from_secs(3600)) })
+        } else {
+            Ok(JobSuccess::default())
+        }
+    });
+    let app = Spawn::new(Backend::Sqlite).handler(handler).no_workers().start().await.unwrap();
+    let id = app.hire(&new_hire("ENG")).await;
+    let before = genesys_provisioner::queue::now_ms();
+    assert_eq!(app.worker.drain().await.unwrap(), 1);
+    let job = app.store.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state.as_str(), "queued");
+    assert!(job.run_at >= before + 3_600_000, "next attempt at least an hour away");
+    assert_eq!(app.worker.drain().await.unwrap(), 0, "not due yet: nothing runs");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn exhausted_attempts_become_a_dead_letter_and_replay_runs_it_again() {
+    on_each_backend(|backend| async move {
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = healthy.clone();
+        let handler = ScriptedHandler::new(move |_, _| {
+            if h.load(Ordering::SeqCst) { Ok(JobSuccess::default()) } else { Err(retryable("upstream down")) }
+        });
+        let app = Spawn::new(backend).handler(handler.clone()).start().await.unwrap();
+        let id = app.hire(&new_hire("SALES")).await;
+        let job = app.wait_for_state(id, "dead", Duration::from_secs(10)).await;
+        assert_eq!(job["attempts"], 3, "max_attempts is 3 in the test config");
+        assert_eq!(job["lastError"], "upstream down");
+        let dead = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.dead_lettered").await;
+        assert_eq!(dead["auditId"], id.to_string());
+        assert!(dead["detail"].as_str().unwrap().contains("gave up after 3 attempts"));
+
+        let (status, page) = app.admin_get("/admin/dead-letters").await;
+        assert_eq!(status, 200);
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["items"][0]["auditId"], id.to_string());
+
+        healthy.store(true, Ordering::SeqCst);
+        let (status, answer) = app.admin(reqwest::Method::POST, &format!("/admin/dead-letters/{id}/replay")).await;
+        assert_eq!((status, answer), (202, json!({"status": "queued", "auditId": id.to_string()})));
+        let job = app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
+        assert_eq!(job["attempts"], 1, "a replay starts a fresh set of attempts");
+        assert_eq!(handler.runs_of(id), 4);
+        app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.replayed").await;
+        let (_, page) = app.admin_get("/admin/dead-letters").await;
+        assert_eq!(page["total"], 0);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_goes_straight_to_dead_letter_and_can_be_deleted() {
+    let handler = ScriptedHandler::new(|_, _| Err(JobFailure::Permanent { error: "invalidValue: userName".into() }));
+    let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).start().await.unwrap();
+    let id = app.hire(&new_hire("HR")).await;
+    let job = app.wait_for_state(id, "dead", Duration::from_secs(10)).await;
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["lastError"], "invalidValue: userName");
+    assert_eq!(handler.runs_of(id), 1);
+
+    let (status, _) = app.admin(reqwest::Method::DELETE, &format!("/admin/dead-letters/{id}")).await;
+    assert_eq!(status, 204);
+    let (status, answer) = app.admin_get(&format!("/jobs/{id}")).await;
+    assert_eq!((status, answer), (404, json!({"error": format!("No job with auditId {id}")})));
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.deleted").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_returns_the_job_to_the_queue() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let id = app.hire(&new_hire("ENG")).await;
+        // A worker claims the job and then "crashes": it never finishes or extends the lease.
+        let claimed = app.store.claim(10, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "held while leased");
+        let again = eventually(Duration::from_secs(5), || async {
+            let jobs = app.store.claim(10, Duration::from_secs(30)).await.unwrap();
+            (!jobs.is_empty()).then_some(jobs)
+        })
+        .await
+        .expect("the job is claimable once the lease expires");
+        assert_eq!(again[0].audit_id, id);
+        assert_eq!(again[0].attempts, 2, "the crashed attempt counts");
+        assert!(again[0].last_error.as_deref().unwrap().contains("lease expired"));
+        // The crashed worker's late answer is refused: it no longer holds the lease.
+        let late = app
+            .store
+            .finish(&claimed[0], 0, genesys_provisioner::queue::Finish::Succeeded { result: &json!({}) })
+            .await
+            .unwrap();
+        assert!(!late);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_whose_final_attempt_keeps_crashing_is_dead_lettered() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let id = app.hire(&new_hire("ENG")).await;
+    for _ in 0..3 {
+        let got = eventually(Duration::from_secs(5), || async {
+            let jobs = app.store.claim(1, Duration::from_millis(100)).await.unwrap();
+            (!jobs.is_empty()).then_some(())
+        })
+        .await;
+        assert!(got.is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(app.worker.drain().await.unwrap(), 0);
+    let job = app.wait_for_state(id, "dead", Duration::from_secs(5)).await;
+    assert!(job["lastError"].as_str().unwrap().contains("final attempt"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_job_keeps_its_lease_alive() {
+    // The lease is 2 s; the job takes 3 s. The heartbeat must stop another claim from taking it.
+    let handler = ScriptedHandler::slow(Duration::from_secs(3), |_, _| Ok(JobSuccess::default()));
+    let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).start().await.unwrap();
+    let id = app.hire(&new_hire("ENG")).await;
+    app.wait_for_state(id, "running", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(handler.runs_of(id), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_jobs_that_outlive_the_grace_period() {
+    let handler = ScriptedHandler::slow(Duration::from_secs(60), |_, _| Ok(JobSuccess::default()));
+    let mut app = Spawn::new(Backend::Sqlite).handler(handler).start().await.unwrap();
+    // The job sleeps 60 s; the grace period is 5 s in the test config.
+    let id = app.hire(&new_hire("ENG")).await;
+    app.wait_for_state(id, "running", Duration::from_secs(5)).await;
+    app.stop.cancel();
+    let task = app.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task).await.expect("stops within the grace period").unwrap().unwrap();
+    // The store is closed with the app: reopen it to look.
+    let store2 =
+        JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&app.db.url).unwrap(), 3).await.unwrap();
+    let job = store2.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state.as_str(), "queued", "released, not lost and not counted");
+    assert_eq!(job.attempts, 0);
+}
+
+#[tokio::test]
+async fn two_worker_pools_on_one_postgres_queue_run_each_job_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = db.url.clone();
+    let handler = ScriptedHandler::slow(Duration::from_millis(2), |_, _| Ok(JobSuccess::default()));
+    // Pool A receives the webhooks; pool B, another App on the same database, only works.
+    let a = Spawn::new(Backend::Postgres).handler(handler.clone()).on_db(db).start().await.unwrap();
+    let b_db = TestDb { url: url.clone(), dir: tempfile::tempdir().unwrap() };
+    let b = Spawn::new(Backend::Postgres).handler(handler.clone()).on_db(b_db).start().await.unwrap();
+
+    let store = JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&url).unwrap(), 3).await.unwrap();
+    let jobs: Vec<NewJob> = (0..300)
+        .map(|i| NewJob {
+            audit_id: uuid::Uuid::new_v4(),
+            kind: "hr.user_created".into(),
+            webhook_id: format!("pool-{i}"),
+            payload: new_hire("ENG"),
+        })
+        .collect();
+    for chunk in jobs.chunks(50) {
+        store.enqueue_batch(chunk).await.unwrap();
+    }
+    let done = eventually(Duration::from_secs(60), || async {
+        let counts = store.counts_by_state().await.unwrap();
+        (counts.iter().find(|(s, _)| s.as_str() == "succeeded").map(|(_, n)| *n) == Some(300)).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "all 300 jobs succeeded: {:?}", store.counts_by_state().await.unwrap());
+    for job in &jobs {
+        assert_eq!(handler.runs_of(job.audit_id), 1, "job {} ran more than once", job.webhook_id);
+    }
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 300);
+    // Both pools took part.
+    let a_lines = a.audit_lines().iter().filter(|l| l["event"] == "job.attempt").count();
+    let b_lines = b.audit_lines().iter().filter(|l| l["event"] == "job.attempt").count();
+    assert_eq!(a_lines + b_lines, 300);
+    assert!(a_lines > 0 && b_lines > 0, "a={a_lines} b={b_lines}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
