@@ -1,1 +1,373 @@
-fn main() {}
+//! Intake throughput benchmark: how many signed new-hire webhooks the real service stores durably per
+//! second, compared with the cheapest request it answers (`GET /healthz`).
+//!
+//! The release binary is started as a separate process (`serve`) on a free local port, with a fresh
+//! database and audit folder in a temporary directory. Then, from `BENCH_CONNECTIONS` concurrent
+//! keep-alive connections (one client per task) for `BENCH_SECONDS` each, after a 1 s warm-up:
+//!
+//! * phase A sends `GET /healthz` in a loop: the cost of the HTTP edge alone;
+//! * phase B sends `POST /webhooks/hr/user-created`, Standard Webhooks signed, each with a new event id:
+//!   signature check, validation, a durable commit (group commit) and an audit line per request.
+//!
+//! It prints requests/s and latency percentiles for both, the ratio intake / healthz against the
+//! targets, and the number of jobs in the database (from `GET /metrics`), which must equal the number
+//! of webhooks answered 202.
+//!
+//! Run: `cargo bench --bench intake`
+//!
+//! | variable            | default                               | meaning                                  |
+//! |---------------------|---------------------------------------|------------------------------------------|
+//! | `BENCH_SECONDS`     | 10                                    | measured duration of each phase          |
+//! | `BENCH_CONNECTIONS` | 64                                    | concurrent connections                   |
+//! | `BENCH_DATABASE_URL`| `sqlite://<tempdir>/bench.db?mode=rwc`| e.g. `postgres://...` to bench PostgreSQL |
+//!
+//! The default SQLite database is the service's embedded default: WAL, `synchronous = FULL`.
+//! A PostgreSQL database given in `BENCH_DATABASE_URL` should be empty: the final job count is compared
+//! with the number of webhooks accepted during this run.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use genesys_provisioner::http::signature::{self, WebhookSecret};
+use reqwest::StatusCode;
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+const WARM_UP: Duration = Duration::from_secs(1);
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+const TARGET_RATIO: f64 = 0.5;
+const TARGET_CONNECTIONS: usize = 64;
+const TARGET_INTAKE_P99_MS: f64 = 25.0;
+
+fn main() {
+    let seconds = env_number("BENCH_SECONDS", 10);
+    let connections = env_number("BENCH_CONNECTIONS", 64) as usize;
+    assert!(seconds > 0 && connections > 0, "BENCH_SECONDS and BENCH_CONNECTIONS must be at least 1");
+    let duration = Duration::from_secs(seconds);
+
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let database_url = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
+    let backend = if database_url.starts_with("sqlite:") { "sqlite (WAL, synchronous FULL)" } else { "postgres" };
+
+    let server = Server::start(dir.path(), &database_url);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
+    runtime.block_on(async {
+        server.wait_until_healthy().await;
+        println!(
+            "benchmarking {} ({connections} connections, {seconds} s per phase after a {} s warm-up, {backend})",
+            server.base,
+            WARM_UP.as_secs()
+        );
+        let healthz = run_phase(Load::Healthz, &server.base, connections, duration).await;
+        let intake = run_phase(Load::Intake, &server.base, connections, duration).await;
+        let stored = jobs_in_database(&server.base).await;
+        report(&healthz, &intake, stored, connections, duration, backend);
+    });
+    drop(server);
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        _ => default,
+    }
+}
+
+/// The service under test, killed when dropped (also when the benchmark panics).
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, database_url: &str) -> Server {
+        let addr = free_port();
+        let config_path = dir.join("bench.toml");
+        std::fs::write(&config_path, bench_config(addr)).expect("cannot write the benchmark config file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
+        command.arg("serve").arg("--config").arg(&config_path);
+        // Settings the caller's environment might carry must not leak into the service under test.
+        for (name, _) in genesys_provisioner::config::ENV_VARS {
+            command.env_remove(name);
+        }
+        command
+            .env_remove("PROVISIONER_CONFIG")
+            .env("DATABASE_URL", database_url)
+            .env("AUDIT_DIR", dir.join("audit"))
+            .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "warn")
+            // No `.env` of the checkout is loaded from here, and any relative path lands in the temp dir.
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command.spawn().expect("cannot start the genesys-provisioner binary");
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    async fn wait_until_healthy(&self) {
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("cannot build the HTTP client");
+        let url = format!("{}/healthz", self.base);
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the service did not answer GET /healthz 200 within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now (bound to port 0, then released for the service).
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("cannot read the free port")
+}
+
+/// `config/default.toml` with `listen_addr` set to `addr`.
+fn bench_config(addr: SocketAddr) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path} is not valid TOML: {e}"));
+    let server = config
+        .entry("server")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("[server] in config/default.toml is not a table");
+    server.insert("listen_addr".to_string(), toml::Value::String(addr.to_string()));
+    config.to_string()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Healthz,
+    Intake,
+}
+
+/// What one phase measured (warm-up excluded).
+#[derive(Default)]
+struct Phase {
+    /// Latencies of the successful requests (200 for healthz, 202 for intake), sorted.
+    latencies: Vec<Duration>,
+    /// From the end of the warm-up until the last counted answer arrived.
+    wall: Duration,
+    /// Failed requests, by status or transport error.
+    errors: BTreeMap<String, u64>,
+    /// Webhooks accepted during the warm-up (they are stored too).
+    warm_up_accepted: u64,
+}
+
+impl Phase {
+    fn ok(&self) -> u64 {
+        self.latencies.len() as u64
+    }
+
+    fn rps(&self) -> f64 {
+        self.ok() as f64 / self.wall.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        ms(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.latencies.last().map_or(f64::NAN, |d| ms(*d))
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `connections` tasks, each on its own keep-alive connection: warm-up, then `duration` measured.
+async fn run_phase(load: Load, base: &str, connections: usize, duration: Duration) -> Phase {
+    let measure_from = Instant::now() + WARM_UP;
+    let stop_at = measure_from + duration;
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).expect("the benchmark webhook secret is not valid");
+    let tasks: Vec<_> = (0..connections)
+        .map(|task| {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("cannot build the HTTP client");
+            let base = base.to_string();
+            let secret = secret.clone();
+            tokio::spawn(async move {
+                let mut out = Phase::default();
+                let mut last_answer = measure_from;
+                let mut n: u64 = 0;
+                loop {
+                    let started = Instant::now();
+                    if started >= stop_at {
+                        break;
+                    }
+                    let result = match load {
+                        Load::Healthz => client.get(format!("{base}/healthz")).send().await,
+                        Load::Intake => send_new_hire(&client, &base, &secret, task, n).await,
+                    };
+                    n += 1;
+                    let finished = Instant::now();
+                    let expected = if load == Load::Intake { StatusCode::ACCEPTED } else { StatusCode::OK };
+                    let outcome = match result {
+                        Ok(r) => {
+                            let status = r.status();
+                            // Read the whole answer so the connection can be reused.
+                            let _ = r.bytes().await;
+                            if status == expected { Ok(()) } else { Err(format!("HTTP {status}")) }
+                        }
+                        Err(e) => Err(format!("transport: {e}")),
+                    };
+                    if started < measure_from {
+                        out.warm_up_accepted += u64::from(load == Load::Intake && outcome.is_ok());
+                        continue;
+                    }
+                    last_answer = finished;
+                    match outcome {
+                        Ok(()) => out.latencies.push(finished - started),
+                        Err(e) => *out.errors.entry(e).or_default() += 1,
+                    }
+                }
+                out.wall = last_answer - measure_from;
+                out
+            })
+        })
+        .collect();
+    let mut phase = Phase::default();
+    for task in tasks {
+        let part = task.await.expect("a load task panicked");
+        phase.latencies.extend(part.latencies);
+        phase.wall = phase.wall.max(part.wall);
+        phase.warm_up_accepted += part.warm_up_accepted;
+        for (e, count) in part.errors {
+            *phase.errors.entry(e).or_default() += count;
+        }
+    }
+    phase.latencies.sort_unstable();
+    phase
+}
+
+async fn send_new_hire(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &WebhookSecret,
+    task: usize,
+    n: u64,
+) -> reqwest::Result<reqwest::Response> {
+    let id = format!("bench-{task}-{n}");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "email": format!("user{task}_{n}@example.com"),
+        "firstName": "Bench",
+        "lastName": "User",
+        "departmentCode": "ENG",
+    }))
+    .expect("a JSON value always serialises");
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is before 1970").as_secs() as i64;
+    let signed = secret.sign(&id, timestamp, &body);
+    client
+        .post(format!("{base}/webhooks/hr/user-created"))
+        .header("content-type", "application/json")
+        .header(signature::HEADER_ID, &id)
+        .header(signature::HEADER_TIMESTAMP, timestamp.to_string())
+        .header(signature::HEADER_SIGNATURE, signed)
+        .body(body)
+        .send()
+        .await
+}
+
+/// Jobs per state from `GET /metrics` (`provisioner_queue_jobs{state="..."} n`).
+async fn jobs_in_database(base: &str) -> BTreeMap<String, u64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics failed")
+        .error_for_status()
+        .expect("GET /metrics did not answer 200")
+        .text()
+        .await
+        .expect("cannot read the /metrics answer");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("provisioner_queue_jobs{state=\""))
+        .filter_map(|rest| {
+            let (state, value) = rest.split_once("\"}")?;
+            Some((state.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn report(
+    healthz: &Phase,
+    intake: &Phase,
+    stored: BTreeMap<String, u64>,
+    connections: usize,
+    duration: Duration,
+    backend: &str,
+) {
+    println!();
+    println!("connections: {connections}   duration: {} s per phase   database: {backend}", duration.as_secs());
+    println!("{:<28} {:>10} {:>9} {:>9} {:>9} {:>8}", "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors");
+    for (name, phase) in [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake)] {
+        println!(
+            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8}",
+            name,
+            phase.rps(),
+            phase.percentile_ms(50.0),
+            phase.percentile_ms(99.0),
+            phase.max_ms(),
+            phase.error_count()
+        );
+        for (error, count) in &phase.errors {
+            println!("    {count} x {error}");
+        }
+    }
+
+    let ratio = intake.rps() / healthz.rps().max(f64::EPSILON);
+    let p99 = intake.percentile_ms(99.0);
+    let verdict = |pass: bool| if pass { "PASS" } else { "MISS" };
+    println!();
+    println!("ratio intake_rps / healthz_rps: {ratio:.3}");
+    println!(
+        "target: ratio >= {TARGET_RATIO} at {TARGET_CONNECTIONS} connections, intake p99 < {TARGET_INTAKE_P99_MS} ms"
+    );
+    let note = if connections == TARGET_CONNECTIONS { "" } else { " (measured at a different connection count)" };
+    println!("  ratio {ratio:.3} >= {TARGET_RATIO}: {}{note}", verdict(ratio >= TARGET_RATIO));
+    println!("  intake p99 {p99:.2} ms < {TARGET_INTAKE_P99_MS} ms: {}", verdict(p99 < TARGET_INTAKE_P99_MS));
+
+    let accepted = intake.ok() + intake.warm_up_accepted;
+    let total: u64 = stored.values().sum();
+    let states: Vec<String> = stored.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!();
+    println!("jobs in the database: {total} ({})", states.join(", "));
+    println!(
+        "webhooks answered 202: {accepted} ({} measured + {} in the warm-up): {}",
+        intake.ok(),
+        intake.warm_up_accepted,
+        if total == accepted { "every accepted event is stored" } else { "MISMATCH" }
+    );
+}

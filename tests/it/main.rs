@@ -1,6 +1,8 @@
 //! Black-box tests: each spawns the real service on a free port and talks HTTP to it.
 //! PostgreSQL runs need TEST_DATABASE_URL; without it they print SKIPPED and pass.
 
+mod admin;
 mod common;
 mod intake;
+mod process;
 mod queue;

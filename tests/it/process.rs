@@ -1,0 +1,335 @@
+//! The service binary as operators run it: SIGKILL in the middle of intake, SIGTERM, the CLI,
+//! and a search of every log and audit line for secrets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use genesys_provisioner::config::DatabaseUrl;
+use genesys_provisioner::queue::JobStore;
+use serde_json::Value;
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_genesys-provisioner");
+const GENESYS_SECRET: &str = "genesys-client-secret-never-logged";
+
+/// The service binary running on a port of its own, its stderr going to a file.
+struct Service {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn service_env(dir: &Path, db_url: &str) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db_url.to_string()),
+        ("AUDIT_DIR", dir.join("audit").display().to_string()),
+        ("HR_WEBHOOK_SECRET", SECRET.to_string()),
+        ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("GENESYS_CLIENT_ID", "client-id".to_string()),
+        ("GENESYS_CLIENT_SECRET", GENESYS_SECRET.to_string()),
+        ("RUST_LOG", "debug".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl Service {
+    async fn start(dir: &Path, db_url: &str, run: u32) -> Service {
+        let port = free_port();
+        let stderr = dir.join(format!("stderr-{run}.log"));
+        let child = Command::new(BIN)
+            .args(["serve", "--config", "config/default.toml"])
+            .envs(service_env(dir, db_url))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("service binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(30), || async {
+            client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up.is_some(), "service did not come up: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        Service { child, base, stderr }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(client: &reqwest::Client, base: &str, id: &str, body: &Value) -> Option<(u16, Value)> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut req =
+        client.post(format!("{base}{HR_PATH}")).header("content-type", "application/json").body(bytes.clone());
+    for (k, v) in signed_headers(SECRET, id, now(), &bytes) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn sigkill_during_intake_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let mut acknowledged: Vec<(String, String, Value)> = Vec::new();
+    let mut sent = 0usize;
+    for run in 0..2u32 {
+        let service = Service::start(dir.path(), &db_url, run).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut posters = Vec::new();
+        for p in 0..8 {
+            let (base, stop) = (service.base.clone(), stop.clone());
+            posters.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut mine = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("crash-{run}-{p}-{n}");
+                    n += 1;
+                    let body = new_hire("ENG");
+                    match post(&client, &base, &id, &body).await {
+                        Some((202, answer)) => mine.push((id, answer["auditId"].as_str().unwrap().to_string(), body)),
+                        Some((status, answer)) => panic!("unexpected {status} {answer}"),
+                        None => break, // the service is gone
+                    }
+                }
+                (n, mine)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut service = service;
+        service.child.kill().unwrap(); // SIGKILL, mid-flight
+        service.child.wait().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        for p in posters {
+            let (n, mine) = p.await.unwrap();
+            sent += n;
+            acknowledged.extend(mine);
+        }
+    }
+    assert!(acknowledged.len() > 50, "only {} events were acknowledged", acknowledged.len());
+
+    // Restart on the same database: every acknowledged event is exactly one job, under its auditId.
+    let service = Service::start(dir.path(), &db_url, 9).await;
+    let store = JobStore::connect(&DatabaseUrl::parse(&db_url).unwrap(), 5).await.unwrap();
+    for (id, audit_id, body) in &acknowledged {
+        let job = store.get(audit_id.parse().unwrap()).await.unwrap();
+        let job = job.unwrap_or_else(|| panic!("acknowledged event {id} ({audit_id}) was lost"));
+        assert_eq!(&job.webhook_id, id);
+        assert_eq!(job.payload["email"], body["email"]);
+    }
+    // A re-delivery after the crash is recognised: same auditId, no second job.
+    let client = reqwest::Client::new();
+    for (id, audit_id, body) in acknowledged.iter().step_by(25) {
+        let (status, answer) = post(&client, &service.base, id, body).await.unwrap();
+        assert_eq!(status, 202);
+        assert_eq!(answer["auditId"], audit_id.as_str());
+    }
+    let total: u64 = store.counts_by_state().await.unwrap().iter().map(|(_, n)| n).sum();
+    // Requests in flight at the kill may have been committed without their answer arriving.
+    assert!(
+        total as usize >= acknowledged.len() && total as usize <= sent,
+        "{total} jobs, {} acked, {sent} sent",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_accepting_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let mut service = Service::start(dir.path(), &db_url, 0).await;
+    let client = reqwest::Client::new();
+    let (status, _) = post(&client, &service.base, "msg_before_term", &new_hire("ENG")).await.unwrap();
+    assert_eq!(status, 202);
+    service.signal("-TERM");
+    let exited = eventually(Duration::from_secs(30), || {
+        let status = service.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await
+    .expect("exits after SIGTERM");
+    assert!(exited.success(), "exit status {exited:?}");
+    let log = std::fs::read_to_string(&service.stderr).unwrap();
+    assert!(log.contains("shutdown signal received"), "{log}");
+    assert!(client.get(format!("{}/healthz", service.base)).send().await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_log_or_audit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let service = Service::start(dir.path(), &db_url, 0).await;
+    let client = reqwest::Client::new();
+    let mut signatures = Vec::new();
+    for i in 0..5 {
+        let body = new_hire("ENG");
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let headers = signed_headers(SECRET, &format!("msg_secret_{i}"), now(), &bytes);
+        signatures.push(headers[2].1.trim_start_matches("v1,").to_string());
+        let mut req = client.post(format!("{}{HR_PATH}", service.base)).header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        assert_eq!(req.body(bytes).send().await.unwrap().status().as_u16(), 202);
+    }
+    // Refused requests too: a wrong signature and a wrong admin token.
+    let bad = client
+        .post(format!("{}{HR_PATH}", service.base))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_bad")
+        .header("webhook-timestamp", now().to_string())
+        .header("webhook-signature", "v1,c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtYmUtbG9nZ2Vk")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    let admin =
+        client.get(format!("{}/admin/dead-letters", service.base)).bearer_auth("wrong-token-must-not-be-logged");
+    assert_eq!(admin.send().await.unwrap().status().as_u16(), 401);
+    let page = client.get(format!("{}/admin/dead-letters", service.base)).bearer_auth(ADMIN_TOKEN).send().await;
+    assert_eq!(page.unwrap().status().as_u16(), 200);
+    // Let the workers run the jobs (they are dead-lettered: no Genesys client in this build).
+    let store = JobStore::connect(&DatabaseUrl::parse(&db_url).unwrap(), 5).await.unwrap();
+    eventually(Duration::from_secs(20), || async {
+        let c = store.counts_by_state().await.unwrap();
+        (c.iter().filter(|(s, _)| s.as_str() == "queued" || s.as_str() == "running").all(|(_, n)| *n == 0))
+            .then_some(())
+    })
+    .await
+    .expect("jobs processed");
+    service.signal("-TERM");
+    let mut service = service;
+    service.child.wait().unwrap();
+
+    let mut everything = std::fs::read_to_string(&service.stderr).unwrap();
+    let audit = read_audit(&dir.path().join("audit"));
+    assert!(audit.len() >= 12, "audit has {} lines", audit.len());
+    for line in &audit {
+        everything.push_str(&line.to_string());
+    }
+    let secret_b64 = SECRET.trim_start_matches("whsec_");
+    let mut forbidden = vec![
+        SECRET,
+        secret_b64,
+        ADMIN_TOKEN,
+        GENESYS_SECRET,
+        "c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtYmUtbG9nZ2Vk",
+        "wrong-token-must-not-be-logged",
+    ];
+    forbidden.extend(signatures.iter().map(String::as_str));
+    for f in forbidden {
+        assert!(!everything.contains(f), "{f:?} found in the logs");
+    }
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[genesys]\nregion = \"mars.example\"\n[departments.ENG]\ngroup_id = \"eng-group\"\n")
+        .unwrap();
+    let (code, out, _) = cli(
+        &["check-config", "--config", bad.to_str().unwrap()],
+        &[("GENESYS_CLIENT_SECRET", GENESYS_SECRET), ("HR_WEBHOOK_SECRET", "whsec_short")],
+    );
+    assert_eq!(code, 1);
+    for expected in [
+        "GENESYS_REGION \"mars.example\" is not a Genesys Cloud region",
+        "departments.ENG.group_id \"eng-group\" is not a UUID",
+        "ADMIN_TOKEN is missing",
+        "HR_WEBHOOK_SECRET (entry 1)",
+        "GENESYS_CLIENT_ID is missing",
+    ] {
+        assert!(out.lines().any(|l| l.contains(expected)), "{expected:?} not in:\n{out}");
+    }
+    assert!(!out.contains(GENESYS_SECRET) && !out.contains("whsec_short"), "{out}");
+
+    let (code, out, _) = cli(&["check-config", "--config", "/nonexistent/x.toml"], &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cannot read config file /nonexistent/x.toml"), "{out}");
+
+    let (code, out, _) = cli(
+        &["check-config", "--config", "config/default.toml"],
+        &[
+            ("HR_WEBHOOK_SECRET", SECRET),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("GENESYS_CLIENT_SECRET", GENESYS_SECRET),
+            ("GENESYS_CLIENT_ID", "cid"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("configuration OK") && out.contains("ENG"), "{out}");
+    for secret in [SECRET, SECRET.trim_start_matches("whsec_"), ADMIN_TOKEN, GENESYS_SECRET] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn send_webhook_signs_and_posts_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let service = Service::start(dir.path(), &db_url, 0).await;
+    let url = format!("{}{HR_PATH}", service.base);
+    let file = "config/samples/new-hire.json";
+    let run = |id: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            cli(&["send-webhook", "--url", &url, "--file", file, "--id", id], &[("HR_WEBHOOK_SECRET", SECRET)])
+        })
+    };
+    let (code, out, err) = run("msg_cli_1").await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("202 Accepted") && out.contains("provisioning_queued"), "{out}");
+    let (code, again, _) = run("msg_cli_1").await.unwrap();
+    assert_eq!(code, 0);
+    let audit_id = |s: &str| s.lines().last().map(|l| serde_json::from_str::<Value>(l).unwrap()["auditId"].clone());
+    assert_eq!(audit_id(&out), audit_id(&again), "same id, same job");
+    // Signed with the wrong secret: refused, and the tool says so with a failing exit code.
+    let url2 = url.clone();
+    let (code, out, _) = tokio::task::spawn_blocking(move || {
+        cli(&["send-webhook", "--url", &url2, "--file", file, "--secret", NEW_SECRET], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(out.contains("401"), "{out}");
+}
