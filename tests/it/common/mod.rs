@@ -93,11 +93,14 @@ pub async fn fresh_pg_database(base: &str) -> String {
     format!("{root}/{name}{query}")
 }
 
+/// What a scripted handler answers for a job on its n-th run.
+type Script = dyn Fn(&Job, u32) -> Result<JobSuccess, JobFailure> + Send + Sync;
+
 /// A job handler whose behaviour a test scripts: it counts attempts per job and asks the script.
 pub struct ScriptedHandler {
     pub calls: AtomicU32,
     pub per_job: std::sync::Mutex<BTreeMap<uuid::Uuid, u32>>,
-    script: Box<dyn Fn(&Job, u32) -> Result<JobSuccess, JobFailure> + Send + Sync>,
+    script: Box<Script>,
     delay: Duration,
 }
 
