@@ -672,6 +672,16 @@ mod tests {
     }
 
     #[test]
+    fn env_example_lists_every_variable_with_a_comment() {
+        let example = std::fs::read_to_string(".env.example").expect(".env.example");
+        let lines: Vec<&str> = example.lines().collect();
+        for (name, _) in ENV_VARS {
+            let at = lines.iter().position(|l| l.starts_with(&format!("{name}="))).unwrap_or_else(|| panic!("{name} missing"));
+            assert!(at > 0 && lines[at - 1].starts_with('#'), "{name} has no comment line above it");
+        }
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_errors() {
         let err = Config::from_toml("[server]\nlisten_adr = \"x\"\n", &good_env()).unwrap_err();
         assert!(err.to_string().contains("listen_adr"), "{err}");
