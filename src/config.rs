@@ -676,7 +676,10 @@ mod tests {
         let example = std::fs::read_to_string(".env.example").expect(".env.example");
         let lines: Vec<&str> = example.lines().collect();
         for (name, _) in ENV_VARS {
-            let at = lines.iter().position(|l| l.starts_with(&format!("{name}="))).unwrap_or_else(|| panic!("{name} missing"));
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} missing"));
             assert!(at > 0 && lines[at - 1].starts_with('#'), "{name} has no comment line above it");
         }
     }
