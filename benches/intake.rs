@@ -10,8 +10,9 @@
 //!   signature check, validation, a durable commit (group commit) and an audit line per request.
 //!
 //! It prints requests/s and latency percentiles for both, the ratio intake / healthz against the
-//! targets, and the number of jobs in the database (from `GET /metrics`), which must equal the number
-//! of webhooks answered 202.
+//! targets, and the number of jobs in the database (from `GET /metrics`, all states), which must equal
+//! the number of webhooks answered 202 (warm-up included). The service's own log (stderr) goes to a file
+//! in the temporary directory; the report prints how many lines it wrote.
 //!
 //! Run: `cargo bench --bench intake`
 //!
@@ -27,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,7 +56,7 @@ fn main() {
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
     let backend = if database_url.starts_with("sqlite:") { "sqlite (WAL, synchronous FULL)" } else { "postgres" };
 
-    let server = Server::start(dir.path(), &database_url);
+    let mut server = Server::start(dir.path(), &database_url);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
     runtime.block_on(async {
         server.wait_until_healthy().await;
@@ -69,6 +70,12 @@ fn main() {
         let stored = jobs_in_database(&server.base).await;
         report(&healthz, &intake, stored, connections, duration, backend);
     });
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    println!("service log (stderr, RUST_LOG=warn): {} line(s)", lines.len());
+    if let Some(first) = lines.first() {
+        println!("  first: {}", first.chars().take(240).collect::<String>());
+    }
     drop(server);
 }
 
@@ -83,6 +90,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 struct Server {
     child: Child,
     base: String,
+    /// The service's stderr (its operational log), kept out of the report.
+    log: PathBuf,
 }
 
 impl Server {
@@ -90,6 +99,8 @@ impl Server {
         let addr = free_port();
         let config_path = dir.join("bench.toml");
         std::fs::write(&config_path, bench_config(addr)).expect("cannot write the benchmark config file");
+        let log = dir.join("service.log");
+        let log_file = std::fs::File::create(&log).expect("cannot create the service log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
         command.arg("serve").arg("--config").arg(&config_path);
         // Settings the caller's environment might carry must not leak into the service under test.
@@ -103,16 +114,22 @@ impl Server {
             .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             // No `.env` of the checkout is loaded from here, and any relative path lands in the temp dir.
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log_file);
         let child = command.spawn().expect("cannot start the genesys-provisioner binary");
-        Server { child, base: format!("http://{addr}") }
+        Server { child, base: format!("http://{addr}"), log }
     }
 
-    async fn wait_until_healthy(&self) {
+    /// The service's log so far (for error messages and the report).
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_until_healthy(&mut self) {
         let client =
             reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("cannot build the HTTP client");
         let url = format!("{}/healthz", self.base);
@@ -123,7 +140,12 @@ impl Server {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "the service did not answer GET /healthz 200 within 30 s");
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the service exited ({status}) before answering GET /healthz; its log:\n{}", self.log());
+            }
+            if Instant::now() >= deadline {
+                panic!("the service did not answer GET /healthz 200 within 30 s; its log:\n{}", self.log());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
