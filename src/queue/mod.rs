@@ -6,7 +6,9 @@
 pub mod intake;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
@@ -175,6 +177,35 @@ struct AttemptRow {
     error: Option<String>,
 }
 
+/// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING` for `rows` jobs; placeholders
+/// are numbered in order of first use, which both backends accept.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, attempts, max_attempts, \
+         run_at, created_at, updated_at) VALUES ",
+    );
+    for r in 0..rows {
+        let p = r * 7;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 7,
+            p + 7
+        ));
+    }
+    sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING audit_id, idempotency_key");
+    sql
+}
+
 /// Milliseconds since the Unix epoch, the time unit of the jobs table.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -209,6 +240,9 @@ macro_rules! job_columns {
 pub struct JobStore {
     db: Db,
     max_attempts: u32,
+    /// SQLite has one writer at a time. Taking turns here, in FIFO order, replaces SQLite's busy
+    /// handler, which sleeps in steps of up to 100 ms and made intake commits stall behind workers.
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// How a finished attempt ends.
@@ -253,7 +287,16 @@ impl JobStore {
                 Db::Postgres(pool)
             }
         };
-        Ok(JobStore { db, max_attempts })
+        let sqlite_writer = matches!(db, Db::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(JobStore { db, max_attempts, sqlite_writer })
+    }
+
+    /// Waits for this process's turn to write (SQLite only; PostgreSQL has row locks).
+    async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
     }
 
     pub fn backend(&self) -> &'static str {
@@ -276,58 +319,71 @@ impl JobStore {
     /// Stores jobs in ONE transaction; an id already stored answers with the existing job's audit id.
     /// Returns one answer per input, in order, only after the commit.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
-        const INSERT: &str = "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, \
-             attempts, max_attempts, run_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, $7) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING audit_id";
-        const EXISTING: &str = "SELECT audit_id FROM jobs WHERE idempotency_key = $1";
+        // Rows per INSERT statement: 7 parameters each, far below both backends' limits.
+        const ROWS_PER_STATEMENT: usize = 128;
         let now = now_ms();
-        on_pool!(&self.db, |pool| {
+        let keys: Vec<String> = jobs.iter().map(NewJob::idempotency_key).collect();
+        let _turn = self.writing().await;
+        let (inserted, existing) = on_pool!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let key = job.idempotency_key();
-                let inserted: Option<(String,)> = sqlx::query_as(INSERT)
-                    .bind(job.audit_id.to_string())
-                    .bind(&key)
-                    .bind(&job.kind)
-                    .bind(&job.webhook_id)
-                    .bind(job.payload.to_string())
-                    .bind(i64::from(self.max_attempts))
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (audit_id, created) = match inserted {
-                    Some((id,)) => (id, true),
-                    None => {
-                        let (id,): (String,) = sqlx::query_as(EXISTING).bind(&key).fetch_one(&mut *tx).await?;
-                        (id, false)
-                    }
-                };
-                let audit_id = Uuid::parse_str(&audit_id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-                out.push(Enqueued { audit_id, created });
+            let mut inserted: HashMap<String, String> = HashMap::with_capacity(jobs.len());
+            for (chunk, chunk_keys) in jobs.chunks(ROWS_PER_STATEMENT).zip(keys.chunks(ROWS_PER_STATEMENT)) {
+                let sql = insert_sql(chunk.len());
+                let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+                for (job, key) in chunk.iter().zip(chunk_keys) {
+                    q = q
+                        .bind(job.audit_id.to_string())
+                        .bind(key)
+                        .bind(&job.kind)
+                        .bind(&job.webhook_id)
+                        .bind(job.payload.to_string())
+                        .bind(i64::from(self.max_attempts))
+                        .bind(now);
+                }
+                inserted.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
+            }
+            // Events stored before (or twice in this batch): answer with the stored job's id.
+            let missing: Vec<&String> = keys.iter().filter(|k| !inserted.contains_key(*k)).collect();
+            let mut existing: HashMap<String, String> = HashMap::new();
+            for chunk in missing.chunks(ROWS_PER_STATEMENT) {
+                let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
+                    placeholders.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+                for key in chunk {
+                    q = q.bind(*key);
+                }
+                existing.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
             }
             tx.commit().await?;
-            Ok(out)
-        })
+            (inserted, existing)
+        });
+        jobs.iter()
+            .zip(&keys)
+            .map(|(job, key)| {
+                let (stored, created) = match inserted.get(key) {
+                    Some(id) if *id == job.audit_id.to_string() => (id, true),
+                    Some(id) => (id, false),
+                    None => {
+                        (existing.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?, false)
+                    }
+                };
+                let audit_id = Uuid::parse_str(stored).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+                Ok(Enqueued { audit_id, created })
+            })
+            .collect()
     }
 
-    /// Leases up to `limit` due jobs (queued and due, or running with an expired lease) to the caller.
-    /// Each claim counts as an attempt.
+    /// Leases up to `limit` queued jobs that are due, oldest first. Each claim counts as an attempt.
     pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
-        let now = now_ms();
-        let token = Uuid::new_v4().to_string();
-        let lease_until = now + lease.as_millis() as i64;
         macro_rules! claim_sql {
             ($lock:literal) => {
                 concat!(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
-                       updated_at = $3, \
-                       last_error = CASE WHEN state = 'running' \
-                         THEN 'the previous attempt''s lease expired (its worker stopped or crashed)' ELSE last_error END \
-                     WHERE audit_id IN (SELECT audit_id FROM jobs \
-                       WHERE (state = 'queued' AND run_at <= $3) \
-                          OR (state = 'running' AND lease_until < $3 AND attempts < max_attempts) \
+                       updated_at = $3 \
+                     WHERE audit_id IN (SELECT audit_id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
                        ORDER BY run_at LIMIT $4",
                     $lock,
                     ") RETURNING ",
@@ -340,6 +396,38 @@ impl JobStore {
             // Concurrent claimers skip rows another transaction is claiming instead of waiting for them.
             Db::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
         };
+        self.lease_rows(sql, limit, lease).await
+    }
+
+    /// Leases up to `limit` running jobs whose lease expired (their worker stopped or crashed) and
+    /// that have attempts left. Kept apart from `claim` so the hot path stays a plain index range.
+    pub async fn claim_expired(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
+        macro_rules! expired_sql {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET attempts = attempts + 1, lease_token = $1, lease_until = $2, updated_at = $3, \
+                       last_error = 'the previous attempt''s lease expired (its worker stopped or crashed)' \
+                     WHERE audit_id IN (SELECT audit_id FROM jobs \
+                       WHERE state = 'running' AND lease_until < $3 AND attempts < max_attempts \
+                       ORDER BY lease_until LIMIT $4",
+                    $lock,
+                    ") RETURNING ",
+                    job_columns!()
+                )
+            };
+        }
+        let sql = match self.db {
+            Db::Sqlite(_) => expired_sql!(""),
+            Db::Postgres(_) => expired_sql!(" FOR UPDATE SKIP LOCKED"),
+        };
+        self.lease_rows(sql, limit, lease).await
+    }
+
+    async fn lease_rows(&self, sql: &'static str, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
+        let now = now_ms();
+        let token = Uuid::new_v4().to_string();
+        let lease_until = now + lease.as_millis() as i64;
+        let _turn = self.writing().await;
         let rows: Vec<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql)
             .bind(&token)
             .bind(lease_until)
@@ -360,6 +448,7 @@ impl JobStore {
              RETURNING ",
             job_columns!()
         );
+        let _turn = self.writing().await;
         let rows: Vec<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql).bind(now_ms()).fetch_all(p).await?);
         rows.into_iter().map(Job::try_from).collect()
     }
@@ -368,6 +457,7 @@ impl JobStore {
     pub async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, QueueError> {
         let until = now_ms() + lease.as_millis() as i64;
         let sql = "UPDATE jobs SET lease_until = $1 WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
+        let _turn = self.writing().await;
         let n = on_pool!(&self.db, |p| sqlx::query(sql)
             .bind(until)
             .bind(job.audit_id.to_string())
@@ -393,6 +483,7 @@ impl JobStore {
              WHERE audit_id = $7 AND lease_token = $8 AND state = 'running'";
         let record = "INSERT INTO job_attempts (audit_id, attempt, started_at, finished_at, outcome, error) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (audit_id, attempt) DO NOTHING";
+        let _turn = self.writing().await;
         on_pool!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(update)
@@ -428,6 +519,7 @@ impl JobStore {
         let sql = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = $1, updated_at = $1, \
                lease_token = NULL, lease_until = NULL \
              WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
+        let _turn = self.writing().await;
         let n = on_pool!(&self.db, |p| sqlx::query(sql)
             .bind(now_ms())
             .bind(job.audit_id.to_string())
@@ -485,6 +577,7 @@ impl JobStore {
              WHERE audit_id = $2 AND state = 'dead' RETURNING ",
             job_columns!()
         );
+        let _turn = self.writing().await;
         let row: Option<JobRow> = on_pool!(&self.db, |p| sqlx::query_as(sql)
             .bind(now_ms())
             .bind(audit_id.to_string())
@@ -500,6 +593,7 @@ impl JobStore {
     pub async fn delete_dead(&self, audit_id: Uuid) -> Result<Job, QueueError> {
         let sql = concat!("DELETE FROM jobs WHERE audit_id = $1 AND state = 'dead' RETURNING ", job_columns!(), "");
         let attempts = "DELETE FROM job_attempts WHERE audit_id = $1";
+        let _turn = self.writing().await;
         let row: Option<JobRow> = on_pool!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let row = sqlx::query_as(sql).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;

@@ -97,11 +97,12 @@ impl Worker {
             while let Ok(p) = permits.clone().try_acquire_owned() {
                 held.push(p);
             }
-            if last_reap.is_none_or(|t| t.elapsed() >= self.config.poll_interval) {
-                self.reap().await;
+            // Expired leases are looked for on the lease's timescale; new jobs on every pass.
+            let look_for_expired = last_reap.is_none_or(|t| t.elapsed() >= self.config.poll_interval);
+            if look_for_expired {
                 last_reap = Some(Instant::now());
             }
-            let claimed = match self.store.claim(held.len(), self.config.lease).await {
+            let claimed = match self.claim_due(held.len(), look_for_expired).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming jobs failed; will retry");
@@ -147,8 +148,7 @@ impl Worker {
         let never = CancellationToken::new();
         let mut ran = 0;
         loop {
-            self.reap().await;
-            let jobs = self.store.claim(self.config.concurrency, self.config.lease).await?;
+            let jobs = self.claim_due(self.config.concurrency, true).await?;
             if jobs.is_empty() {
                 return Ok(ran);
             }
@@ -169,6 +169,20 @@ impl Worker {
             }
             _ => self.config.poll_interval,
         }
+    }
+
+    /// Leases up to `limit` jobs: when `expired` is set, first dead-letters expired final attempts
+    /// and takes over expired leases, then fills up with queued jobs that are due.
+    async fn claim_due(&self, limit: usize, expired: bool) -> Result<Vec<Job>, QueueError> {
+        let mut jobs = Vec::new();
+        if expired {
+            self.reap().await;
+            jobs = self.store.claim_expired(limit, self.config.lease).await?;
+        }
+        if jobs.len() < limit {
+            jobs.extend(self.store.claim(limit - jobs.len(), self.config.lease).await?);
+        }
+        Ok(jobs)
     }
 
     async fn reap(&self) {

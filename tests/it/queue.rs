@@ -134,8 +134,9 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
         let claimed = app.store.claim(10, Duration::from_millis(300)).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "held while leased");
+        assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty(), "lease still valid");
         let again = eventually(Duration::from_secs(5), || async {
-            let jobs = app.store.claim(10, Duration::from_secs(30)).await.unwrap();
+            let jobs = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
             (!jobs.is_empty()).then_some(jobs)
         })
         .await
@@ -159,9 +160,13 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
 async fn a_job_whose_final_attempt_keeps_crashing_is_dead_lettered() {
     let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
     let id = app.hire(&new_hire("ENG")).await;
-    for _ in 0..3 {
+    for i in 0..3 {
         let got = eventually(Duration::from_secs(5), || async {
-            let jobs = app.store.claim(1, Duration::from_millis(100)).await.unwrap();
+            let jobs = if i == 0 {
+                app.store.claim(1, Duration::from_millis(100)).await.unwrap()
+            } else {
+                app.store.claim_expired(1, Duration::from_millis(100)).await.unwrap()
+            };
             (!jobs.is_empty()).then_some(())
         })
         .await;
@@ -182,7 +187,7 @@ async fn a_long_job_keeps_its_lease_alive() {
     let id = app.hire(&new_hire("ENG")).await;
     app.wait_for_state(id, "running", Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty());
     app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
     assert_eq!(handler.runs_of(id), 1);
     app.shutdown().await;
