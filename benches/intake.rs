@@ -114,6 +114,8 @@ impl Server {
             .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")
+            // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
+            .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()))
             .env("NO_COLOR", "1")
             // No `.env` of the checkout is loaded from here, and any relative path lands in the temp dir.
             .current_dir(dir)

@@ -55,6 +55,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("GENESYS_API_URL", "override of https://api.<region>"),
     ("GENESYS_LOGIN_URL", "override of https://login.<region>"),
     ("WORKER_CONCURRENCY", "jobs run at once by this process"),
+    ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica (PostgreSQL)"),
     ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
 ];
@@ -134,6 +135,8 @@ pub struct GenesysConfig {
 
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
+    /// False for an intake-only process: it stores webhooks and leaves the jobs to other replicas.
+    pub run_workers: bool,
     /// Jobs this process runs at once.
     pub concurrency: usize,
     /// Attempts before a job is parked as a dead letter.
@@ -245,6 +248,7 @@ struct RawGenesys {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
+    run_workers: Option<bool>,
     concurrency: Option<usize>,
     max_attempts: Option<u32>,
     lease_secs: Option<u64>,
@@ -344,8 +348,9 @@ impl Config {
             format!("genesys client id   {}", self.genesys.client_id.as_deref().unwrap_or("NOT SET")),
             format!("genesys secret      {}", set(self.genesys.client_secret.is_some())),
             format!(
-                "queue               {} worker(s), {} attempts, lease {} s",
+                "queue               {} worker(s){}, {} attempts, lease {} s",
                 self.queue.concurrency,
+                if self.queue.run_workers { "" } else { " (NOT RUN: intake only)" },
                 self.queue.max_attempts,
                 self.queue.lease.as_secs()
             ),
@@ -539,6 +544,13 @@ fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<Stri
 }
 
 fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>) -> QueueConfig {
+    let run_workers = match env.var("RUN_WORKERS") {
+        Some(v) => parse_bool(&v).unwrap_or_else(|| {
+            problems.push(format!("RUN_WORKERS {v:?} is not true or false"));
+            true
+        }),
+        None => raw.run_workers.unwrap_or(true),
+    };
     let mut number = |name: &str, file: Option<u64>, default: u64, min: u64| -> u64 {
         let value = match env.var(name) {
             Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
@@ -559,6 +571,7 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         problems.push("queue.lease_secs must be at least 2".to_string());
     }
     QueueConfig {
+        run_workers,
         concurrency,
         max_attempts,
         lease: Duration::from_secs(lease_secs),

@@ -81,7 +81,8 @@ impl App {
             wake.clone(),
         ));
         let state = AppState { config: Arc::new(config), intake, store, audit, metrics, wake };
-        Ok(App { listener, addr, state, worker, committer, commit_stats, run_workers: true })
+        let run_workers = state.config.queue.run_workers;
+        Ok(App { listener, addr, state, worker, committer, commit_stats, run_workers })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -251,3 +251,19 @@ async fn two_worker_pools_on_one_postgres_queue_run_each_job_once() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_intake_only_replica_stores_jobs_and_runs_none() {
+    let handler = ScriptedHandler::succeeding();
+    let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).env("RUN_WORKERS", "false").start().await.unwrap();
+    let ids = [app.hire(&new_hire("ENG")).await, app.hire(&new_hire("HR")).await];
+    // Give a (wrongly) running worker time to wake on the commit before looking.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 0, "no worker ran in the intake-only replica");
+    // Another worker (here: driven by hand) runs them.
+    assert_eq!(app.worker.drain().await.unwrap(), 2);
+    for id in ids {
+        app.wait_for_state(id, "succeeded", Duration::from_secs(5)).await;
+    }
+    app.shutdown().await;
+}
