@@ -40,9 +40,12 @@ pub enum ApiError {
     /// 422: well-formed but refers to something this service does not know.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: a dependency (the database) is unavailable; the sender should retry.
+    /// 503: a dependency is unavailable; the sender should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the job store failed; the detail (which may name hosts) goes to the log only.
+    #[error("Job store unavailable, retry later")]
+    StoreUnavailable(String),
     /// 500: a bug or an unexpected failure; details go to the log, not to the client.
     #[error("Internal error")]
     Internal(String),
@@ -58,7 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,7 +75,7 @@ impl From<QueueError> for ApiError {
                 ApiError::Conflict(format!("Job {audit_id} is {state}, not {wanted}"))
             }
             // The event was not stored: 503 tells the sender to try again; nothing was acknowledged.
-            QueueError::Database(e) => ApiError::Unavailable(format!("Job store unavailable: {e}")),
+            QueueError::Database(e) => ApiError::StoreUnavailable(e.to_string()),
             QueueError::Closed => ApiError::Unavailable("Service is shutting down".to_string()),
             QueueError::Corrupt(e) => ApiError::Internal(e),
         }
@@ -82,16 +85,9 @@ impl From<QueueError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
+        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) | ApiError::StoreUnavailable(detail) = &self {
             tracing::error!(%status, detail, "request failed");
         }
-        let error = match &self {
-            // The database error text can carry host names: keep it in the log only.
-            ApiError::Unavailable(msg) if msg.starts_with("Job store unavailable") => {
-                "Job store unavailable, retry later".to_string()
-            }
-            other => other.to_string(),
-        };
-        (status, Json(ErrorBody { error })).into_response()
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
     }
 }

@@ -81,7 +81,7 @@ impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
         let outcome = match &error {
             ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "unavailable",
             _ => "bad_request",
         };
         Refusal { error, outcome }
