@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys_provisioner::http::signature::{self, WebhookSecret};
+use genesys_provisioner::http::signature::WebhookSecret;
 use reqwest::StatusCode;
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -314,16 +314,13 @@ async fn send_new_hire(
     }))
     .expect("a JSON value always serialises");
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is before 1970").as_secs() as i64;
-    let signed = secret.sign(&id, timestamp, &body);
-    client
-        .post(format!("{base}/webhooks/hr/user-created"))
-        .header("content-type", "application/json")
-        .header(signature::HEADER_ID, &id)
-        .header(signature::HEADER_TIMESTAMP, timestamp.to_string())
-        .header(signature::HEADER_SIGNATURE, signed)
-        .body(body)
-        .send()
-        .await
+    let headers = secret.headers(&id, timestamp, &body);
+    let mut request =
+        client.post(format!("{base}/webhooks/hr/user-created")).header("content-type", "application/json").body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await
 }
 
 /// Jobs per state from `GET /metrics` (`provisioner_queue_jobs{state="..."} n`).

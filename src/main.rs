@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use genesys_provisioner::App;
 use genesys_provisioner::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, ProcessEnv};
-use genesys_provisioner::http::signature::{self, WebhookSecret};
+use genesys_provisioner::http::signature::WebhookSecret;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -179,18 +179,12 @@ async fn send_webhook(url: &str, file: &Path, secret: &str, id: Option<String>) 
         }
     };
     let id = id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = secret.sign(&id, timestamp, &body);
-    let client = reqwest::Client::new();
-    let answer = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(signature::HEADER_ID, &id)
-        .header(signature::HEADER_TIMESTAMP, timestamp.to_string())
-        .header(signature::HEADER_SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await;
+    let headers = secret.headers(&id, chrono::Utc::now().timestamp(), &body);
+    let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await;
     match answer {
         Ok(resp) => {
             let status = resp.status();

@@ -48,6 +48,15 @@ impl WebhookSecret {
         format!("v1,{}", B64.encode(self.mac(id, timestamp, body)))
     }
 
+    /// The three headers a sender attaches: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    pub fn headers(&self, id: &str, timestamp: i64, body: &[u8]) -> [(&'static str, String); 3] {
+        [
+            (HEADER_ID, id.to_string()),
+            (HEADER_TIMESTAMP, timestamp.to_string()),
+            (HEADER_SIGNATURE, self.sign(id, timestamp, body)),
+        ]
+    }
+
     fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
         // HMAC accepts keys of any length; this cannot fail.
         let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());

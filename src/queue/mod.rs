@@ -235,6 +235,33 @@ macro_rules! job_columns {
     };
 }
 
+/// A claim: lease the first `$4` rows matching `$pick` (with its ORDER BY) to token `$1` until `$2`
+/// (now is `$3`), counting an attempt and applying `$set`. PostgreSQL claimers skip rows another
+/// transaction is claiming instead of waiting for them.
+macro_rules! lease_sql {
+    ($db:expr, $set:literal, $pick:literal) => {{
+        macro_rules! with_lock {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET ",
+                    $set,
+                    " attempts = attempts + 1, lease_token = $1, lease_until = $2, updated_at = $3 \
+                     WHERE audit_id IN (SELECT audit_id FROM jobs WHERE ",
+                    $pick,
+                    " LIMIT $4",
+                    $lock,
+                    ") RETURNING ",
+                    job_columns!()
+                )
+            };
+        }
+        match $db {
+            Db::Sqlite(_) => with_lock!(""),
+            Db::Postgres(_) => with_lock!(" FOR UPDATE SKIP LOCKED"),
+        }
+    }};
+}
+
 /// The durable job table.
 #[derive(Clone, Debug)]
 pub struct JobStore {
@@ -378,48 +405,18 @@ impl JobStore {
 
     /// Leases up to `limit` queued jobs that are due, oldest first. Each claim counts as an attempt.
     pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
-        macro_rules! claim_sql {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
-                       updated_at = $3 \
-                     WHERE audit_id IN (SELECT audit_id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
-                       ORDER BY run_at LIMIT $4",
-                    $lock,
-                    ") RETURNING ",
-                    job_columns!()
-                )
-            };
-        }
-        let sql = match self.db {
-            Db::Sqlite(_) => claim_sql!(""),
-            // Concurrent claimers skip rows another transaction is claiming instead of waiting for them.
-            Db::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
-        };
+        let sql = lease_sql!(self.db, "state = 'running',", "state = 'queued' AND run_at <= $3 ORDER BY run_at");
         self.lease_rows(sql, limit, lease).await
     }
 
     /// Leases up to `limit` running jobs whose lease expired (their worker stopped or crashed) and
     /// that have attempts left. Kept apart from `claim` so the hot path stays a plain index range.
     pub async fn claim_expired(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
-        macro_rules! expired_sql {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE jobs SET attempts = attempts + 1, lease_token = $1, lease_until = $2, updated_at = $3, \
-                       last_error = 'the previous attempt''s lease expired (its worker stopped or crashed)' \
-                     WHERE audit_id IN (SELECT audit_id FROM jobs \
-                       WHERE state = 'running' AND lease_until < $3 AND attempts < max_attempts \
-                       ORDER BY lease_until LIMIT $4",
-                    $lock,
-                    ") RETURNING ",
-                    job_columns!()
-                )
-            };
-        }
-        let sql = match self.db {
-            Db::Sqlite(_) => expired_sql!(""),
-            Db::Postgres(_) => expired_sql!(" FOR UPDATE SKIP LOCKED"),
-        };
+        let sql = lease_sql!(
+            self.db,
+            "last_error = 'the previous attempt''s lease expired (its worker stopped or crashed)',",
+            "state = 'running' AND lease_until < $3 AND attempts < max_attempts ORDER BY lease_until"
+        );
         self.lease_rows(sql, limit, lease).await
     }
 

@@ -153,9 +153,8 @@ impl Worker {
                 return Ok(ran);
             }
             ran += jobs.len();
-            let runs = jobs.into_iter().map(|job| self.run_job(job, &never));
-            for run in runs.collect::<Vec<_>>() {
-                run.await;
+            for job in jobs {
+                self.run_job(job, &never).await;
             }
         }
     }

@@ -268,12 +268,7 @@ pub fn new_hire(dept: &str) -> Value {
 
 /// Signature headers for a body, signed with `secret` at `timestamp`.
 pub fn signed_headers(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
-    let s = WebhookSecret::parse(secret).unwrap();
-    vec![
-        ("webhook-id", id.to_string()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", s.sign(id, timestamp, body)),
-    ]
+    WebhookSecret::parse(secret).unwrap().headers(id, timestamp, body).to_vec()
 }
 
 pub fn now() -> i64 {
