@@ -1,7 +1,8 @@
 //! Admin routes (bearer `ADMIN_TOKEN`): job status, the dead letters, replay and delete.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{AppState, parse_audit_id};
+use super::{AppState, AuditIdPath};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::queue::worker::ms_to_rfc3339;
@@ -83,8 +84,11 @@ impl JobView {
     }
 }
 
-pub async fn job(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    let audit_id = parse_audit_id(&id)?;
+pub async fn job(
+    _: Admin,
+    State(state): State<AppState>,
+    AuditIdPath(audit_id): AuditIdPath,
+) -> Result<Json<JobView>, ApiError> {
     let job = state
         .store
         .get(audit_id)
@@ -103,7 +107,7 @@ pub struct Page {
 pub async fn dead_letters(
     _: Admin,
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let number = |name: &str, raw: Option<String>, default: u64, max: u64| -> Result<u64, ApiError> {
         match raw {
@@ -113,6 +117,7 @@ pub async fn dead_letters(
             }),
         }
     };
+    let Query(page) = page.map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))?;
     let limit = number("limit", page.limit, 50, 500)?.max(1) as u32;
     let offset = number("offset", page.offset, 0, u64::from(u32::MAX))?;
     let (jobs, total) = state.store.dead_letters(limit, offset).await?;
@@ -122,8 +127,11 @@ pub async fn dead_letters(
         .into_response())
 }
 
-pub async fn replay(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let audit_id = parse_audit_id(&id)?;
+pub async fn replay(
+    _: Admin,
+    State(state): State<AppState>,
+    AuditIdPath(audit_id): AuditIdPath,
+) -> Result<Response, ApiError> {
     let job = state.store.replay(audit_id).await?;
     state.wake.notify_waiters();
     state.audit.record(
@@ -139,9 +147,8 @@ pub async fn replay(_: Admin, State(state): State<AppState>, Path(id): Path<Stri
 pub async fn delete_dead_letter(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    AuditIdPath(audit_id): AuditIdPath,
 ) -> Result<Response, ApiError> {
-    let audit_id = parse_audit_id(&id)?;
     let job = state.store.delete_dead(audit_id).await?;
     state.audit.record(
         AuditRecord::new("job.deleted", "deleted")

@@ -188,7 +188,18 @@ pub fn refuse(
     refusal.error.into_response()
 }
 
-/// Parses an `auditId` path segment.
-pub fn parse_audit_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest(format!("Invalid auditId {raw:?}: expected a UUID")))
+/// The `{audit_id}` path segment as a UUID; anything else is a 400 naming it.
+pub struct AuditIdPath(pub Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("Invalid auditId: {e}")))?;
+        Uuid::parse_str(&raw)
+            .map(AuditIdPath)
+            .map_err(|_| ApiError::BadRequest(format!("Invalid auditId {raw:?}: expected a UUID")))
+    }
 }

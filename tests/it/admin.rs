@@ -90,6 +90,9 @@ async fn dead_letters_are_paged() {
     let (status, answer) = app.admin_get("/admin/dead-letters?limit=lots").await;
     assert_eq!(status, 400);
     assert_eq!(answer["error"], "Invalid query parameter limit: expected a number from 0 to 500");
+    let (status, answer) = app.admin_get("/admin/dead-letters?limit=1&limit=2").await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().starts_with("Invalid query string"), "{answer}");
     app.shutdown().await;
 }
 
