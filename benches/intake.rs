@@ -67,8 +67,8 @@ fn main() {
         );
         let healthz = run_phase(Load::Healthz, &server.base, connections, duration).await;
         let intake = run_phase(Load::Intake, &server.base, connections, duration).await;
-        let stored = jobs_in_database(&server.base).await;
-        report(&healthz, &intake, stored, connections, duration, backend);
+        let metrics = scrape_metrics(&server.base).await;
+        report(&healthz, &intake, &metrics, connections, duration, backend);
     });
     let log = server.log();
     let lines: Vec<&str> = log.lines().collect();
@@ -323,17 +323,22 @@ async fn send_new_hire(
     request.send().await
 }
 
-/// Jobs per state from `GET /metrics` (`provisioner_queue_jobs{state="..."} n`).
-async fn jobs_in_database(base: &str) -> BTreeMap<String, u64> {
-    let text = reqwest::get(format!("{base}/metrics"))
+/// The service's `GET /metrics` text.
+async fn scrape_metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
         .await
         .expect("GET /metrics failed")
         .error_for_status()
         .expect("GET /metrics did not answer 200")
         .text()
         .await
-        .expect("cannot read the /metrics answer");
-    text.lines()
+        .expect("cannot read the /metrics answer")
+}
+
+/// Jobs per state (`provisioner_queue_jobs{state="..."} n`).
+fn jobs_in_database(metrics: &str) -> BTreeMap<String, u64> {
+    metrics
+        .lines()
         .filter_map(|line| line.strip_prefix("provisioner_queue_jobs{state=\""))
         .filter_map(|rest| {
             let (state, value) = rest.split_once("\"}")?;
@@ -342,14 +347,16 @@ async fn jobs_in_database(base: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn report(
-    healthz: &Phase,
-    intake: &Phase,
-    stored: BTreeMap<String, u64>,
-    connections: usize,
-    duration: Duration,
-    backend: &str,
-) {
+/// The value of an unlabelled series, 0 when absent.
+fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn report(healthz: &Phase, intake: &Phase, metrics: &str, connections: usize, duration: Duration, backend: &str) {
     println!();
     println!("connections: {connections}   duration: {} s per phase   database: {backend}", duration.as_secs());
     println!("{:<28} {:>10} {:>9} {:>9} {:>9} {:>8}", "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors");
@@ -381,6 +388,7 @@ fn report(
     println!("  intake p99 {p99:.2} ms < {TARGET_INTAKE_P99_MS} ms: {}", verdict(p99 < TARGET_INTAKE_P99_MS));
 
     let accepted = intake.ok() + intake.warm_up_accepted;
+    let stored = jobs_in_database(metrics);
     let total: u64 = stored.values().sum();
     let states: Vec<String> = stored.iter().map(|(s, n)| format!("{s} {n}")).collect();
     println!();
@@ -391,4 +399,15 @@ fn report(
         intake.warm_up_accepted,
         if total == accepted { "every accepted event is stored" } else { "MISMATCH" }
     );
+    let commits = series(metrics, "provisioner_intake_commits_total");
+    let rows = series(metrics, "provisioner_intake_rows_total");
+    let secs = series(metrics, "provisioner_intake_commit_seconds_total");
+    if commits > 0.0 {
+        println!(
+            "intake commits: {commits} for {rows} rows: {:.1} rows per commit, {:.2} ms per commit, committer busy {:.0}% of the intake phase",
+            rows / commits,
+            secs * 1000.0 / commits,
+            100.0 * secs / (duration + WARM_UP).as_secs_f64()
+        );
+    }
 }

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
-use crate::queue::intake::{CommitStats, Committer, Intake};
+use crate::queue::intake::{Committer, Intake};
 use crate::queue::worker::{JobHandler, Worker};
 
 /// Why the service could not start or stopped with an error.
@@ -47,7 +47,6 @@ pub struct App {
     state: AppState,
     worker: Arc<Worker>,
     committer: Committer,
-    commit_stats: Arc<CommitStats>,
     run_workers: bool,
 }
 
@@ -69,7 +68,6 @@ impl App {
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
         let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
-        let commit_stats = Arc::new(CommitStats::default());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
         let worker = Arc::new(Worker::new(
@@ -82,7 +80,7 @@ impl App {
         ));
         let state = AppState { config: Arc::new(config), intake, store, audit, metrics, wake };
         let run_workers = state.config.queue.run_workers;
-        Ok(App { listener, addr, state, worker, committer, commit_stats, run_workers })
+        Ok(App { listener, addr, state, worker, committer, run_workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -102,8 +100,8 @@ impl App {
         self.worker.clone()
     }
 
-    pub fn commit_stats(&self) -> Arc<CommitStats> {
-        self.commit_stats.clone()
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
     }
 
     /// Serve HTTP but run no workers: jobs wait in the queue (tests drive them with `Worker::drain`,
@@ -116,12 +114,13 @@ impl App {
     /// Runs until `stop` is cancelled: stops accepting, lets in-flight requests finish and their
     /// jobs commit, lets running jobs finish (or releases them after the grace period), then returns.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StartError> {
-        let App { listener, state, worker, committer, commit_stats, run_workers, .. } = self;
+        let App { listener, state, worker, committer, run_workers, .. } = self;
         for warning in state.config.warnings() {
             tracing::warn!("{warning}");
         }
         let committer_stop = CancellationToken::new();
-        let committer = committer.start(state.store.clone(), state.wake.clone(), commit_stats, committer_stop.clone());
+        let committer =
+            committer.start(state.store.clone(), state.wake.clone(), state.metrics.clone(), committer_stop.clone());
         let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
         tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, backend = state.store.backend(), "listening");
 

@@ -27,8 +27,18 @@ pub const ATTEMPT_OUTCOMES: &[&str] = &["succeeded", "retry", "dead", "released"
 
 const DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// What the intake committer did: how well concurrent requests share commits, and what a commit costs.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+    pub largest_batch: AtomicU64,
+    pub commit_nanos: AtomicU64,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
+    pub intake: IntakeStats,
     webhooks: Vec<AtomicU64>,
     attempts: Vec<AtomicU64>,
     durations: Mutex<Histogram>,
@@ -44,6 +54,7 @@ struct Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            intake: IntakeStats::default(),
             webhooks: WEBHOOK_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             attempts: ATTEMPT_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             durations: Mutex::new(Histogram { buckets: vec![0; DURATION_BUCKETS.len()], ..Default::default() }),
@@ -60,6 +71,14 @@ fn bump(names: &[&str], counters: &[AtomicU64], name: &str) {
 impl Metrics {
     pub fn webhook(&self, outcome: &str) {
         bump(WEBHOOK_OUTCOMES, &self.webhooks, outcome);
+    }
+
+    /// One intake transaction of `rows` rows, commit included.
+    pub fn intake_commit(&self, rows: usize, took: Duration) {
+        self.intake.batches.fetch_add(1, Relaxed);
+        self.intake.rows.fetch_add(rows as u64, Relaxed);
+        self.intake.largest_batch.fetch_max(rows as u64, Relaxed);
+        self.intake.commit_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
     }
 
     pub fn attempt(&self, outcome: &str, took: Duration) {
@@ -88,6 +107,16 @@ impl Metrics {
         for (state, n) in queue {
             let _ = writeln!(out, "provisioner_queue_jobs{{state=\"{state}\"}} {n}");
         }
+        let i = &self.intake;
+        let _ = writeln!(out, "# HELP provisioner_intake_commits_total Intake transactions (group commits).");
+        let _ = writeln!(out, "# TYPE provisioner_intake_commits_total counter");
+        let _ = writeln!(out, "provisioner_intake_commits_total {}", i.batches.load(Relaxed));
+        let _ = writeln!(out, "# HELP provisioner_intake_rows_total Webhook rows written by intake transactions.");
+        let _ = writeln!(out, "# TYPE provisioner_intake_rows_total counter");
+        let _ = writeln!(out, "provisioner_intake_rows_total {}", i.rows.load(Relaxed));
+        let _ = writeln!(out, "# HELP provisioner_intake_commit_seconds_total Time spent in intake transactions.");
+        let _ = writeln!(out, "# TYPE provisioner_intake_commit_seconds_total counter");
+        let _ = writeln!(out, "provisioner_intake_commit_seconds_total {}", i.commit_nanos.load(Relaxed) as f64 / 1e9);
         let _ = writeln!(out, "# HELP provisioner_job_attempts_total Job attempts, by outcome.");
         let _ = writeln!(out, "# TYPE provisioner_job_attempts_total counter");
         for (name, c) in ATTEMPT_OUTCOMES.iter().zip(&self.attempts) {

@@ -36,8 +36,9 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         Ok(p) => p,
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
+    // Time-ordered ids append to the primary-key index instead of dirtying a random page per row.
     let job =
-        NewJob { audit_id: Uuid::new_v4(), kind: KIND_NEW_HIRE.to_string(), webhook_id: webhook_id.clone(), payload };
+        NewJob { audit_id: Uuid::now_v7(), kind: KIND_NEW_HIRE.to_string(), webhook_id: webhook_id.clone(), payload };
     let enqueued = match state.intake.enqueue(job).await {
         Ok(e) => e,
         Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(ApiError::from(e)), Some(&webhook.json)),

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Enqueued, JobStore, NewJob, QueueError};
+use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
 
@@ -17,14 +18,6 @@ type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<(NewJob, Reply)>,
-}
-
-/// Counters of the committer, for tests and the benchmark.
-#[derive(Default, Debug)]
-pub struct CommitStats {
-    pub batches: std::sync::atomic::AtomicU64,
-    pub rows: std::sync::atomic::AtomicU64,
-    pub largest_batch: std::sync::atomic::AtomicU64,
 }
 
 /// The receiving end, until `run_until_stopped` starts the committer on it.
@@ -55,10 +48,10 @@ impl Committer {
         self,
         store: JobStore,
         committed: Arc<Notify>,
-        stats: Arc<CommitStats>,
+        metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(run_committer(store, self, committed, stats, stop))
+        tokio::spawn(run_committer(store, self, committed, metrics, stop))
     }
 }
 
@@ -66,10 +59,9 @@ async fn run_committer(
     store: JobStore,
     Committer { mut rx, batch_max }: Committer,
     committed: Arc<Notify>,
-    stats: Arc<CommitStats>,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut batch: Vec<(NewJob, Reply)> = Vec::with_capacity(batch_max);
     loop {
         let received = tokio::select! {
@@ -84,10 +76,9 @@ async fn run_committer(
             return;
         }
         let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
+        let started = std::time::Instant::now();
         let answers = commit(&store, &jobs).await;
-        stats.batches.fetch_add(1, Relaxed);
-        stats.rows.fetch_add(jobs.len() as u64, Relaxed);
-        stats.largest_batch.fetch_max(jobs.len() as u64, Relaxed);
+        metrics.intake_commit(jobs.len(), started.elapsed());
         for (reply, answer) in replies.into_iter().zip(answers) {
             // The requester may have gone away (client hung up); its row is stored all the same.
             let _ = reply.send(answer);

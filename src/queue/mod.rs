@@ -177,7 +177,7 @@ struct AttemptRow {
     error: Option<String>,
 }
 
-/// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING` for `rows` jobs; placeholders
+/// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` for `rows` jobs; placeholders
 /// are numbered in order of first use, which both backends accept.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
@@ -202,7 +202,7 @@ fn insert_sql(rows: usize) -> String {
             p + 7
         ));
     }
-    sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING audit_id, idempotency_key");
+    sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING");
     sql
 }
 
@@ -346,17 +346,16 @@ impl JobStore {
     /// Stores jobs in ONE transaction; an id already stored answers with the existing job's audit id.
     /// Returns one answer per input, in order, only after the commit.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
-        // Rows per INSERT statement: 7 parameters each, far below both backends' limits.
+        // Rows per statement: 7 parameters each, far below both backends' limits.
         const ROWS_PER_STATEMENT: usize = 128;
         let now = now_ms();
         let keys: Vec<String> = jobs.iter().map(NewJob::idempotency_key).collect();
         let _turn = self.writing().await;
-        let (inserted, existing) = on_pool!(&self.db, |pool| {
+        let stored: Option<HashMap<String, String>> = on_pool!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let mut inserted: HashMap<String, String> = HashMap::with_capacity(jobs.len());
+            let mut inserted = 0;
             for (chunk, chunk_keys) in jobs.chunks(ROWS_PER_STATEMENT).zip(keys.chunks(ROWS_PER_STATEMENT)) {
-                let sql = insert_sql(chunk.len());
-                let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len())));
                 for (job, key) in chunk.iter().zip(chunk_keys) {
                     q = q
                         .bind(job.audit_id.to_string())
@@ -367,38 +366,39 @@ impl JobStore {
                         .bind(i64::from(self.max_attempts))
                         .bind(now);
                 }
-                inserted.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
+                inserted += q.execute(&mut *tx).await?.rows_affected() as usize;
             }
-            // Events stored before (or twice in this batch): answer with the stored job's id.
-            let missing: Vec<&String> = keys.iter().filter(|k| !inserted.contains_key(*k)).collect();
-            let mut existing: HashMap<String, String> = HashMap::new();
-            for chunk in missing.chunks(ROWS_PER_STATEMENT) {
-                let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                let sql = format!(
-                    "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
-                    placeholders.join(", ")
-                );
-                let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
-                for key in chunk {
-                    q = q.bind(*key);
+            // Usually every row is new. Otherwise some events were stored before (or come twice in
+            // this batch): look up which job each key belongs to.
+            let mut stored = None;
+            if inserted < jobs.len() {
+                let mut found: HashMap<String, String> = HashMap::with_capacity(jobs.len());
+                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                    let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
+                        placeholders.join(", ")
+                    );
+                    let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+                    for key in chunk {
+                        q = q.bind(key);
+                    }
+                    found.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
                 }
-                existing.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
+                stored = Some(found);
             }
             tx.commit().await?;
-            (inserted, existing)
+            stored
         });
+        let Some(stored) = stored else {
+            return Ok(jobs.iter().map(|j| Enqueued { audit_id: j.audit_id, created: true }).collect());
+        };
         jobs.iter()
             .zip(&keys)
             .map(|(job, key)| {
-                let (stored, created) = match inserted.get(key) {
-                    Some(id) if *id == job.audit_id.to_string() => (id, true),
-                    Some(id) => (id, false),
-                    None => {
-                        (existing.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?, false)
-                    }
-                };
-                let audit_id = Uuid::parse_str(stored).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-                Ok(Enqueued { audit_id, created })
+                let id = stored.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?;
+                let audit_id = Uuid::parse_str(id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+                Ok(Enqueued { audit_id, created: audit_id == job.audit_id })
             })
             .collect()
     }

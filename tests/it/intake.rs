@@ -296,7 +296,7 @@ async fn concurrent_requests_share_commits() {
         for id in &ids {
             assert!(app.store.get(*id).await.unwrap().is_some(), "every 202 is a stored job");
         }
-        let stats = &app.commit_stats;
+        let stats = &app.metrics.intake;
         let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
         let rows = stats.rows.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(rows, 200);

@@ -159,7 +159,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<Result<(), genesys_provisioner::StartError>>>,
-    pub commit_stats: Arc<genesys_provisioner::queue::intake::CommitStats>,
+    pub metrics: Arc<genesys_provisioner::metrics::Metrics>,
 }
 
 /// How to start a test app.
@@ -228,7 +228,7 @@ impl Spawn {
         let base = format!("http://{}", app.addr());
         let store = app.store();
         let worker = app.worker();
-        let commit_stats = app.commit_stats();
+        let metrics = app.metrics();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone()));
         Some(TestApp {
@@ -240,7 +240,7 @@ impl Spawn {
             db,
             stop,
             task: Some(task),
-            commit_stats,
+            metrics,
         })
     }
 }
