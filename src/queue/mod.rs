@@ -351,12 +351,17 @@ impl JobStore {
         const ROWS_PER_STATEMENT: usize = 128;
         let now = now_ms();
         let keys: Vec<String> = jobs.iter().map(NewJob::idempotency_key).collect();
+        // Rows go in in key order, so batches of several replicas on one PostgreSQL queue take their
+        // unique-key locks in the same order and cannot deadlock on each other.
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        let sorted: Vec<(&NewJob, &String)> = order.iter().map(|i| (&jobs[*i], &keys[*i])).collect();
         let stored: Option<HashMap<String, String>> = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let mut inserted = 0;
-            for (chunk, chunk_keys) in jobs.chunks(ROWS_PER_STATEMENT).zip(keys.chunks(ROWS_PER_STATEMENT)) {
+            for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len())));
-                for (job, key) in chunk.iter().zip(chunk_keys) {
+                for (job, key) in chunk {
                     q = q
                         .bind(job.audit_id.to_string())
                         .bind(key)
