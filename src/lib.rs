@@ -14,6 +14,7 @@ pub mod queue;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -122,6 +123,8 @@ impl App {
         let committer =
             committer.start(state.store.clone(), state.wake.clone(), state.metrics.clone(), committer_stop.clone());
         let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
+        let checkpoints =
+            tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
         tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, backend = state.store.backend(), "listening");
 
         let store = state.store.clone();
@@ -130,6 +133,7 @@ impl App {
         // Every request has been answered; commit whatever is still in the channel, then stop.
         committer_stop.cancel();
         let _ = committer.await;
+        let _ = checkpoints.await;
         if let Some(w) = workers {
             let _ = w.await;
         }

@@ -267,3 +267,22 @@ async fn an_intake_only_replica_stores_jobs_and_runs_none() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let db_file = app.db.dir.path().join("jobs.db");
+    let before = std::fs::metadata(&db_file).unwrap().len();
+    for _ in 0..100 {
+        app.hire(&new_hire("ENG")).await;
+    }
+    // The commit path does not checkpoint (its threshold is 20,000 pages); the background task
+    // copies the committed pages into the database file within a few seconds.
+    let grown = eventually(Duration::from_secs(10), || async {
+        let now = std::fs::metadata(&db_file).unwrap().len();
+        (now > before + 16 * 1024).then_some(now)
+    })
+    .await;
+    assert!(grown.is_some(), "database file still {before} bytes: the WAL was never checkpointed");
+    app.shutdown().await;
+}
