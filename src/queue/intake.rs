@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Enqueued, JobStore, NewJob, QueueError};
+use super::{Enqueued, JobRecord, JobStore, NewJob, QueueError};
 use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
@@ -17,12 +17,12 @@ type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
 /// The handle the edge uses to store a job durably.
 #[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::Sender<(NewJob, Reply)>,
+    tx: mpsc::Sender<(JobRecord, Reply)>,
 }
 
 /// The receiving end, until `run_until_stopped` starts the committer on it.
 pub struct Committer {
-    rx: mpsc::Receiver<(NewJob, Reply)>,
+    rx: mpsc::Receiver<(JobRecord, Reply)>,
     batch_max: usize,
 }
 
@@ -36,7 +36,7 @@ impl Intake {
     /// Stores one job; returns once it is committed (or was already stored under the same event id).
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, QueueError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((job, reply)).await.map_err(|_| QueueError::Closed)?;
+        self.tx.send((JobRecord::from(&job), reply)).await.map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
     }
 }
@@ -62,7 +62,7 @@ async fn run_committer(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut batch: Vec<(NewJob, Reply)> = Vec::with_capacity(batch_max);
+    let mut batch: Vec<(JobRecord, Reply)> = Vec::with_capacity(batch_max);
     loop {
         let received = tokio::select! {
             // Requests already in the channel are still committed after a stop: they were accepted.
@@ -75,7 +75,7 @@ async fn run_committer(
         if received == 0 {
             return;
         }
-        let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
+        let (jobs, replies): (Vec<JobRecord>, Vec<Reply>) = batch.drain(..).unzip();
         let started = std::time::Instant::now();
         let answers = commit(&store, &jobs).await;
         metrics.intake_commit(jobs.len(), started.elapsed());
@@ -89,15 +89,15 @@ async fn run_committer(
 
 /// Commits the whole batch at once; if that fails, each job alone, so one bad row cannot sink the
 /// others that arrived with it.
-async fn commit(store: &JobStore, jobs: &[NewJob]) -> Vec<Result<Enqueued, QueueError>> {
-    match store.enqueue_batch(jobs).await {
+async fn commit(store: &JobStore, jobs: &[JobRecord]) -> Vec<Result<Enqueued, QueueError>> {
+    match store.enqueue_records(jobs).await {
         Ok(done) => done.into_iter().map(Ok).collect(),
         Err(e) if jobs.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, rows = jobs.len(), "batch commit failed; committing one by one");
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let one = store.enqueue_batch(std::slice::from_ref(job)).await;
+                let one = store.enqueue_records(std::slice::from_ref(job)).await;
                 out.push(
                     one.and_then(|v| v.into_iter().next().ok_or(QueueError::Corrupt("empty commit answer".into()))),
                 );
