@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+pub mod genesys;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

@@ -1,0 +1,4 @@
+//! Outbound to Genesys Cloud: auth (token cache), client (pacing, retries, error mapping),
+//! scim (typed SCIM calls), types (serde models of the Genesys schemas).
+
+pub mod types;
