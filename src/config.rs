@@ -131,6 +131,12 @@ pub struct GenesysConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
     pub requests_per_minute: u32,
+    /// A token is refreshed this long before it expires.
+    pub token_refresh_margin: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// A 429's `Retry-After` up to this long is waited out in place; longer ones go back to the queue.
+    pub max_inline_wait: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -243,6 +249,9 @@ struct RawGenesys {
     login_url: Option<String>,
     client_id: Option<String>,
     requests_per_minute: Option<u32>,
+    token_refresh_margin_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_inline_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +303,18 @@ pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
 }
 
+/// Values set by the program itself (the sandbox) over another environment.
+pub struct Layered<'a> {
+    pub overrides: BTreeMap<String, String>,
+    pub base: &'a dyn Environment,
+}
+
+impl Environment for Layered<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.overrides.get(name).cloned().or_else(|| self.base.var(name))
+    }
+}
+
 /// The real process environment (after `.env` was loaded by dotenvy).
 pub struct ProcessEnv;
 
@@ -326,6 +347,27 @@ impl Config {
             problems: vec![format!("config file is not valid: {}", e.to_string().trim())],
         })?;
         build(raw, env)
+    }
+
+    /// Only the department map of a config file (the emulator seeds its groups from it); secrets
+    /// and the rest are not needed for that.
+    pub fn departments_in(path: &Path) -> Result<DepartmentMap, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { problems: vec![format!("cannot read config file {}: {e}", path.display())] })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![format!("config file is not valid: {}", e.to_string().trim())],
+        })?;
+        let mut departments = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (code, d) in raw.departments {
+            match uuid::Uuid::parse_str(&d.group_id) {
+                Ok(group_id) => {
+                    departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+                }
+                Err(_) => problems.push(format!("departments.{code}.group_id {:?} is not a UUID", d.group_id)),
+            }
+        }
+        if problems.is_empty() { Ok(DepartmentMap { departments }) } else { Err(ConfigError { problems }) }
     }
 
     /// Lines for `check-config`: what was loaded, secrets shown only as set / not set.
@@ -540,7 +582,17 @@ fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<Stri
     if requests_per_minute == 0 {
         problems.push("genesys.requests_per_minute must be at least 1".to_string());
     }
-    GenesysConfig { region, api_url, login_url, client_id, client_secret, requests_per_minute }
+    GenesysConfig {
+        region,
+        api_url,
+        login_url,
+        client_id,
+        client_secret,
+        requests_per_minute,
+        token_refresh_margin: Duration::from_secs(raw.token_refresh_margin_secs.unwrap_or(300)),
+        request_timeout: Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1)),
+        max_inline_wait: Duration::from_secs(raw.max_inline_wait_secs.unwrap_or(30)),
+    }
 }
 
 fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>) -> QueueConfig {

@@ -6,12 +6,14 @@
 
 pub mod audit;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod genesys;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod sandbox;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::genesys::GenesysClient;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
@@ -38,6 +41,8 @@ pub enum StartError {
     Store { backend: &'static str, source: queue::QueueError },
     #[error("{0}")]
     Audit(String),
+    #[error("cannot set up the Genesys client: {0}")]
+    Genesys(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -53,14 +58,28 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the service with its real job handler, the provisioning pipeline.
+    /// Builds the service with its real job handler, the provisioning pipeline, calling Genesys
+    /// through one shared client (none when no credentials are configured).
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let handler = Arc::new(pipeline::Provisioning::new(config.departments.clone()));
-        Self::build_with_handler(config, handler).await
+        let genesys = match GenesysClient::from_config(&config.genesys).transpose() {
+            Ok(client) => client.map(Arc::new),
+            Err(e) => return Err(StartError::Genesys(e.to_string())),
+        };
+        Self::build_with(config, move |config, audit| {
+            Arc::new(pipeline::Provisioning::new(config.departments.clone(), genesys, audit.clone()))
+        })
+        .await
     }
 
     /// Builds the service with a given job handler (tests use their own).
     pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
+        Self::build_with(config, move |_, _| handler).await
+    }
+
+    async fn build_with(
+        config: Config,
+        handler: impl FnOnce(&Config, &AuditLog) -> Arc<dyn JobHandler>,
+    ) -> Result<App, StartError> {
         let addr = config.server.listen_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -68,6 +87,7 @@ impl App {
             .await
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
+        let handler = handler(&config, &audit);
         let metrics = Arc::new(Metrics::default());
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.

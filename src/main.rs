@@ -23,6 +23,25 @@ enum Command {
         /// TOML settings file (environment variables override it).
         #[arg(long, env = "PROVISIONER_CONFIG")]
         config: Option<PathBuf>,
+        /// Run against an in-process Genesys Cloud emulator with made-up development secrets
+        /// (printed at start). Nothing reaches a real Genesys Cloud.
+        #[arg(long)]
+        sandbox: bool,
+    },
+    /// Run the Genesys Cloud emulator alone (for trying things and for other people's tests).
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        addr: std::net::SocketAddr,
+        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users]}. Without it, the
+        /// groups of the config file's departments.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        #[arg(long, default_value = "emulator-client")]
+        client_id: String,
+        #[arg(long, default_value = "emulator-secret")]
+        client_secret: String,
+        #[arg(long, env = "PROVISIONER_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Load and validate the configuration, print what was loaded (never a secret), exit 1 on any problem.
     CheckConfig {
@@ -65,7 +84,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve(config.as_deref()).await,
+            Command::Serve { config, sandbox } => serve(config.as_deref(), sandbox).await,
+            Command::Emulator { addr, seed, client_id, client_secret, config } => {
+                emulator(addr, seed.as_deref(), client_id, client_secret, config.as_deref()).await
+            }
             Command::CheckConfig { config } => check_config(config.as_deref()),
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
             Command::Healthcheck { url } => healthcheck(url).await,
@@ -73,21 +95,38 @@ fn main() -> ExitCode {
     })
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, genesys_provisioner::config::ConfigError> {
+/// The config file to read: the one given, else the default when it exists.
+fn config_path(path: Option<&Path>) -> Option<&Path> {
     let default = Path::new(DEFAULT_CONFIG_PATH);
-    let path = path.or_else(|| default.exists().then_some(default));
-    Config::load(path, &ProcessEnv)
+    path.or_else(|| default.exists().then_some(default))
 }
 
-async fn serve(path: Option<&Path>) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return ExitCode::FAILURE;
+fn load_config(path: Option<&Path>) -> Result<Config, genesys_provisioner::config::ConfigError> {
+    Config::load(config_path(path), &ProcessEnv)
+}
+
+async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
+    let (config, sandbox) = if sandbox {
+        match genesys_provisioner::sandbox::start(config_path(path), &ProcessEnv).await {
+            Ok((config, sandbox)) => (config, Some(sandbox)),
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        match load_config(path) {
+            Ok(c) => (c, None),
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
     init_logging(config.log_format);
+    if let Some(s) = &sandbox {
+        print_sandbox_banner(s, &config);
+    }
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -97,13 +136,95 @@ async fn serve(path: Option<&Path>) -> ExitCode {
     };
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
-    match app.run_until_stopped(stop).await {
+    let outcome = app.run_until_stopped(stop).await;
+    if let Some(s) = sandbox {
+        s.emulator.stop().await;
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a newcomer needs to try the sandbox; these are development values made up at start.
+fn print_sandbox_banner(s: &genesys_provisioner::sandbox::Sandbox, config: &Config) {
+    let url = format!("http://{}", config.server.listen_addr);
+    let base = s.emulator.base_url();
+    println!("SANDBOX: Genesys Cloud emulator at {base}; nothing reaches a real Genesys Cloud.");
+    match &s.signing_secret {
+        Some(secret) => println!("  HR_WEBHOOK_SECRET={secret}   (development value, made up now)"),
+        None => println!("  HR_WEBHOOK_SECRET: from your environment"),
+    }
+    match &s.admin_token {
+        Some(token) => println!("  ADMIN_TOKEN={token}   (development value, made up now)"),
+        None => println!("  ADMIN_TOKEN: from your environment"),
+    }
+    let secret_arg = s.signing_secret.as_deref().map(|x| format!(" --secret {x}")).unwrap_or_default();
+    println!("Send the sample new hire:");
+    println!(
+        "  genesys-provisioner send-webhook --url {url}/webhooks/hr/user-created --file config/samples/new-hire.json{secret_arg}"
+    );
+    println!("See the user in the emulator (its own SCIM API; emulator client {}):", s.client_id);
+    println!(
+        "  TOKEN=$(curl -s -u {}:{} -d grant_type=client_credentials {base}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')",
+        s.client_id, s.client_secret
+    );
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v2/scim/v2/users");
+}
+
+async fn emulator(
+    addr: std::net::SocketAddr,
+    seed: Option<&Path>,
+    client_id: String,
+    client_secret: String,
+    config: Option<&Path>,
+) -> ExitCode {
+    use genesys_provisioner::emulator::{Emulator, EmulatorConfig, Seed, SeedGroup};
+    let seed = match seed {
+        Some(file) => match std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Seed>(&b).map_err(|e| format!("not a valid seed: {e}")))
+        {
+            Ok(seed) => seed,
+            Err(e) => {
+                eprintln!("cannot use seed {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match config_path(config).map(Config::departments_in).transpose() {
+            Ok(departments) => Seed {
+                groups: departments
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() })
+                    .collect(),
+                users: Vec::new(),
+            },
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let emulator_config =
+        EmulatorConfig { client_id, client_secret, groups: seed.groups.clone(), ..Default::default() };
+    let emulator = match Emulator::start(addr, emulator_config).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start the emulator on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for user in seed.users {
+        emulator.insert_user(user);
+    }
+    println!("Genesys Cloud emulator at {} (API and login host); Ctrl-C stops it", emulator.base_url());
+    let _ = tokio::signal::ctrl_c().await;
+    emulator.stop().await;
+    ExitCode::SUCCESS
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

@@ -1,14 +1,21 @@
-//! What a job does, as plain async functions: no axum in here.
+//! What a job does, as plain async functions over the Genesys client: no axum in here.
 //!
 //! `Provisioning` is the `JobHandler` the service runs; it dispatches on the job's kind.
 
 pub mod new_hire;
+pub mod provision;
+pub mod scim_user;
 
+use std::sync::Arc;
+
+use crate::audit::{AuditLog, AuditRecord};
 use crate::config::DepartmentMap;
+use crate::genesys::GenesysClient;
 use crate::queue::Job;
 use crate::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess};
 
 pub use new_hire::NewHire;
+use provision::ProvisionError;
 
 /// Job kinds, as stored in the queue.
 pub const KIND_NEW_HIRE: &str = "hr.user_created";
@@ -16,11 +23,15 @@ pub const KIND_NEW_HIRE: &str = "hr.user_created";
 /// The service's job handler.
 pub struct Provisioning {
     departments: DepartmentMap,
+    /// None when no Genesys credentials are configured: jobs are parked with that reason.
+    genesys: Option<Arc<GenesysClient>>,
+    audit: AuditLog,
+    groups: provision::GroupLocks,
 }
 
 impl Provisioning {
-    pub fn new(departments: DepartmentMap) -> Self {
-        Provisioning { departments }
+    pub fn new(departments: DepartmentMap, genesys: Option<Arc<GenesysClient>>, audit: AuditLog) -> Self {
+        Provisioning { departments, genesys, audit, groups: Default::default() }
     }
 
     async fn new_hire(&self, job: &Job) -> Result<JobSuccess, JobFailure> {
@@ -29,14 +40,55 @@ impl Provisioning {
         let department = self.departments.get(&hire.department_code).ok_or_else(|| JobFailure::Permanent {
             error: format!("Unmapped department code: {} (removed from the config after intake)", hire.department_code),
         })?;
-        // The Genesys client and the SCIM steps arrive with the provisioning issue; until then the job
-        // is parked as a dead letter with this reason, and a replay after the upgrade runs it for real.
-        Err(JobFailure::Permanent {
-            error: format!(
-                "Genesys provisioning is not available in this build: {} was not created in group {}",
-                hire.email, department.group_id
-            ),
-        })
+        let Some(client) = &self.genesys else {
+            return Err(JobFailure::Permanent {
+                error: "Genesys credentials are not configured (GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET); \
+                        replay this job once they are"
+                    .to_string(),
+            });
+        };
+        let line = |event: &'static str, status: &'static str| {
+            AuditRecord::new(event, status)
+                .audit_id(job.audit_id)
+                .webhook_id(&job.webhook_id)
+                .subject(&job.payload)
+                .retry_count(job.attempts.saturating_sub(1))
+        };
+        match provision::new_hire(client, &self.groups, &hire, department).await {
+            Ok(done) => {
+                let event = if done.adopted { "scim.user.adopted" } else { "scim.user.created" };
+                let mut record = line(event, "success");
+                if let serde_json::Value::Object(fields) = serde_json::to_value(&done).unwrap_or_default() {
+                    record.extra.extend(fields);
+                }
+                self.audit.record(record);
+                Ok(JobSuccess { result: serde_json::to_value(&done).unwrap_or_default() })
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let mut record =
+                    line("scim.user.failed", if retryable { "retry" } else { "failed" }).detail(e.to_string());
+                match &e {
+                    ProvisionError::Genesys(g) => {
+                        record = record.field("genesysResponseCode", g.status());
+                    }
+                    ProvisionError::Uncorrectable { status, corrections, .. } => {
+                        record = record.field("genesysResponseCode", status).field("corrections", corrections);
+                    }
+                    ProvisionError::Transient(_) => {}
+                }
+                self.audit.record(record);
+                let retry_after = match &e {
+                    ProvisionError::Genesys(g) => g.retry_after(),
+                    _ => None,
+                };
+                Err(if retryable {
+                    JobFailure::Retryable { error: e.to_string(), retry_after }
+                } else {
+                    JobFailure::Permanent { error: e.to_string() }
+                })
+            }
+        }
     }
 }
 

@@ -142,9 +142,9 @@ impl Worker {
         }
     }
 
-    /// Runs every job that is due now, one claim at a time, until none is left; returns how many
+    /// Runs every job that is due now, claim after claim, until none is left; returns how many
     /// attempts were made. Lets tests and tools drive the queue without timers.
-    pub async fn drain(&self) -> Result<usize, QueueError> {
+    pub async fn drain(self: &Arc<Self>) -> Result<usize, QueueError> {
         let never = CancellationToken::new();
         let mut ran = 0;
         loop {
@@ -153,9 +153,13 @@ impl Worker {
                 return Ok(ran);
             }
             ran += jobs.len();
+            // Each claim's jobs run at once, as the worker pool would run them.
+            let mut running = tokio::task::JoinSet::new();
             for job in jobs {
-                self.run_job(job, &never).await;
+                let (this, never) = (self.clone(), never.clone());
+                running.spawn(async move { this.run_job(job, &never).await });
             }
+            while running.join_next().await.is_some() {}
         }
     }
 

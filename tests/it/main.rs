@@ -3,6 +3,8 @@
 
 mod admin;
 mod common;
+mod emulator;
 mod intake;
 mod process;
+mod provisioning;
 mod queue;

@@ -27,14 +27,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn service_env(dir: &Path, db_url: &str) -> Vec<(String, String)> {
+fn service_env(dir: &Path, db_url: &str, genesys: &str) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", db_url.to_string()),
         ("AUDIT_DIR", dir.join("audit").display().to_string()),
         ("HR_WEBHOOK_SECRET", SECRET.to_string()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
-        ("GENESYS_CLIENT_ID", "client-id".to_string()),
-        ("GENESYS_CLIENT_SECRET", GENESYS_SECRET.to_string()),
+        ("GENESYS_API_URL", genesys.to_string()),
+        ("GENESYS_LOGIN_URL", genesys.to_string()),
+        ("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID.to_string()),
+        ("GENESYS_CLIENT_SECRET", EMULATOR_CLIENT_SECRET.to_string()),
         ("RUST_LOG", "debug".to_string()),
     ]
     .into_iter()
@@ -43,12 +45,13 @@ fn service_env(dir: &Path, db_url: &str) -> Vec<(String, String)> {
 }
 
 impl Service {
-    async fn start(dir: &Path, db_url: &str, run: u32) -> Service {
+    /// The service binary on `db_url`, calling the Genesys Cloud emulator at `genesys`.
+    async fn start(dir: &Path, db_url: &str, run: u32, genesys: &str) -> Service {
         let port = free_port();
         let stderr = dir.join(format!("stderr-{run}.log"));
         let child = Command::new(BIN)
             .args(["serve", "--config", "config/default.toml"])
-            .envs(service_env(dir, db_url))
+            .envs(service_env(dir, db_url, genesys))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -93,10 +96,11 @@ async fn post(client: &reqwest::Client, base: &str, id: &str, body: &Value) -> O
 async fn sigkill_during_intake_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let emulator = start_emulator().await;
     let mut acknowledged: Vec<(String, String, Value)> = Vec::new();
     let mut sent = 0usize;
     for run in 0..2u32 {
-        let service = Service::start(dir.path(), &db_url, run).await;
+        let service = Service::start(dir.path(), &db_url, run, &emulator.base_url()).await;
         let stop = Arc::new(AtomicBool::new(false));
         let mut posters = Vec::new();
         for p in 0..8 {
@@ -132,7 +136,7 @@ async fn sigkill_during_intake_loses_no_acknowledged_event() {
     assert!(acknowledged.len() > 50, "only {} events were acknowledged", acknowledged.len());
 
     // Restart on the same database: every acknowledged event is exactly one job, under its auditId.
-    let service = Service::start(dir.path(), &db_url, 9).await;
+    let service = Service::start(dir.path(), &db_url, 9, &emulator.base_url()).await;
     let store = JobStore::connect(&DatabaseUrl::parse(&db_url).unwrap(), 5).await.unwrap();
     for (id, audit_id, body) in &acknowledged {
         let job = store.get(audit_id.parse().unwrap()).await.unwrap();
@@ -160,7 +164,8 @@ async fn sigkill_during_intake_loses_no_acknowledged_event() {
 async fn sigterm_stops_accepting_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
-    let mut service = Service::start(dir.path(), &db_url, 0).await;
+    let emulator = start_emulator().await;
+    let mut service = Service::start(dir.path(), &db_url, 0, &emulator.base_url()).await;
     let client = reqwest::Client::new();
     let (status, _) = post(&client, &service.base, "msg_before_term", &new_hire("ENG")).await.unwrap();
     assert_eq!(status, 202);
@@ -181,7 +186,8 @@ async fn sigterm_stops_accepting_and_exits_zero() {
 async fn no_secret_appears_in_any_log_or_audit_line() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
-    let service = Service::start(dir.path(), &db_url, 0).await;
+    let emulator = start_emulator().await;
+    let service = Service::start(dir.path(), &db_url, 0, &emulator.base_url()).await;
     let client = reqwest::Client::new();
     let mut signatures = Vec::new();
     for i in 0..5 {
@@ -212,15 +218,15 @@ async fn no_secret_appears_in_any_log_or_audit_line() {
     assert_eq!(admin.send().await.unwrap().status().as_u16(), 401);
     let page = client.get(format!("{}/admin/dead-letters", service.base)).bearer_auth(ADMIN_TOKEN).send().await;
     assert_eq!(page.unwrap().status().as_u16(), 200);
-    // Let the workers run the jobs (they are dead-lettered: no Genesys client in this build).
+    // Let the workers provision the five through the emulator (a real token exchange and SCIM calls).
     let store = JobStore::connect(&DatabaseUrl::parse(&db_url).unwrap(), 5).await.unwrap();
-    eventually(Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(30), || async {
         let c = store.counts_by_state().await.unwrap();
-        (c.iter().filter(|(s, _)| s.as_str() == "queued" || s.as_str() == "running").all(|(_, n)| *n == 0))
-            .then_some(())
+        (c.iter().find(|(s, _)| s.as_str() == "succeeded").map(|(_, n)| *n) == Some(5)).then_some(())
     })
     .await
-    .expect("jobs processed");
+    .expect("jobs provisioned");
+    assert_eq!(emulator.users().len(), 5);
     service.signal("-TERM");
     let mut service = service;
     service.child.wait().unwrap();
@@ -232,11 +238,15 @@ async fn no_secret_appears_in_any_log_or_audit_line() {
         everything.push_str(&line.to_string());
     }
     let secret_b64 = SECRET.trim_start_matches("whsec_");
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{EMULATOR_CLIENT_ID}:{EMULATOR_CLIENT_SECRET}"));
     let mut forbidden = vec![
         SECRET,
         secret_b64,
         ADMIN_TOKEN,
-        GENESYS_SECRET,
+        EMULATOR_CLIENT_SECRET,
+        &basic,
         "c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtYmUtbG9nZ2Vk",
         "wrong-token-must-not-be-logged",
     ];
@@ -307,7 +317,8 @@ async fn check_config_reports_every_problem_and_never_a_secret() {
 async fn send_webhook_signs_and_posts_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
-    let service = Service::start(dir.path(), &db_url, 0).await;
+    let emulator = start_emulator().await;
+    let service = Service::start(dir.path(), &db_url, 0, &emulator.base_url()).await;
     let url = format!("{}{HR_PATH}", service.base);
     let file = "config/samples/new-hire.json";
     let run = |id: &'static str| {

@@ -22,6 +22,31 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const NEW_SECRET: &str = "whsec_bmV3LXNpZ25pbmcta2V5LTMyLWJ5dGVzLWxvbmchIQ==";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const HR_PATH: &str = "/webhooks/hr/user-created";
+pub const EMULATOR_CLIENT_ID: &str = "emulator-client";
+pub const EMULATOR_CLIENT_SECRET: &str = "emulator-secret-for-tests-0123";
+
+/// The test departments' groups, as they exist in the emulator at start.
+pub const GROUPS: &[(&str, &str)] = &[
+    ("ENG", "a1b2c3d4-5678-90ab-cdef-1234567890ab"),
+    ("SUPPORT", "b2c3d4e5-6789-01bc-defa-234567890abc"),
+    ("SALES", "c3d4e5f6-7890-12cd-efab-34567890abcd"),
+    ("HR", "d4e5f6a7-8901-23de-fabc-4567890abcde"),
+];
+
+/// A Genesys Cloud emulator with the test departments' groups.
+pub async fn start_emulator() -> genesys_provisioner::emulator::Emulator {
+    use genesys_provisioner::emulator::{Emulator, EmulatorConfig, SeedGroup};
+    let config = EmulatorConfig {
+        client_id: EMULATOR_CLIENT_ID.to_string(),
+        client_secret: EMULATOR_CLIENT_SECRET.to_string(),
+        groups: GROUPS
+            .iter()
+            .map(|(name, id)| SeedGroup { id: id.to_string(), display_name: name.to_string() })
+            .collect(),
+        ..Default::default()
+    };
+    Emulator::start("127.0.0.1:0".parse().unwrap(), config).await.expect("emulator starts")
+}
 
 /// The test config: sample departments, fast retries, short leases.
 pub const TEST_TOML: &str = r#"
@@ -165,7 +190,8 @@ pub struct TestApp {
 /// How to start a test app.
 pub struct Spawn {
     pub backend: Backend,
-    pub handler: Arc<dyn JobHandler>,
+    /// None: the real provisioning pipeline.
+    pub handler: Option<Arc<dyn JobHandler>>,
     pub workers: bool,
     pub env: BTreeMap<String, String>,
     pub toml: String,
@@ -177,7 +203,7 @@ impl Spawn {
     pub fn new(backend: Backend) -> Self {
         Spawn {
             backend,
-            handler: ScriptedHandler::succeeding(),
+            handler: Some(ScriptedHandler::succeeding()),
             workers: true,
             env: base_env(),
             toml: TEST_TOML.to_string(),
@@ -186,8 +212,20 @@ impl Spawn {
     }
 
     pub fn handler(mut self, h: Arc<dyn JobHandler>) -> Self {
-        self.handler = h;
+        self.handler = Some(h);
         self
+    }
+
+    /// Runs the real provisioning pipeline against `emulator` (fast pacing, short inline waits).
+    pub fn provisioning(mut self, emulator: &genesys_provisioner::emulator::Emulator) -> Self {
+        self.handler = None;
+        let base = emulator.base_url();
+        self = self
+            .env("GENESYS_API_URL", &base)
+            .env("GENESYS_LOGIN_URL", &base)
+            .env("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID)
+            .env("GENESYS_CLIENT_SECRET", EMULATOR_CLIENT_SECRET);
+        self.toml("[genesys]\nrequests_per_minute = 60000\nmax_inline_wait_secs = 1\nrequest_timeout_secs = 5")
     }
 
     pub fn no_workers(mut self) -> Self {
@@ -221,7 +259,11 @@ impl Spawn {
         env.insert("DATABASE_URL".into(), db.url.clone());
         env.insert("AUDIT_DIR".into(), audit_dir.display().to_string());
         let config = Config::from_toml(&self.toml, &env).expect("test config is valid");
-        let mut app = App::build_with_handler(config, self.handler).await.expect("app builds");
+        let mut app = match self.handler {
+            Some(h) => App::build_with_handler(config, h).await,
+            None => App::build(config).await,
+        }
+        .expect("app builds");
         if !self.workers {
             app = app.without_workers();
         }

@@ -1,0 +1,240 @@
+//! An in-process Genesys Cloud emulator: it owns a fake login host (`POST /oauth/token`), the SCIM 2.0 users
+//! and groups API (`/api/v2/scim/v2/...`) with the Genesys rules of genesys-api.md, and the fault controls
+//! (`Faults`, `POST /emulator/faults`, `GET /emulator/stats`) used by tests, `serve --sandbox` and standalone
+//! runs. It uses nothing of the service but `crate::genesys::types`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use genesys_provisioner::emulator::{Emulator, EmulatorConfig, SeedGroup};
+//! let config = EmulatorConfig {
+//!     groups: vec![SeedGroup { id: "g-eng".into(), display_name: "Engineering".into() }],
+//!     ..EmulatorConfig::default()
+//! };
+//! let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), config).await?;
+//! println!("Genesys API and login host: {}", emulator.base_url());
+//! emulator.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod faults;
+mod filter;
+mod patch;
+mod server;
+mod store;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use faults::{FailWrites, FaultSettings, Faults};
+
+use crate::genesys::types::{PatchOp, ScimGroup, ScimUser};
+use store::Store;
+
+/// How an emulator starts.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// The one OAuth client it knows (client credentials grant).
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime of issued tokens, reported as `expires_in` (whole seconds) and enforced as given.
+    pub token_ttl: Duration,
+    /// Groups that exist at start (SCIM cannot create groups).
+    pub groups: Vec<SeedGroup>,
+    /// Requests per minute for the OAuth client on `/api/v2`; None = unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            client_id: "emulator-client".to_string(),
+            client_secret: "emulator-secret".to_string(),
+            token_ttl: Duration::from_secs(3600),
+            groups: Vec::new(),
+            rate_limit_per_minute: None,
+        }
+    }
+}
+
+/// What `genesys-provisioner emulator --seed FILE` loads: groups and users that exist at start.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub groups: Vec<SeedGroup>,
+    #[serde(default)]
+    pub users: Vec<ScimUser>,
+}
+
+/// A group that exists when the emulator starts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedGroup {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// A snapshot of what the emulator has seen (also `GET /emulator/stats`, in camelCase).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// `POST /oauth/token` calls, refused ones included.
+    pub token_requests: u64,
+    /// Requests per `"METHOD /route/{template}"`, e.g. `"POST /api/v2/scim/v2/users"` (control routes excepted).
+    pub requests_by_route: BTreeMap<String, u64>,
+    /// 429 answers sent.
+    pub rate_limited: u64,
+    /// Injected 5xx answers sent (server error rate and `fail_next_writes` with a 5xx status).
+    pub server_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    token_requests: AtomicU64,
+    rate_limited: AtomicU64,
+    server_errors: AtomicU64,
+    routes: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What the server task and the `Emulator` handle share.
+struct Shared {
+    client_id: String,
+    client_secret: String,
+    token_ttl: Duration,
+    store: Mutex<Store>,
+    faults: Faults,
+    counters: Counters,
+}
+
+impl Shared {
+    /// The state; never held across an `.await`.
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count_route(&self, route: String) {
+        *self.counters.routes.lock().unwrap_or_else(|e| e.into_inner()).entry(route).or_insert(0) += 1;
+    }
+
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            token_requests: c.token_requests.load(Ordering::Relaxed),
+            requests_by_route: c.routes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            server_errors: c.server_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running emulator. Dropping it stops the server too; `stop` also waits for it.
+pub struct Emulator {
+    addr: SocketAddr,
+    base_url: String,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds `addr` (port 0 picks a free one) and serves in a spawned task.
+    pub async fn start(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let host = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let base_url = format!("http://{}", SocketAddr::new(host, addr.port()));
+        let shared = Arc::new(Shared {
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            token_ttl: config.token_ttl,
+            store: Mutex::new(Store::new(base_url.clone(), &config.groups)),
+            faults: Faults::new(config.rate_limit_per_minute),
+            counters: Counters::default(),
+        });
+        let stop = CancellationToken::new();
+        let router = server::router(shared.clone());
+        let signal = stop.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+                tracing::warn!(error = %e, "Genesys emulator stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "Genesys emulator listening");
+        Ok(Emulator { addr, base_url, shared, stop, task: Some(task) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: both the API host and the login host.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// Live fault controls.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Every user, active or not, in creation order, as `GET` would show it.
+    pub fn users(&self) -> Vec<ScimUser> {
+        self.shared.store().users()
+    }
+
+    pub fn group(&self, id: &str) -> Option<ScimGroup> {
+        self.shared.store().group(id)
+    }
+
+    /// Seeds a pre-existing user without validation (no uniqueness check either). Keeps `user.id` when set,
+    /// else assigns one; sets meta (version `"1"`, or the next version when the id exists) and the `other` email.
+    pub fn insert_user(&self, user: ScimUser) -> ScimUser {
+        self.shared.store().insert_user(user)
+    }
+
+    /// Simulates a concurrent change: the group's version moves on, its members stay.
+    pub fn bump_group_version(&self, id: &str) {
+        self.shared.store().bump_group_version(id);
+    }
+
+    /// Every PATCH body received for this user that parsed as a PatchOp, in order (refused ones included;
+    /// requests answered by an injected fault never reach this far).
+    pub fn patches(&self, user_id: &str) -> Vec<PatchOp> {
+        self.shared.store().patches(user_id)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

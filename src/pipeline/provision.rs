@@ -1,0 +1,187 @@
+//! Provisioning a new hire in Genesys Cloud: resolve the manager, create the SCIM user (correcting
+//! what Genesys refuses, adopting a user that already exists), add it to the department's group.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::Department;
+use crate::genesys::scim::quote;
+use crate::genesys::types::ScimUser;
+use crate::genesys::{GenesysClient, GenesysError};
+
+use super::NewHire;
+use super::scim_user;
+
+/// At most this many corrections of a refused create body.
+pub const MAX_CORRECTIONS: usize = 2;
+/// At most this many reads of a group whose version keeps changing under us.
+pub const MAX_GROUP_TRIES: usize = 3;
+
+/// What provisioning a new hire did; stored as the job's result and written to the audit.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioned {
+    pub scim_id: String,
+    pub group_id: String,
+    pub adopted: bool,
+    pub already_member: bool,
+    pub genesys_response_code: u16,
+    pub corrections: Vec<String>,
+    pub correlation_id: String,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_id: Option<String>,
+}
+
+/// Why provisioning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// Genesys refused or failed; `is_retryable` says whether the queue should try again.
+    #[error("{0}")]
+    Genesys(#[from] GenesysError),
+    /// Genesys refused the user as invalid and no correction rule applies.
+    #[error("Genesys refused the user as invalid and no correction applies: {detail}")]
+    Uncorrectable { detail: String, status: u16, corrections: Vec<String> },
+    /// Retrying later may help (a group that kept changing, a conflict with no user to adopt).
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl ProvisionError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProvisionError::Genesys(e) => e.is_retryable(),
+            ProvisionError::Uncorrectable { .. } => false,
+            ProvisionError::Transient(_) => true,
+        }
+    }
+}
+
+/// 400 `invalidValue` / `invalidSyntax` / `mutability` (or no type), or a 422 as proxies send it.
+fn is_validation(e: &GenesysError) -> bool {
+    match e.status() {
+        Some(422) => true,
+        Some(400) => matches!(e.scim_type(), None | Some("invalidValue" | "invalidSyntax" | "mutability")),
+        _ => false,
+    }
+}
+
+fn is_uniqueness(e: &GenesysError) -> bool {
+    e.status() == Some(409) || e.scim_type() == Some("uniqueness")
+}
+
+fn is_stale_version(e: &GenesysError) -> bool {
+    e.scim_type() == Some("invalidVers")
+}
+
+/// One lock per group: jobs of this process add members to a group one at a time, so concurrent
+/// new hires of one department do not keep invalidating each other's group ETag.
+#[derive(Default)]
+pub struct GroupLocks {
+    locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl GroupLocks {
+    fn get(&self, group_id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(group_id.to_string()).or_default().clone()
+    }
+}
+
+/// Provisions one new hire. Safe to run again after a partial failure: the user is adopted and the
+/// membership found in place.
+pub async fn new_hire(
+    client: &GenesysClient,
+    groups: &GroupLocks,
+    hire: &NewHire,
+    department: &Department,
+) -> Result<Provisioned, ProvisionError> {
+    let started = Instant::now();
+    let manager_id = match &hire.manager_email {
+        Some(m) => find_user_by_email(client, m.as_str().trim()).await?.and_then(|u| u.id),
+        None => None,
+    };
+    let mut body = scim_user::build(hire, department, manager_id.as_deref());
+    let mut corrections = Vec::new();
+    let (user, status, correlation_id, adopted) = loop {
+        match client.create_user(&body).await {
+            Ok(created) => break (created.value, created.status, created.correlation_id, false),
+            Err(e) if is_uniqueness(&e) => {
+                let existing = find_user_by_user_name(client, &body.user_name).await?.ok_or_else(|| {
+                    ProvisionError::Transient(format!(
+                        "Genesys says {} exists, but no such user was found",
+                        body.user_name
+                    ))
+                })?;
+                let correlation = match &e {
+                    GenesysError::Api { correlation_id, .. } => correlation_id.clone(),
+                    _ => String::new(),
+                };
+                break (existing, 409, correlation, true);
+            }
+            Err(e) if is_validation(&e) => {
+                let detail = e.detail().unwrap_or_default().to_string();
+                let status = e.status().unwrap_or(400);
+                if corrections.len() >= MAX_CORRECTIONS {
+                    return Err(ProvisionError::Uncorrectable { detail, status, corrections });
+                }
+                match scim_user::correct(&mut body, &detail) {
+                    Some(c) => corrections.push(c),
+                    None => return Err(ProvisionError::Uncorrectable { detail, status, corrections }),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let scim_id =
+        user.id.clone().ok_or_else(|| ProvisionError::Transient("Genesys returned a user without an id".into()))?;
+    let group_id = department.group_id.to_string();
+    let already_member = {
+        let lock = groups.get(&group_id);
+        let _turn = lock.lock().await;
+        add_to_group(client, &group_id, &scim_id).await?
+    };
+    Ok(Provisioned {
+        scim_id,
+        group_id,
+        adopted,
+        already_member,
+        genesys_response_code: status,
+        corrections,
+        correlation_id,
+        latency_ms: started.elapsed().as_millis() as u64,
+        manager_id,
+    })
+}
+
+/// Adds the user to the group with the group's ETag, re-reading when it changed in between.
+/// Returns whether the user was a member already.
+async fn add_to_group(client: &GenesysClient, group_id: &str, user_id: &str) -> Result<bool, ProvisionError> {
+    for _ in 0..MAX_GROUP_TRIES {
+        let group = client.get_group(group_id).await?;
+        if group.value.members.iter().any(|m| m.value == user_id) {
+            return Ok(true);
+        }
+        match client.add_group_member(group_id, user_id, group.etag.as_deref()).await {
+            Ok(_) => return Ok(false),
+            Err(e) if is_stale_version(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ProvisionError::Transient(format!(
+        "group {group_id} changed on every one of {MAX_GROUP_TRIES} tries; will try again later"
+    )))
+}
+
+async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {
+    Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next())
+}
+
+/// A user by userName, else by email (a manager's address may be either).
+async fn find_user_by_email(client: &GenesysClient, email: &str) -> Result<Option<ScimUser>, GenesysError> {
+    if let Some(u) = find_user_by_user_name(client, email).await? {
+        return Ok(Some(u));
+    }
+    Ok(client.find_users(&format!("email eq {}", quote(email))).await?.into_iter().next())
+}

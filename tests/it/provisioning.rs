@@ -1,0 +1,270 @@
+//! New hires end to end: the service and the Genesys Cloud emulator over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use genesys_provisioner::genesys::types::{ScimMultiValue, ScimUser};
+use serde_json::json;
+
+use crate::common::*;
+
+const ENG_GROUP: &str = "a1b2c3d4-5678-90ab-cdef-1234567890ab";
+
+async fn provisioning_app(emulator: &genesys_provisioner::emulator::Emulator) -> TestApp {
+    Spawn::new(Backend::Sqlite).provisioning(emulator).start().await.unwrap()
+}
+
+fn user_named(emulator: &genesys_provisioner::emulator::Emulator, user_name: &str) -> Vec<ScimUser> {
+    emulator.users().into_iter().filter(|u| u.user_name.eq_ignore_ascii_case(user_name)).collect()
+}
+
+#[tokio::test]
+async fn a_signed_new_hire_becomes_one_active_user_in_its_group() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    let mut body = new_hire("ENG");
+    body["employeeNumber"] = json!("E-1042");
+    body["phone"] = json!("+1 317 555 0142");
+    let email = body["email"].as_str().unwrap().to_string();
+    let id = app.hire(&body).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let scim_id = job["result"]["scimId"].as_str().expect("the job shows the Genesys user id").to_string();
+    assert_eq!(job["result"]["groupId"], ENG_GROUP);
+    assert_eq!(job["result"]["adopted"], false);
+
+    let users = user_named(&emulator, &email);
+    assert_eq!(users.len(), 1);
+    let user = &users[0];
+    assert_eq!(user.id.as_deref(), Some(scim_id.as_str()));
+    assert_eq!(user.active, Some(true));
+    assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
+    assert_eq!(user.external_id, body["id"].as_str().map(str::to_string));
+    assert_eq!(user.title.as_deref(), Some("Engineer"));
+    let ext = user.enterprise.as_ref().expect("enterprise extension");
+    assert_eq!(ext.department.as_deref(), Some("ENG"));
+    assert_eq!(ext.employee_number.as_deref(), Some("E-1042"));
+    assert_eq!(ext.date_hire.as_deref(), Some("2026-12-01"));
+    assert_eq!(user.phone_numbers[0].value, "+1 317 555 0142");
+    let group = emulator.group(ENG_GROUP).unwrap();
+    assert!(group.members.iter().any(|m| m.value == scim_id), "member of the department group");
+
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.created").await;
+    assert_eq!(line["scimId"], scim_id.as_str());
+    assert_eq!(line["groupId"], ENG_GROUP);
+    assert_eq!(line["genesysResponseCode"], 201);
+    assert_eq!(line["retryCount"], 0);
+    assert_eq!(line["userEmail"], email.as_str());
+    assert!(line["latencyMs"].is_u64());
+    assert!(line["correlationId"].as_str().is_some_and(|c| !c.is_empty()));
+    // Three calls: create, group read, group patch (plus the one token request).
+    let stats = emulator.stats();
+    assert_eq!(stats.token_requests, 1);
+    let api_calls: u64 =
+        stats.requests_by_route.iter().filter(|(route, _)| route.contains(" /api/v2/")).map(|(_, n)| n).sum();
+    assert_eq!(api_calls, 3, "{:?}", stats.requests_by_route);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_manager_is_resolved_by_email() {
+    let emulator = start_emulator().await;
+    let manager = emulator.insert_user(ScimUser {
+        user_name: "maria.lopez@example.com".into(),
+        display_name: Some("Maria Lopez".into()),
+        active: Some(true),
+        emails: vec![ScimMultiValue {
+            value: "maria.lopez@example.com".into(),
+            kind: Some("work".into()),
+            primary: Some(true),
+        }],
+        ..Default::default()
+    });
+    let app = provisioning_app(&emulator).await;
+    let mut body = new_hire("ENG");
+    body["managerEmail"] = json!("maria.lopez@example.com");
+    let id = app.hire(&body).await;
+    app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let user = &user_named(&emulator, body["email"].as_str().unwrap())[0];
+    let ext = user.enterprise.as_ref().unwrap();
+    assert_eq!(ext.manager.as_ref().map(|m| m.value.clone()), manager.id);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resent_webhook_and_an_existing_user_both_end_in_one_user() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    let body = new_hire("SALES");
+    let email = body["email"].as_str().unwrap().to_string();
+    let (_, first) = app.post_signed(HR_PATH, &body, "msg_resend").await;
+    let (_, again) = app.post_signed(HR_PATH, &body, "msg_resend").await;
+    assert_eq!(first["auditId"], again["auditId"]);
+    let id: uuid::Uuid = first["auditId"].as_str().unwrap().parse().unwrap();
+    app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(user_named(&emulator, &email).len(), 1);
+
+    // The same person under a new event id (HR sent it twice with different ids): adopted.
+    let second = app.hire(&body).await;
+    let job = app.wait_for_state(second, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(job["result"]["adopted"], true);
+    assert_eq!(job["result"]["alreadyMember"], true);
+    assert_eq!(user_named(&emulator, &email).len(), 1, "never a second user");
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.adopted").await;
+
+    // A user created in Genesys by hand before HR announced them: adopted and added to the group.
+    let existing = emulator.insert_user(ScimUser {
+        user_name: "pre.existing@example.com".into(),
+        display_name: Some("Pre Existing".into()),
+        active: Some(true),
+        emails: vec![ScimMultiValue {
+            value: "pre.existing@example.com".into(),
+            kind: Some("work".into()),
+            primary: Some(true),
+        }],
+        ..Default::default()
+    });
+    let mut body = new_hire("SALES");
+    body["email"] = json!("pre.existing@example.com");
+    let third = app.hire(&body).await;
+    let job = app.wait_for_state(third, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(job["result"]["scimId"], existing.id.clone().unwrap().as_str());
+    assert_eq!(user_named(&emulator, "pre.existing@example.com").len(), 1);
+    let group = emulator.group("c3d4e5f6-7890-12cd-efab-34567890abcd").unwrap();
+    assert!(group.members.iter().any(|m| Some(&m.value) == existing.id.as_ref()));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_correction_loop_fixes_what_genesys_refuses() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    let mut body = new_hire("HR");
+    let clean = body["email"].as_str().unwrap().to_string();
+    body["email"] = json!(format!("  {}  ", clean.to_uppercase()));
+    body["userName"] = json!("jdoe");
+    let id = app.hire(&body).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let corrections: Vec<String> = serde_json::from_value(job["result"]["corrections"].clone()).unwrap();
+    assert_eq!(corrections, ["userName set to the primary email", "emails trimmed and lower-cased"]);
+    let users = user_named(&emulator, &clean);
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].user_name, clean);
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.created").await;
+    assert_eq!(line["corrections"].as_array().unwrap().len(), 2);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_uncorrectable_payload_is_dead_lettered_with_the_genesys_detail() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    emulator.faults().fail_next_writes(1, 400);
+    let id = app.hire(&new_hire("ENG")).await;
+    let job = app.wait_for_state(id, "dead", Duration::from_secs(15)).await;
+    assert_eq!(job["attempts"], 1, "not retried blindly");
+    let error = job["lastError"].as_str().unwrap();
+    assert!(error.contains("no correction applies"), "{error}");
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.failed").await;
+    assert_eq!(line["genesysResponseCode"], 400);
+    assert_eq!(line["status"], "failed");
+    assert!(emulator.users().is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_to_success() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    // More 503s than the client retries in place: the queue retries the job, which then succeeds.
+    emulator.faults().fail_next_writes(3, 503);
+    let id = app.hire(&new_hire("ENG")).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(20)).await;
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(emulator.users().len(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_upstream_ends_in_a_dead_letter_whose_replay_succeeds_after_recovery() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    emulator.faults().set_server_error_rate(1.0);
+    let id = app.hire(&new_hire("SUPPORT")).await;
+    let job = app.wait_for_state(id, "dead", Duration::from_secs(30)).await;
+    assert_eq!(job["attempts"], 3);
+    emulator.faults().set_server_error_rate(0.0);
+    let (status, _) = app.admin(reqwest::Method::POST, &format!("/admin/dead-letters/{id}/replay")).await;
+    assert_eq!(status, 202);
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(20)).await;
+    assert!(job["result"]["scimId"].is_string());
+    assert_eq!(emulator.users().len(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_honoured_without_a_storm() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    // Room for exactly one hire (create, group read, group patch) this minute.
+    emulator.faults().set_rate_limit_per_minute(Some(3));
+    let first = app.hire(&new_hire("ENG")).await;
+    app.wait_for_state(first, "succeeded", Duration::from_secs(15)).await;
+    let second = app.hire(&new_hire("ENG")).await;
+    let before = genesys_provisioner::queue::now_ms();
+    let job = eventually(Duration::from_secs(15), || async {
+        let job = app.store.get(second).await.unwrap().unwrap();
+        (job.attempts >= 1 && job.state.as_str() == "queued").then_some(job)
+    })
+    .await
+    .expect("the second job waits in the queue");
+    assert!(job.last_error.as_deref().unwrap().contains("rate limit"), "{:?}", job.last_error);
+    // Retry-After here is longer than the inline wait (1 s): the job comes back no sooner.
+    assert!(job.run_at >= before + 1_000, "next attempt honours Retry-After");
+    let stats = emulator.stats();
+    assert_eq!(stats.rate_limited, 1, "one 429, then the shared pace waits: no storm");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_group_etag_is_reread_and_the_membership_lands() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    emulator.faults().stale_next_group_patches(1);
+    let body = new_hire("ENG");
+    let id = app.hire(&body).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let scim_id = job["result"]["scimId"].as_str().unwrap().to_string();
+    assert_eq!(job["attempts"], 1, "re-read within the attempt");
+    assert!(emulator.group(ENG_GROUP).unwrap().members.iter().any(|m| m.value == scim_id));
+    let routes = emulator.stats().requests_by_route;
+    let group_reads =
+        routes.iter().filter(|(r, _)| r.starts_with("GET /api/v2/scim/v2/groups")).map(|(_, n)| n).sum::<u64>();
+    assert_eq!(group_reads, 2, "{routes:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_jobs_with_a_cold_cache_make_one_token_request() {
+    let emulator = start_emulator().await;
+    let app = Arc::new(
+        Spawn::new(Backend::Sqlite)
+            .provisioning(&emulator)
+            .env("WORKER_CONCURRENCY", "50")
+            .no_workers()
+            .start()
+            .await
+            .unwrap(),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(app.hire(&new_hire("ENG")).await);
+    }
+    // All 50 are claimed together and run at once, with no token cached yet.
+    assert_eq!(app.worker.drain().await.unwrap(), 50);
+    for id in &ids {
+        app.wait_for_state(*id, "succeeded", Duration::from_secs(30)).await;
+    }
+    assert_eq!(emulator.stats().token_requests, 1);
+    assert_eq!(emulator.users().len(), 50);
+    assert_eq!(emulator.group(ENG_GROUP).unwrap().members.len(), 50);
+}
