@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
 use std::time::Duration;
 
 use genesys_provisioner::config::DatabaseUrl;
@@ -47,10 +49,14 @@ fn service_env(dir: &Path, db_url: &str, genesys: &str) -> Vec<(String, String)>
 impl Service {
     /// The service binary on `db_url`, calling the Genesys Cloud emulator at `genesys`.
     async fn start(dir: &Path, db_url: &str, run: u32, genesys: &str) -> Service {
-        let port = free_port();
+        Self::start_with(dir, db_url, run, genesys, free_port(), "config/default.toml").await
+    }
+
+    /// `start` on a given port and config file (a restart keeps its address).
+    async fn start_with(dir: &Path, db_url: &str, run: u32, genesys: &str, port: u16, config: &str) -> Service {
         let stderr = dir.join(format!("stderr-{run}.log"));
         let child = Command::new(BIN)
-            .args(["serve", "--config", "config/default.toml"])
+            .args(["serve", "--config", config])
             .envs(service_env(dir, db_url, genesys))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -70,6 +76,62 @@ impl Service {
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
         assert!(ok, "kill {sig}");
+    }
+}
+
+/// The emulator as its own process, as other people's tests would run it.
+struct EmulatorProcess {
+    child: Child,
+    base: String,
+}
+
+impl EmulatorProcess {
+    async fn start() -> EmulatorProcess {
+        Self::start_with(&["--config", "config/default.toml"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> EmulatorProcess {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["emulator", "--addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .args(["--client-id", EMULATOR_CLIENT_ID, "--client-secret", EMULATOR_CLIENT_SECRET])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("emulator starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(30), || async {
+            client.get(format!("{base}/emulator/stats")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up.is_some(), "emulator did not come up");
+        EmulatorProcess { child, base }
+    }
+
+    /// A GET on its own SCIM API, with a token from its own token endpoint.
+    async fn scim_get(&self, path: &str) -> Value {
+        let client = reqwest::Client::new();
+        let token: Value = client
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(EMULATOR_CLIENT_ID, Some(EMULATOR_CLIENT_SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["access_token"].as_str().unwrap();
+        client.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -343,4 +405,193 @@ async fn send_webhook_signs_and_posts_a_file() {
     .unwrap();
     assert_eq!(code, 1);
     assert!(out.contains("401"), "{out}");
+}
+
+#[tokio::test]
+async fn sigkill_during_provisioning_leaves_one_user_per_accepted_event() {
+    const HIRES: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let emulator = EmulatorProcess::start().await;
+    // Fast pacing and short leases, so a job held by a killed process comes back within seconds.
+    let config = std::fs::read_to_string("config/default.toml")
+        .unwrap()
+        .replace("requests_per_minute = 300", "requests_per_minute = 60000")
+        .replace("lease_secs = 60", "lease_secs = 2")
+        .replace("backoff_base_ms = 2000", "backoff_base_ms = 50")
+        .replace("backoff_max_secs = 900", "backoff_max_secs = 2");
+    let config_path = dir.path().join("crash.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_path = config_path.to_str().unwrap().to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // 300 new hires, each posted until it gets its 202 (as an HR system retries), from 6 senders,
+    // while the service is killed twice mid-stream.
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    let depts = ["ENG", "SUPPORT", "SALES", "HR"];
+    let mut service = Service::start_with(dir.path(), &db_url, 0, &emulator.base, port, &config_path).await;
+    for _ in 0..6 {
+        let (base, accepted, next) = (base.clone(), accepted.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= HIRES {
+                    return;
+                }
+                let mut body = new_hire(depts[i % 4]);
+                body["email"] = json!(format!("crash.{i}@example.com"));
+                let id = format!("crash-hire-{i}");
+                loop {
+                    match post(&client, &base, &id, &body).await {
+                        Some((202, _)) => break,
+                        Some((status, answer)) if status < 500 => panic!("unexpected {status} {answer}"),
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await, // down: try again
+                    }
+                }
+                accepted.lock().unwrap().push((format!("crash.{i}@example.com"), depts[i % 4].to_string()));
+            }
+        }));
+    }
+    for (run, after) in [(1u32, 80usize), (2, 180)] {
+        let hit = eventually(Duration::from_secs(60), || {
+            let n = accepted.lock().unwrap().len();
+            async move { (n >= after).then_some(()) }
+        })
+        .await;
+        assert!(hit.is_some(), "intake stalled before {after} events");
+        service.child.kill().unwrap(); // SIGKILL while webhooks arrive and jobs run
+        service.child.wait().unwrap();
+        service = Service::start_with(dir.path(), &db_url, run, &emulator.base, port, &config_path).await;
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), HIRES);
+
+    let store = JobStore::connect(&DatabaseUrl::parse(&db_url).unwrap(), 5).await.unwrap();
+    let done = eventually(Duration::from_secs(90), || async {
+        let c = store.counts_by_state().await.unwrap();
+        (c.iter().find(|(s, _)| s.as_str() == "succeeded").map(|(_, n)| *n) == Some(HIRES as u64)).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "not all jobs succeeded: {:?}", store.counts_by_state().await.unwrap());
+
+    let users = emulator.scim_get("/api/v2/scim/v2/users?startIndex=1&count=1000").await;
+    assert_eq!(users["totalResults"], HIRES as u64, "exactly one user per accepted event");
+    let mut ids_by_email = std::collections::BTreeMap::new();
+    for u in users["Resources"].as_array().unwrap() {
+        let previous =
+            ids_by_email.insert(u["userName"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string());
+        assert!(previous.is_none(), "a second user for {}", u["userName"]);
+    }
+    for (dept, group_id) in GROUPS {
+        let group = emulator.scim_get(&format!("/api/v2/scim/v2/groups/{group_id}")).await;
+        let members: std::collections::BTreeSet<String> =
+            group["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+        for (email, d) in accepted.iter().filter(|(_, d)| d == dept) {
+            let id = ids_by_email.get(email).unwrap_or_else(|| panic!("{email} ({d}) was not provisioned"));
+            assert!(members.contains(id), "{email} is not in the {dept} group");
+        }
+        assert_eq!(members.len(), HIRES / 4, "{dept} group has exactly its hires");
+    }
+    drop(service);
+}
+
+#[tokio::test]
+async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--sandbox", "--config", "config/default.toml"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("sandbox.db").display()))
+        .env("AUDIT_DIR", dir.path().join("audit"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut secret, mut token) = (None, None);
+    while secret.is_none() || token.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the sandbox prints its development values");
+        if let Some(v) = line.trim().strip_prefix("HR_WEBHOOK_SECRET=") {
+            secret = v.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(v) = line.trim().strip_prefix("ADMIN_TOKEN=") {
+            token = v.split_whitespace().next().map(str::to_string);
+        }
+    }
+    let (secret, token) = (secret.unwrap(), token.unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(30), || async {
+        client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up.is_some());
+    let url = format!("{base}{HR_PATH}");
+    let secret2 = secret.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        cli(&["send-webhook", "--url", &url, "--file", "config/samples/new-hire.json", "--secret", &secret2], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let audit_id =
+        serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["auditId"].as_str().unwrap().to_string();
+    let job = eventually(Duration::from_secs(30), || async {
+        let job: Value =
+            client.get(format!("{base}/jobs/{audit_id}")).bearer_auth(&token).send().await.ok()?.json().await.ok()?;
+        (job["state"] == "succeeded").then_some(job)
+    })
+    .await
+    .expect("the sample new hire is provisioned in the sandbox's emulator");
+    assert!(job["result"]["scimId"].is_string(), "{job}");
+    assert_eq!(job["result"]["groupId"], "a1b2c3d4-5678-90ab-cdef-1234567890ab");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn the_emulator_runs_alone_from_a_seed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"groups": [{"id": "11111111-2222-3333-4444-555555555555", "displayName": "Night shift"}],
+            "users": [{"userName": "ops@example.com", "displayName": "Ops", "active": true,
+                       "emails": [{"value": "ops@example.com", "type": "work", "primary": true}]}]}"#,
+    )
+    .unwrap();
+    let emulator = EmulatorProcess::start_with(&["--seed", seed.to_str().unwrap()]).await;
+    let users = emulator.scim_get("/api/v2/scim/v2/users?filter=userName%20eq%20%22ops%40example.com%22").await;
+    assert_eq!(users["totalResults"], 1, "{users}");
+    let group = emulator.scim_get("/api/v2/scim/v2/groups/11111111-2222-3333-4444-555555555555").await;
+    assert_eq!(group["displayName"], "Night shift");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"groupz": []}"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["emulator", "--addr", "127.0.0.1:0", "--seed", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid seed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
