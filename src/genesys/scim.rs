@@ -37,6 +37,18 @@ impl GenesysClient {
         Ok(Versioned { value, etag, correlation_id: answer.correlation_id, status: answer.status })
     }
 
+    /// Applies a PatchOp to a user, with `If-Match` when an ETag is given.
+    pub async fn patch_user(
+        &self,
+        id: &str,
+        patch: &PatchOp,
+        etag: Option<&str>,
+    ) -> Result<Versioned<ScimUser>, GenesysError> {
+        let answer = self.send(Method::PATCH, &format!("{USERS}/{id}"), Some(patch), etag).await?;
+        let value = if answer.body.is_empty() { ScimUser::default() } else { answer.json::<ScimUser>()? };
+        Ok(Versioned { value, etag: answer.etag.clone(), correlation_id: answer.correlation_id, status: answer.status })
+    }
+
     /// Users matching a filter such as `userName eq "a@b.c"` (first page of at most 25).
     pub async fn find_users(&self, filter: &str) -> Result<Vec<ScimUser>, GenesysError> {
         let query = serde_urlencoded_pair("filter", filter);

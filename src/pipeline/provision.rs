@@ -25,6 +25,8 @@ pub struct Provisioned {
     pub scim_id: String,
     pub group_id: String,
     pub adopted: bool,
+    /// An adopted user that was inactive (a rehire) was made active again.
+    pub reactivated: bool,
     pub already_member: bool,
     pub genesys_response_code: u16,
     pub corrections: Vec<String>,
@@ -136,6 +138,12 @@ pub async fn new_hire(
     };
     let scim_id =
         user.id.clone().ok_or_else(|| ProvisionError::Transient("Genesys returned a user without an id".into()))?;
+    // A rehire: the person's deactivated user is adopted and made active again (deactivation kept
+    // its roles for exactly this).
+    let reactivated = adopted && user.active == Some(false);
+    if reactivated {
+        reactivate(client, &scim_id).await?;
+    }
     let group_id = department.group_id.to_string();
     let already_member = {
         let lock = groups.get(&group_id);
@@ -146,6 +154,7 @@ pub async fn new_hire(
         scim_id,
         group_id,
         adopted,
+        reactivated,
         already_member,
         genesys_response_code: status,
         corrections,
@@ -172,6 +181,27 @@ async fn add_to_group(client: &GenesysClient, group_id: &str, user_id: &str) -> 
     Err(ProvisionError::Transient(format!(
         "group {group_id} changed on every one of {MAX_GROUP_TRIES} tries; will try again later"
     )))
+}
+
+/// `active: true` on a deactivated user, guarded by its ETag; re-read when it changed meanwhile.
+async fn reactivate(client: &GenesysClient, user_id: &str) -> Result<(), ProvisionError> {
+    let patch = crate::genesys::types::PatchOp::new(vec![crate::genesys::types::PatchOperation {
+        op: "replace".into(),
+        path: Some("active".into()),
+        value: Some(serde_json::Value::Bool(true)),
+    }]);
+    for _ in 0..MAX_GROUP_TRIES {
+        let current = client.get_user(user_id).await?;
+        if current.value.active == Some(true) {
+            return Ok(());
+        }
+        match client.patch_user(user_id, &patch, current.etag.as_deref()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_stale_version(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ProvisionError::Transient(format!("user {user_id} changed on every try to reactivate it")))
 }
 
 async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {

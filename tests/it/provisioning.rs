@@ -268,3 +268,34 @@ async fn fifty_concurrent_jobs_with_a_cold_cache_make_one_token_request() {
     assert_eq!(emulator.users().len(), 50);
     assert_eq!(emulator.group(ENG_GROUP).unwrap().members.len(), 50);
 }
+
+#[tokio::test]
+async fn a_rehire_adopts_the_deactivated_user_and_makes_it_active() {
+    let emulator = start_emulator().await;
+    let old = emulator.insert_user(ScimUser {
+        user_name: "back.again@example.com".into(),
+        display_name: Some("Back Again".into()),
+        active: Some(false),
+        emails: vec![ScimMultiValue {
+            value: "back.again@example.com".into(),
+            kind: Some("work".into()),
+            primary: Some(true),
+        }],
+        ..Default::default()
+    });
+    let app = provisioning_app(&emulator).await;
+    let mut body = new_hire("ENG");
+    body["email"] = json!("back.again@example.com");
+    let id = app.hire(&body).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(job["result"]["adopted"], true);
+    assert_eq!(job["result"]["reactivated"], true);
+    let users = user_named(&emulator, "back.again@example.com");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].id, old.id);
+    assert_eq!(users[0].active, Some(true));
+    let patches = emulator.patches(old.id.as_deref().unwrap());
+    assert_eq!(patches.len(), 1, "one minimal PATCH: {patches:?}");
+    assert_eq!(patches[0].operations[0].path.as_deref(), Some("active"));
+    app.shutdown().await;
+}
