@@ -211,6 +211,16 @@ impl Emulator {
         self.shared.store().insert_user(user)
     }
 
+    /// Every access token issued so far (to check that none appears in a log).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.store().issued_tokens()
+    }
+
+    /// Invalidates every issued token: the next API call with one of them gets a 401.
+    pub fn revoke_tokens(&self) {
+        self.shared.store().revoke_tokens();
+    }
+
     /// Simulates a concurrent change: the group's version moves on, its members stay.
     pub fn bump_group_version(&self, id: &str) {
         self.shared.store().bump_group_version(id);

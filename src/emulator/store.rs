@@ -129,6 +129,8 @@ pub(super) struct Store {
     groups: BTreeMap<String, StoredGroup>,
     patches: HashMap<String, Vec<PatchOp>>,
     tokens: HashMap<String, Instant>,
+    /// Every token ever issued, so tests can check none of them leaked into a log.
+    issued: Vec<String>,
 }
 
 impl Store {
@@ -155,6 +157,7 @@ impl Store {
             groups,
             patches: HashMap::new(),
             tokens: HashMap::new(),
+            issued: Vec::new(),
         }
     }
 
@@ -167,7 +170,17 @@ impl Store {
         let bytes: [u8; 32] = rand::random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         self.tokens.insert(token.clone(), now + ttl);
+        self.issued.push(token.clone());
         token
+    }
+
+    pub(super) fn issued_tokens(&self) -> Vec<String> {
+        self.issued.clone()
+    }
+
+    /// Makes every issued token invalid (as a revoked OAuth client or a rotated key would).
+    pub(super) fn revoke_tokens(&mut self) {
+        self.tokens.clear();
     }
 
     pub(super) fn token_valid(&self, token: &str) -> bool {

@@ -313,6 +313,9 @@ async fn no_secret_appears_in_any_log_or_audit_line() {
         "wrong-token-must-not-be-logged",
     ];
     forbidden.extend(signatures.iter().map(String::as_str));
+    let tokens = emulator.issued_tokens();
+    assert!(!tokens.is_empty(), "the service fetched a token");
+    forbidden.extend(tokens.iter().map(String::as_str));
     for f in forbidden {
         assert!(!everything.contains(f), "{f:?} found in the logs");
     }

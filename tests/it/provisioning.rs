@@ -299,3 +299,38 @@ async fn a_rehire_adopts_the_deactivated_user_and_makes_it_active() {
     assert_eq!(patches[0].operations[0].path.as_deref(), Some("active"));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_dropped_and_the_request_retried_once() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    let first = app.hire(&new_hire("ENG")).await;
+    app.wait_for_state(first, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(emulator.stats().token_requests, 1);
+    emulator.revoke_tokens();
+    let second = app.hire(&new_hire("ENG")).await;
+    let job = app.wait_for_state(second, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(job["attempts"], 1, "the 401 was handled inside the attempt");
+    assert_eq!(emulator.stats().token_requests, 2, "one new token after the 401");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_endpoint_refusal_names_region_and_status_never_the_secret() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite)
+        .provisioning(&emulator)
+        .env("GENESYS_CLIENT_SECRET", "a-wrong-secret-that-must-not-show")
+        .env("JOB_MAX_ATTEMPTS", "1")
+        .start()
+        .await
+        .unwrap();
+    let id = app.hire(&new_hire("ENG")).await;
+    let job = app.wait_for_state(id, "dead", Duration::from_secs(15)).await;
+    let error = job["lastError"].as_str().unwrap();
+    assert!(error.contains("Genesys token request failed (region mypurecloud.com): HTTP 401"), "{error}");
+    let everything = serde_json::to_string(&app.audit_lines()).unwrap() + &job.to_string();
+    assert!(!everything.contains("a-wrong-secret-that-must-not-show"));
+    assert!(emulator.users().is_empty());
+    app.shutdown().await;
+}

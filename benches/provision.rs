@@ -1,0 +1,508 @@
+//! Provisioning throughput benchmark: how close the real service comes to the request rate a rate-limited
+//! Genesys Cloud allows, and what each new hire costs upstream.
+//!
+//! Two release-binary processes run on free local ports, each killed when the benchmark ends or panics:
+//!
+//! 1. the Genesys Cloud emulator (`emulator`, seeded with the groups of `config/default.toml`'s departments),
+//!    limited to `BENCH_RATE` API requests per minute (a sliding 60 s window answering 429 with Retry-After);
+//! 2. the service (`serve`) with `[genesys] requests_per_minute = BENCH_RATE`, a fresh SQLite database and
+//!    audit folder in a temporary directory, 32 workers, pointed at the emulator.
+//!
+//! `BENCH_HIRES` signed new-hire webhooks (unique ids and emails, departments ENG, SUPPORT, SALES, HR in
+//! turn) are posted from 16 concurrent tasks. The clock starts at the first post and stops when
+//! `GET /metrics` shows every accepted job succeeded or dead (polled every 250 ms). A new hire costs three
+//! Genesys requests (create the user, read the group, patch the group), so the defaults (1000 hires at
+//! 3000 requests per minute) need about a minute at the allowed rate.
+//!
+//! The report, from the emulator's own counters (`GET /emulator/stats`), against the targets:
+//!
+//! * upstream API requests per provisioned hire: at most 3;
+//! * 429 answers as a share of upstream API requests: at most 1 %;
+//! * achieved request rate (upstream requests per elapsed minute) / allowed rate: at least 0.9.
+//!
+//! Then the emulator's SCIM API is asked how many (active) users exist, which must equal the number of
+//! jobs that succeeded. The service's log (stderr, `RUST_LOG=warn`) goes to a file in the temporary
+//! directory; the report prints how many lines it wrote and the first few.
+//!
+//! Run: `cargo bench --bench provision`
+//!
+//! | variable       | default | meaning                                                    |
+//! |----------------|---------|------------------------------------------------------------|
+//! | `BENCH_HIRES`  | 1000    | new hires posted                                           |
+//! | `BENCH_RATE`   | 3000    | Genesys API requests per minute, allowed and configured    |
+//!
+//! The run gives up waiting for the jobs after 3 × (3 × `BENCH_HIRES` / `BENCH_RATE`) minutes + 60 s and
+//! reports what it has.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use genesys_provisioner::emulator::Stats;
+use genesys_provisioner::http::signature::WebhookSecret;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+const CLIENT_ID: &str = "bench-client";
+const CLIENT_SECRET: &str = "bench-secret-0123456789";
+const DEPARTMENTS: [&str; 4] = ["ENG", "SUPPORT", "SALES", "HR"];
+const POSTERS: usize = 16;
+const WORKER_CONCURRENCY: usize = 32;
+/// Genesys requests a new hire costs: create the user, read the group, patch the group.
+const REQUESTS_PER_HIRE: f64 = 3.0;
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+const TARGET_REQUESTS_PER_HIRE: f64 = 3.0;
+const TARGET_429_SHARE: f64 = 0.01;
+const TARGET_UTILISATION: f64 = 0.9;
+
+fn main() {
+    let hires = env_number("BENCH_HIRES", 1000);
+    let rate = env_number("BENCH_RATE", 3000);
+    assert!(hires > 0 && rate > 0, "BENCH_HIRES and BENCH_RATE must be at least 1");
+    let rate = u32::try_from(rate).expect("BENCH_RATE is too large");
+
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
+    let mut emulator = Process::emulator(dir.path());
+    let mut service = None;
+    runtime.block_on(async {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("cannot build a client");
+        emulator.wait_until_ready(&http, "/emulator/stats").await;
+        set_rate_limit(&http, &emulator.base, Some(rate)).await;
+        let service = service.insert(Process::service(dir.path(), &emulator.base, rate));
+        service.wait_until_ready(&http, "/healthz").await;
+        println!(
+            "benchmarking provisioning: {hires} hires from {POSTERS} tasks, Genesys emulator {} limited to {rate} \
+             requests/min, service {} with {WORKER_CONCURRENCY} workers",
+            emulator.base, service.base
+        );
+
+        let started = Instant::now();
+        let intake = post_hires(&service.base, hires).await;
+        println!(
+            "posted {hires} webhooks in {:.1} s: {} accepted (202){}",
+            intake.took.as_secs_f64(),
+            intake.accepted,
+            if intake.refused.is_empty() { String::new() } else { format!(", refused: {:?}", intake.refused) }
+        );
+        let deadline = Duration::from_secs_f64(3.0 * hires as f64 * REQUESTS_PER_HIRE / f64::from(rate) * 60.0)
+            + Duration::from_secs(60);
+        let done = wait_for_jobs(&http, &service.base, intake.accepted, started, deadline).await;
+
+        // Read the emulator's counters first: the check below makes requests of its own.
+        let stats = emulator_stats(&http, &emulator.base).await;
+        // The timing is over: lift the limit so the check is not refused by a window the run filled.
+        set_rate_limit(&http, &emulator.base, None).await;
+        let users = count_emulator_users(&http, &emulator.base).await;
+        report(hires, rate, &intake, &done, &stats, users);
+    });
+    for process in [Some(&emulator), service.as_ref()].into_iter().flatten() {
+        let log = process.log();
+        let lines: Vec<&str> = log.lines().collect();
+        println!("{} log (stderr, RUST_LOG=warn): {} line(s)", process.name, lines.len());
+        for line in lines.iter().take(5) {
+            println!("  {}", line.chars().take(240).collect::<String>());
+        }
+    }
+    drop(service);
+    drop(emulator);
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        _ => default,
+    }
+}
+
+/// A child process of the benchmark (the emulator or the service), killed when dropped (also on panic).
+struct Process {
+    name: &'static str,
+    child: Child,
+    base: String,
+    /// Its stderr, kept out of the report.
+    log: PathBuf,
+}
+
+impl Process {
+    /// A command for the release binary that reads nothing of the caller's settings: the service's
+    /// environment variables are removed and it runs in `dir`, so no `.env` of the checkout is loaded.
+    fn command(dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
+        for (name, _) in genesys_provisioner::config::ENV_VARS {
+            command.env_remove(name);
+        }
+        command
+            .env_remove("PROVISIONER_CONFIG")
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command
+    }
+
+    fn spawn(name: &'static str, mut command: Command, addr: SocketAddr, log: PathBuf) -> Process {
+        let log_file = std::fs::File::create(&log).expect("cannot create a log file");
+        let child = command.stderr(log_file).spawn().unwrap_or_else(|e| panic!("cannot start the {name}: {e}"));
+        Process { name, child, base: format!("http://{addr}"), log }
+    }
+
+    /// The emulator, seeded with the groups of `config/default.toml`'s departments.
+    fn emulator(dir: &Path) -> Process {
+        let addr = free_port();
+        let mut command = Process::command(dir);
+        command
+            .arg("emulator")
+            .arg("--addr")
+            .arg(addr.to_string())
+            .arg("--client-id")
+            .arg(CLIENT_ID)
+            .arg("--client-secret")
+            .arg(CLIENT_SECRET)
+            .arg("--config")
+            .arg(default_config_path());
+        Process::spawn("emulator", command, addr, dir.join("emulator.log"))
+    }
+
+    /// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
+    fn service(dir: &Path, genesys: &str, rate: u32) -> Process {
+        let addr = free_port();
+        let config_path = dir.join("bench.toml");
+        std::fs::write(&config_path, bench_config(addr, rate)).expect("cannot write the benchmark config file");
+        let mut command = Process::command(dir);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
+            .env("AUDIT_DIR", dir.join("audit"))
+            .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("GENESYS_API_URL", genesys)
+            .env("GENESYS_LOGIN_URL", genesys)
+            .env("GENESYS_CLIENT_ID", CLIENT_ID)
+            .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
+            .env("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string());
+        Process::spawn("service", command, addr, dir.join("service.log"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `GET path` answers 200; panics with the process's log when it exits or takes too long.
+    async fn wait_until_ready(&mut self, http: &reqwest::Client, path: &str) {
+        let url = format!("{}{path}", self.base);
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the {} exited ({status}) before answering GET {path}; its log:\n{}", self.name, self.log());
+            }
+            if Instant::now() >= deadline {
+                panic!("the {} did not answer GET {path} 200 within 30 s; its log:\n{}", self.name, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now (bound to port 0, then released for a child process).
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("cannot read the free port")
+}
+
+fn default_config_path() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")
+}
+
+/// `config/default.toml` with `listen_addr` set to `addr` and `[genesys] requests_per_minute` to `rate`.
+fn bench_config(addr: SocketAddr, rate: u32) -> String {
+    let path = default_config_path();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path} is not valid TOML: {e}"));
+    table(&mut config, "server").insert("listen_addr".to_string(), toml::Value::String(addr.to_string()));
+    table(&mut config, "genesys").insert("requests_per_minute".to_string(), toml::Value::Integer(i64::from(rate)));
+    config.to_string()
+}
+
+/// The table `[name]` of `config`, created when absent.
+fn table<'a>(config: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+    config
+        .entry(name)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .unwrap_or_else(|| panic!("[{name}] in config/default.toml is not a table"))
+}
+
+/// `POST /emulator/faults {"rateLimitPerMinute": limit}` (null lifts the limit).
+async fn set_rate_limit(http: &reqwest::Client, emulator: &str, limit: Option<u32>) {
+    http.post(format!("{emulator}/emulator/faults"))
+        .json(&json!({ "rateLimitPerMinute": limit }))
+        .send()
+        .await
+        .expect("POST /emulator/faults failed")
+        .error_for_status()
+        .expect("POST /emulator/faults did not answer 200");
+}
+
+async fn emulator_stats(http: &reqwest::Client, emulator: &str) -> Stats {
+    http.get(format!("{emulator}/emulator/stats"))
+        .send()
+        .await
+        .expect("GET /emulator/stats failed")
+        .error_for_status()
+        .expect("GET /emulator/stats did not answer 200")
+        .json()
+        .await
+        .expect("GET /emulator/stats did not answer the expected JSON")
+}
+
+/// Active users in the emulator, through its own SCIM API (an unfiltered list shows active users only).
+async fn count_emulator_users(http: &reqwest::Client, emulator: &str) -> u64 {
+    let token: serde_json::Value = http
+        .post(format!("{emulator}/oauth/token"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST /oauth/token failed")
+        .error_for_status()
+        .expect("POST /oauth/token did not answer 200")
+        .json()
+        .await
+        .expect("the token answer is not JSON");
+    let token = token["access_token"].as_str().expect("the token answer has no access_token");
+    let list: serde_json::Value = http
+        .get(format!("{emulator}/api/v2/scim/v2/users?startIndex=1&count=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /api/v2/scim/v2/users failed")
+        .error_for_status()
+        .expect("GET /api/v2/scim/v2/users did not answer 200")
+        .json()
+        .await
+        .expect("the SCIM list answer is not JSON");
+    list["totalResults"].as_u64().expect("the SCIM list answer has no totalResults")
+}
+
+/// What posting the webhooks gave.
+struct Intake {
+    accepted: u64,
+    /// Answers other than 202, by status or transport error.
+    refused: BTreeMap<String, u64>,
+    took: Duration,
+}
+
+/// Posts `hires` signed new hires from `POSTERS` tasks (task t sends hires t, t + POSTERS, ...).
+async fn post_hires(base: &str, hires: u64) -> Intake {
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).expect("the benchmark webhook secret is not valid");
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..POSTERS as u64)
+        .map(|task| {
+            let client =
+                reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("cannot build a client");
+            let (base, secret) = (base.to_string(), secret.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0u64;
+                let mut refused = BTreeMap::<String, u64>::new();
+                for n in (task..hires).step_by(POSTERS) {
+                    let outcome = match post_hire(&client, &base, &secret, n).await {
+                        Ok(r) => {
+                            let status = r.status();
+                            let _ = r.bytes().await;
+                            if status == StatusCode::ACCEPTED { Ok(()) } else { Err(format!("HTTP {status}")) }
+                        }
+                        Err(e) => Err(format!("transport: {e}")),
+                    };
+                    match outcome {
+                        Ok(()) => accepted += 1,
+                        Err(e) => *refused.entry(e).or_default() += 1,
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    let mut intake = Intake { accepted: 0, refused: BTreeMap::new(), took: Duration::ZERO };
+    for task in tasks {
+        let (accepted, refused) = task.await.expect("a posting task panicked");
+        intake.accepted += accepted;
+        for (e, count) in refused {
+            *intake.refused.entry(e).or_default() += count;
+        }
+    }
+    intake.took = started.elapsed();
+    intake
+}
+
+/// New hire `n`, signed as a Standard Webhooks event and posted.
+async fn post_hire(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &WebhookSecret,
+    n: u64,
+) -> reqwest::Result<reqwest::Response> {
+    let id = format!("bench-hire-{n}");
+    let body = serde_json::to_vec(&json!({
+        "id": id,
+        "email": format!("bench.hire.{n}@example.com"),
+        "firstName": "Bench",
+        "lastName": format!("Hire{n}"),
+        "departmentCode": DEPARTMENTS[n as usize % DEPARTMENTS.len()],
+    }))
+    .expect("a JSON value always serialises");
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is before 1970").as_secs() as i64;
+    let mut request = client
+        .post(format!("{base}/webhooks/hr/user-created"))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (name, value) in secret.headers(&id, timestamp, &body) {
+        request = request.header(name, value);
+    }
+    request.send().await
+}
+
+/// Where the jobs stood when the clock stopped.
+struct Done {
+    elapsed: Duration,
+    /// Jobs per state, from the last `GET /metrics`.
+    jobs: BTreeMap<String, u64>,
+    /// Job attempts per outcome (retries show rate limiting or failures the service absorbed).
+    attempts: BTreeMap<String, u64>,
+    timed_out: bool,
+}
+
+impl Done {
+    fn state(&self, state: &str) -> u64 {
+        self.jobs.get(state).copied().unwrap_or(0)
+    }
+}
+
+/// Polls `GET /metrics` until succeeded + dead == accepted, or `deadline` after `started` has passed.
+async fn wait_for_jobs(
+    http: &reqwest::Client,
+    base: &str,
+    accepted: u64,
+    started: Instant,
+    deadline: Duration,
+) -> Done {
+    let mut next_progress = PROGRESS_EVERY;
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics failed")
+            .error_for_status()
+            .expect("GET /metrics did not answer 200")
+            .text()
+            .await
+            .expect("cannot read the /metrics answer");
+        let elapsed = started.elapsed();
+        let done = Done {
+            elapsed,
+            jobs: labelled(&metrics, "provisioner_queue_jobs", "state"),
+            attempts: labelled(&metrics, "provisioner_job_attempts_total", "outcome"),
+            timed_out: elapsed >= deadline,
+        };
+        let finished = done.state("succeeded") + done.state("dead");
+        if finished >= accepted || done.timed_out {
+            return done;
+        }
+        if elapsed >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            println!("  {:>5.1} s: {}", elapsed.as_secs_f64(), describe(&done.jobs));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The values of one metric by one label (`name{label="value"} n`).
+fn labelled(metrics: &str, name: &str, label: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{name}{{{label}=\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (key, value) = rest.split_once("\"}")?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn describe(counts: &BTreeMap<String, u64>) -> String {
+    counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+fn report(hires: u64, rate: u32, intake: &Intake, done: &Done, stats: &Stats, users: u64) {
+    let verdict = |pass: bool| if pass { "PASS" } else { "MISS" };
+    let succeeded = done.state("succeeded");
+    let dead = done.state("dead");
+    let elapsed = done.elapsed.as_secs_f64();
+    let upstream: u64 =
+        stats.requests_by_route.iter().filter(|(route, _)| route.contains(" /api/v2/")).map(|(_, n)| n).sum();
+    let per_hire = if succeeded == 0 { f64::NAN } else { upstream as f64 / succeeded as f64 };
+    let share_429 = if upstream == 0 { 0.0 } else { stats.rate_limited as f64 / upstream as f64 };
+    let achieved = upstream as f64 / (elapsed / 60.0).max(f64::EPSILON);
+    let utilisation = achieved / f64::from(rate);
+
+    println!();
+    println!("provisioning {hires} new hires against a Genesys limit of {rate} requests/min");
+    if done.timed_out {
+        println!("  NOT FINISHED: the jobs were still running at the deadline ({})", describe(&done.jobs));
+    }
+    println!("  hires accepted (202)           {:>10}", intake.accepted);
+    println!("  provisioned (succeeded)        {succeeded:>10}");
+    println!("  dead letters                   {dead:>10}");
+    println!("  elapsed                        {elapsed:>10.1} s   (first post until succeeded + dead = accepted)");
+    println!("  job attempts                   {}", describe(&done.attempts));
+    println!("  upstream API requests          {upstream:>10}");
+    for (route, n) in stats.requests_by_route.iter().filter(|(route, _)| route.contains(" /api/v2/")) {
+        println!("    {route:<42} {n:>8}");
+    }
+    println!(
+        "  upstream requests per hire     {per_hire:>10.3}   target <= {TARGET_REQUESTS_PER_HIRE}   {}",
+        verdict(per_hire <= TARGET_REQUESTS_PER_HIRE)
+    );
+    println!(
+        "  429s received                  {:>10}   {:.2}% of upstream requests, target <= {}%   {}",
+        stats.rate_limited,
+        share_429 * 100.0,
+        TARGET_429_SHARE * 100.0,
+        verdict(share_429 <= TARGET_429_SHARE)
+    );
+    println!("  5xx received                   {:>10}", stats.server_errors);
+    println!("  token requests                 {:>10}", stats.token_requests);
+    println!("  achieved request rate          {achieved:>10.0} requests/min");
+    println!("  allowed request rate           {rate:>10} requests/min");
+    println!(
+        "  achieved / allowed             {utilisation:>10.3}   target >= {TARGET_UTILISATION}   {}",
+        verdict(utilisation >= TARGET_UTILISATION)
+    );
+    println!(
+        "  emulator users (SCIM)          {users:>10}   {}",
+        if users == succeeded { "= provisioned: OK" } else { "!= provisioned: MISMATCH" }
+    );
+    println!();
+}
