@@ -28,18 +28,19 @@
 //! with the number of webhooks accepted during this run.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
+use support::{Process, bench_config, env_number, free_port};
+
+#[path = "support/mod.rs"]
+mod support;
 use reqwest::StatusCode;
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const WARM_UP: Duration = Duration::from_secs(1);
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_CONNECTIONS: usize = 64;
 const TARGET_INTAKE_P99_MS: f64 = 25.0;
@@ -57,10 +58,11 @@ fn main() {
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
     let backend = if database_url.starts_with("sqlite:") { "sqlite (WAL, synchronous FULL)" } else { "postgres" };
 
-    let mut server = Server::start(dir.path(), &database_url);
+    let mut server = start_service(dir.path(), &database_url);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
     runtime.block_on(async {
-        server.wait_until_healthy().await;
+        let http = reqwest::Client::new();
+        server.wait_until_ready(&http, "/healthz").await;
         println!(
             "benchmarking {} ({connections} connections, {seconds} s per phase after a {} s warm-up, {backend})",
             server.base,
@@ -80,105 +82,23 @@ fn main() {
     drop(server);
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        _ => default,
-    }
-}
-
-/// The service under test, killed when dropped (also when the benchmark panics).
-struct Server {
-    child: Child,
-    base: String,
-    /// The service's stderr (its operational log), kept out of the report.
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, database_url: &str) -> Server {
-        let addr = free_port();
-        let config_path = dir.join("bench.toml");
-        std::fs::write(&config_path, bench_config(addr)).expect("cannot write the benchmark config file");
-        let log = dir.join("service.log");
-        let log_file = std::fs::File::create(&log).expect("cannot create the service log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
-        command.arg("serve").arg("--config").arg(&config_path);
-        // Settings the caller's environment might carry must not leak into the service under test.
-        for (name, _) in genesys_provisioner::config::ENV_VARS {
-            command.env_remove(name);
-        }
-        command
-            .env_remove("PROVISIONER_CONFIG")
-            .env("DATABASE_URL", database_url)
-            .env("AUDIT_DIR", dir.join("audit"))
-            .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
-            .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()))
-            .env("NO_COLOR", "1")
-            // No `.env` of the checkout is loaded from here, and any relative path lands in the temp dir.
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        let child = command.spawn().expect("cannot start the genesys-provisioner binary");
-        Server { child, base: format!("http://{addr}"), log }
-    }
-
-    /// The service's log so far (for error messages and the report).
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_until_healthy(&mut self) {
-        let client =
-            reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("cannot build the HTTP client");
-        let url = format!("{}/healthz", self.base);
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the service exited ({status}) before answering GET /healthz; its log:\n{}", self.log());
-            }
-            if Instant::now() >= deadline {
-                panic!("the service did not answer GET /healthz 200 within 30 s; its log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on right now (bound to port 0, then released for the service).
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("cannot read the free port")
-}
-
-/// `config/default.toml` with `listen_addr` set to `addr`.
-fn bench_config(addr: SocketAddr) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path} is not valid TOML: {e}"));
-    let server = config
-        .entry("server")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .expect("[server] in config/default.toml is not a table");
-    server.insert("listen_addr".to_string(), toml::Value::String(addr.to_string()));
-    config.to_string()
+/// The service under test, on a fresh database (or `BENCH_DATABASE_URL`), killed when dropped.
+fn start_service(dir: &Path, database_url: &str) -> Process {
+    let addr = free_port();
+    let config_path = dir.join("bench.toml");
+    std::fs::write(&config_path, bench_config(addr, &[])).expect("cannot write the benchmark config file");
+    let mut command = Process::command(dir);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("DATABASE_URL", database_url)
+        .env("AUDIT_DIR", dir.join("audit"))
+        .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
+        .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()));
+    Process::spawn("service", command, addr, dir.join("service.log"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

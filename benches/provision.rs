@@ -35,15 +35,17 @@
 //! reports what it has.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::emulator::Stats;
 use genesys_provisioner::http::signature::WebhookSecret;
 use reqwest::StatusCode;
 use serde_json::json;
+use support::{Process, bench_config, default_config_path, env_number, free_port};
+
+#[path = "support/mod.rs"]
+mod support;
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -56,7 +58,6 @@ const WORKER_CONCURRENCY: usize = 32;
 const REQUESTS_PER_HIRE: f64 = 3.0;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 const TARGET_REQUESTS_PER_HIRE: f64 = 3.0;
 const TARGET_429_SHARE: f64 = 0.01;
 const TARGET_UTILISATION: f64 = 0.9;
@@ -69,13 +70,13 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
-    let mut emulator = Process::emulator(dir.path());
+    let mut emulator = start_emulator(dir.path());
     let mut service = None;
     runtime.block_on(async {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("cannot build a client");
         emulator.wait_until_ready(&http, "/emulator/stats").await;
         set_rate_limit(&http, &emulator.base, Some(rate)).await;
-        let service = service.insert(Process::service(dir.path(), &emulator.base, rate));
+        let service = service.insert(start_service(dir.path(), &emulator.base, rate));
         service.wait_until_ready(&http, "/healthz").await;
         println!(
             "benchmarking provisioning: {hires} hires from {POSTERS} tasks, Genesys emulator {} limited to {rate} \
@@ -114,144 +115,47 @@ fn main() {
     drop(emulator);
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        _ => default,
-    }
+/// The emulator, seeded with the groups of `config/default.toml`'s departments.
+fn start_emulator(dir: &Path) -> Process {
+    let addr = free_port();
+    let mut command = Process::command(dir);
+    command
+        .arg("emulator")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--client-id")
+        .arg(CLIENT_ID)
+        .arg("--client-secret")
+        .arg(CLIENT_SECRET)
+        .arg("--config")
+        .arg(default_config_path());
+    Process::spawn("emulator", command, addr, dir.join("emulator.log"))
 }
 
-/// A child process of the benchmark (the emulator or the service), killed when dropped (also on panic).
-struct Process {
-    name: &'static str,
-    child: Child,
-    base: String,
-    /// Its stderr, kept out of the report.
-    log: PathBuf,
-}
-
-impl Process {
-    /// A command for the release binary that reads nothing of the caller's settings: the service's
-    /// environment variables are removed and it runs in `dir`, so no `.env` of the checkout is loaded.
-    fn command(dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
-        for (name, _) in genesys_provisioner::config::ENV_VARS {
-            command.env_remove(name);
-        }
-        command
-            .env_remove("PROVISIONER_CONFIG")
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        command
-    }
-
-    fn spawn(name: &'static str, mut command: Command, addr: SocketAddr, log: PathBuf) -> Process {
-        let log_file = std::fs::File::create(&log).expect("cannot create a log file");
-        let child = command.stderr(log_file).spawn().unwrap_or_else(|e| panic!("cannot start the {name}: {e}"));
-        Process { name, child, base: format!("http://{addr}"), log }
-    }
-
-    /// The emulator, seeded with the groups of `config/default.toml`'s departments.
-    fn emulator(dir: &Path) -> Process {
-        let addr = free_port();
-        let mut command = Process::command(dir);
-        command
-            .arg("emulator")
-            .arg("--addr")
-            .arg(addr.to_string())
-            .arg("--client-id")
-            .arg(CLIENT_ID)
-            .arg("--client-secret")
-            .arg(CLIENT_SECRET)
-            .arg("--config")
-            .arg(default_config_path());
-        Process::spawn("emulator", command, addr, dir.join("emulator.log"))
-    }
-
-    /// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
-    fn service(dir: &Path, genesys: &str, rate: u32) -> Process {
-        let addr = free_port();
-        let config_path = dir.join("bench.toml");
-        std::fs::write(&config_path, bench_config(addr, rate)).expect("cannot write the benchmark config file");
-        let mut command = Process::command(dir);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
-            .env("AUDIT_DIR", dir.join("audit"))
-            .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("GENESYS_API_URL", genesys)
-            .env("GENESYS_LOGIN_URL", genesys)
-            .env("GENESYS_CLIENT_ID", CLIENT_ID)
-            .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
-            .env("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string());
-        Process::spawn("service", command, addr, dir.join("service.log"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `GET path` answers 200; panics with the process's log when it exits or takes too long.
-    async fn wait_until_ready(&mut self, http: &reqwest::Client, path: &str) {
-        let url = format!("{}{path}", self.base);
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the {} exited ({status}) before answering GET {path}; its log:\n{}", self.name, self.log());
-            }
-            if Instant::now() >= deadline {
-                panic!("the {} did not answer GET {path} 200 within 30 s; its log:\n{}", self.name, self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on right now (bound to port 0, then released for a child process).
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("cannot read the free port")
-}
-
-fn default_config_path() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")
-}
-
-/// `config/default.toml` with `listen_addr` set to `addr` and `[genesys] requests_per_minute` to `rate`.
-fn bench_config(addr: SocketAddr, rate: u32) -> String {
-    let path = default_config_path();
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path} is not valid TOML: {e}"));
-    table(&mut config, "server").insert("listen_addr".to_string(), toml::Value::String(addr.to_string()));
-    table(&mut config, "genesys").insert("requests_per_minute".to_string(), toml::Value::Integer(i64::from(rate)));
-    config.to_string()
-}
-
-/// The table `[name]` of `config`, created when absent.
-fn table<'a>(config: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
-    config
-        .entry(name)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .unwrap_or_else(|| panic!("[{name}] in config/default.toml is not a table"))
+/// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
+fn start_service(dir: &Path, genesys: &str, rate: u32) -> Process {
+    let addr = free_port();
+    let config_path = dir.join("bench.toml");
+    std::fs::write(
+        &config_path,
+        bench_config(addr, &[("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)))]),
+    )
+    .expect("cannot write the benchmark config file");
+    let mut command = Process::command(dir);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
+        .env("AUDIT_DIR", dir.join("audit"))
+        .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("GENESYS_API_URL", genesys)
+        .env("GENESYS_LOGIN_URL", genesys)
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
+        .env("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string());
+    Process::spawn("service", command, addr, dir.join("service.log"))
 }
 
 /// `POST /emulator/faults {"rateLimitPerMinute": limit}` (null lifts the limit).

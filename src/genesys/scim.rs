@@ -2,8 +2,8 @@
 
 use reqwest::Method;
 
-use super::client::{GenesysClient, GenesysError};
-use super::types::{ListResponse, PatchOp, PatchOperation, ScimGroup, ScimUser};
+use super::client::{Answer, GenesysClient, GenesysError};
+use super::types::{ListResponse, PatchOp, PatchOperation, ScimGroup, ScimMeta, ScimUser};
 
 const USERS: &str = "/api/v2/scim/v2/users";
 const GROUPS: &str = "/api/v2/scim/v2/groups";
@@ -22,19 +22,37 @@ pub fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// A SCIM resource that carries `meta.version`.
+trait Resource: serde::de::DeserializeOwned + Default {
+    fn meta(&self) -> Option<&ScimMeta>;
+}
+
+impl Resource for ScimUser {
+    fn meta(&self) -> Option<&ScimMeta> {
+        self.meta.as_ref()
+    }
+}
+
+impl Resource for ScimGroup {
+    fn meta(&self) -> Option<&ScimMeta> {
+        self.meta.as_ref()
+    }
+}
+
+/// The resource in an answer (none for an empty body) with its ETag: the header, else `meta.version`.
+fn versioned<T: Resource>(answer: Answer) -> Result<Versioned<T>, GenesysError> {
+    let value: T = if answer.body.is_empty() { T::default() } else { answer.json()? };
+    let etag = answer.etag.clone().or_else(|| value.meta().and_then(|m| m.version.clone()));
+    Ok(Versioned { value, etag, correlation_id: answer.correlation_id, status: answer.status })
+}
+
 impl GenesysClient {
     pub async fn create_user(&self, user: &ScimUser) -> Result<Versioned<ScimUser>, GenesysError> {
-        let answer = self.send(Method::POST, USERS, Some(user), None).await?;
-        let value = answer.json::<ScimUser>()?;
-        let etag = answer.etag.clone().or_else(|| value.meta.as_ref().and_then(|m| m.version.clone()));
-        Ok(Versioned { value, etag, correlation_id: answer.correlation_id, status: answer.status })
+        versioned(self.send(Method::POST, USERS, Some(user), None).await?)
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Versioned<ScimUser>, GenesysError> {
-        let answer = self.send::<()>(Method::GET, &format!("{USERS}/{id}"), None, None).await?;
-        let value = answer.json::<ScimUser>()?;
-        let etag = answer.etag.clone().or_else(|| value.meta.as_ref().and_then(|m| m.version.clone()));
-        Ok(Versioned { value, etag, correlation_id: answer.correlation_id, status: answer.status })
+        versioned(self.send::<()>(Method::GET, &format!("{USERS}/{id}"), None, None).await?)
     }
 
     /// Applies a PatchOp to a user, with `If-Match` when an ETag is given.
@@ -44,9 +62,7 @@ impl GenesysClient {
         patch: &PatchOp,
         etag: Option<&str>,
     ) -> Result<Versioned<ScimUser>, GenesysError> {
-        let answer = self.send(Method::PATCH, &format!("{USERS}/{id}"), Some(patch), etag).await?;
-        let value = if answer.body.is_empty() { ScimUser::default() } else { answer.json::<ScimUser>()? };
-        Ok(Versioned { value, etag: answer.etag.clone(), correlation_id: answer.correlation_id, status: answer.status })
+        versioned(self.send(Method::PATCH, &format!("{USERS}/{id}"), Some(patch), etag).await?)
     }
 
     /// Users matching a filter such as `userName eq "a@b.c"` (first page of at most 25).
@@ -57,10 +73,7 @@ impl GenesysClient {
     }
 
     pub async fn get_group(&self, id: &str) -> Result<Versioned<ScimGroup>, GenesysError> {
-        let answer = self.send::<()>(Method::GET, &format!("{GROUPS}/{id}"), None, None).await?;
-        let value = answer.json::<ScimGroup>()?;
-        let etag = answer.etag.clone().or_else(|| value.meta.as_ref().and_then(|m| m.version.clone()));
-        Ok(Versioned { value, etag, correlation_id: answer.correlation_id, status: answer.status })
+        versioned(self.send::<()>(Method::GET, &format!("{GROUPS}/{id}"), None, None).await?)
     }
 
     /// Adds a member with `If-Match`; a stale ETag comes back as HTTP 400 `invalidVers`.
