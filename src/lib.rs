@@ -65,19 +65,21 @@ impl App {
             Ok(client) => client.map(Arc::new),
             Err(e) => return Err(StartError::Genesys(e.to_string())),
         };
-        Self::build_with(config, move |config, audit| {
-            Arc::new(pipeline::Provisioning::new(config.departments.clone(), genesys, audit.clone()))
+        let for_handler = genesys.clone();
+        Self::build_with(config, genesys, move |config, audit| {
+            Arc::new(pipeline::Provisioning::new(config.departments.clone(), for_handler, audit.clone()))
         })
         .await
     }
 
     /// Builds the service with a given job handler (tests use their own).
     pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
-        Self::build_with(config, move |_, _| handler).await
+        Self::build_with(config, None, move |_, _| handler).await
     }
 
     async fn build_with(
         config: Config,
+        genesys: Option<Arc<GenesysClient>>,
         handler: impl FnOnce(&Config, &AuditLog) -> Arc<dyn JobHandler>,
     ) -> Result<App, StartError> {
         let addr = config.server.listen_addr;
@@ -88,7 +90,7 @@ impl App {
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
         let handler = handler(&config, &audit);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_genesys(genesys));
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);

@@ -36,9 +36,10 @@ pub struct IntakeStats {
     pub commit_nanos: AtomicU64,
 }
 
-#[derive(Debug)]
 pub struct Metrics {
     pub intake: IntakeStats,
+    /// The Genesys client whose counters are shown, when the service has one.
+    pub genesys: Option<std::sync::Arc<crate::genesys::GenesysClient>>,
     webhooks: Vec<AtomicU64>,
     attempts: Vec<AtomicU64>,
     durations: Mutex<Histogram>,
@@ -51,10 +52,17 @@ struct Histogram {
     count: u64,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             intake: IntakeStats::default(),
+            genesys: None,
             webhooks: WEBHOOK_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             attempts: ATTEMPT_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             durations: Mutex::new(Histogram { buckets: vec![0; DURATION_BUCKETS.len()], ..Default::default() }),
@@ -69,6 +77,11 @@ fn bump(names: &[&str], counters: &[AtomicU64], name: &str) {
 }
 
 impl Metrics {
+    /// A registry that also shows the Genesys client's counters.
+    pub fn with_genesys(genesys: Option<std::sync::Arc<crate::genesys::GenesysClient>>) -> Self {
+        Metrics { genesys, ..Metrics::default() }
+    }
+
     pub fn webhook(&self, outcome: &str) {
         bump(WEBHOOK_OUTCOMES, &self.webhooks, outcome);
     }
@@ -121,6 +134,23 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE provisioner_job_attempts_total counter");
         for (name, c) in ATTEMPT_OUTCOMES.iter().zip(&self.attempts) {
             let _ = writeln!(out, "provisioner_job_attempts_total{{outcome=\"{name}\"}} {}", c.load(Relaxed));
+        }
+        if let Some(g) = &self.genesys {
+            let counters = [
+                ("requests", "Requests sent to Genesys Cloud (retries included).", g.stats.requests.load(Relaxed)),
+                ("rate_limited", "429 answers from Genesys Cloud.", g.stats.rate_limited.load(Relaxed)),
+                (
+                    "retries",
+                    "Requests retried in place after a 5xx, timeout or connection error.",
+                    g.stats.retried.load(Relaxed),
+                ),
+                ("token_requests", "OAuth token requests.", g.token_requests()),
+            ];
+            for (name, help, value) in counters {
+                let _ = writeln!(out, "# HELP provisioner_genesys_{name}_total {help}");
+                let _ = writeln!(out, "# TYPE provisioner_genesys_{name}_total counter");
+                let _ = writeln!(out, "provisioner_genesys_{name}_total {value}");
+            }
         }
         let h = self.durations.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(out, "# HELP provisioner_job_duration_seconds Time a job attempt took.");

@@ -62,6 +62,14 @@ async fn a_signed_new_hire_becomes_one_active_user_in_its_group() {
     let api_calls: u64 =
         stats.requests_by_route.iter().filter(|(route, _)| route.contains(" /api/v2/")).map(|(_, n)| n).sum();
     assert_eq!(api_calls, 3, "{:?}", stats.requests_by_route);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "provisioner_genesys_requests_total 3",
+        "provisioner_genesys_token_requests_total 1",
+        "provisioner_genesys_rate_limited_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
     app.shutdown().await;
 }
 
