@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::http::signature::WebhookSecret;
 
+/// The directory-sync mapping used when `[sync] mapping` names none.
+pub const DEFAULT_MAPPING_PATH: &str = "config/mappings/directory.jsonata";
+
 /// The config file used when neither `--config` nor `PROVISIONER_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
@@ -70,7 +73,14 @@ pub struct Config {
     pub genesys: GenesysConfig,
     pub queue: QueueConfig,
     pub departments: DepartmentMap,
+    pub sync: SyncConfig,
     pub log_format: LogFormat,
+}
+
+/// Directory sync: the HR-to-SCIM mapping, compiled.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub mapping: crate::mapping::Mapping,
 }
 
 #[derive(Clone, Debug)]
@@ -214,7 +224,16 @@ struct RawConfig {
     #[serde(default)]
     departments: BTreeMap<String, RawDepartment>,
     #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    /// The JSONata file; relative paths are relative to the working directory.
+    mapping: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +415,7 @@ impl Config {
                 self.queue.max_attempts,
                 self.queue.lease.as_secs()
             ),
+            format!("sync mapping        {:?} (compiled)", self.sync.mapping),
             format!("departments         {}", self.departments.len()),
         ];
         for d in self.departments.iter() {
@@ -530,6 +550,15 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         problems.push("no [departments.<CODE>] is configured: every new hire would be refused".to_string());
     }
 
+    let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
+    let mapping = match crate::mapping::Mapping::load(&mapping_path) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(format!("sync.mapping: {e}"));
+            None
+        }
+    };
+
     let log_format = match env.var("LOG_FORMAT").or(raw.log.format).as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -539,9 +568,10 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         }
     };
 
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
-    }
+    let mapping = match (problems.is_empty(), mapping) {
+        (true, Some(m)) => m,
+        _ => return Err(ConfigError { problems }),
+    };
     Ok(Config {
         server: ServerConfig { listen_addr, database_url, max_body_bytes },
         webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
@@ -550,6 +580,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         genesys,
         queue,
         departments: DepartmentMap { departments },
+        sync: SyncConfig { mapping },
         log_format,
     })
 }
@@ -747,6 +778,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} missing"));
             assert!(at > 0 && lines[at - 1].starts_with('#'), "{name} has no comment line above it");
         }
+    }
+
+    #[test]
+    fn a_mapping_with_a_syntax_error_is_reported_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonata");
+        std::fs::write(&bad, "{\n  \"userName\": email,\n  \"title\": ,\n}").unwrap();
+        let text = format!(
+            "[sync]\nmapping = {:?}\n[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n",
+            bad.display().to_string()
+        );
+        let err = Config::from_toml(&text, &good_env()).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(err.problems[0].starts_with("sync.mapping: mapping"), "{err}");
+        assert!(err.problems[0].contains("line 3, column 12"), "{err}");
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub fn bench_config(addr: SocketAddr, settings: &[(&str, &str, toml::Value)]) ->
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{path} is not valid TOML: {e}"));
     table(&mut config, "server").insert("listen_addr".to_string(), toml::Value::String(addr.to_string()));
+    // The benchmarks run the service in a temporary directory: point at the checkout's mapping.
+    let mapping = concat!(env!("CARGO_MANIFEST_DIR"), "/config/mappings/directory.jsonata");
+    table(&mut config, "sync").insert("mapping".to_string(), toml::Value::String(mapping.to_string()));
     for (name, key, value) in settings {
         table(&mut config, name).insert(key.to_string(), value.clone());
     }
