@@ -68,7 +68,12 @@ impl App {
         };
         let for_handler = genesys.clone();
         Self::build_with(config, genesys, move |config, audit| {
-            Arc::new(pipeline::Provisioning::new(config.departments.clone(), for_handler, audit.clone()))
+            Arc::new(pipeline::Provisioning::new(
+                config.departments.clone(),
+                for_handler,
+                audit.clone(),
+                config.sync.mapping.clone(),
+            ))
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! (content type, size, signature, JSON) before its own endpoint parses it.
 
 pub mod admin;
+pub mod directory;
 pub mod health;
 pub mod hr;
 pub mod signature;
@@ -37,6 +38,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhooks/hr/user-created", post(hr::user_created))
+        .route("/webhooks/directory-sync", post(directory::sync_event))
+        .route("/webhooks/directory-sync/batch", post(directory::sync_batch))
         .route("/jobs/{audit_id}", get(admin::job))
         .route("/admin/dead-letters", get(admin::dead_letters))
         .route("/admin/dead-letters/{audit_id}/replay", post(admin::replay))

@@ -2,6 +2,7 @@
 //!
 //! `Provisioning` is the `JobHandler` the service runs; it dispatches on the job's kind.
 
+pub mod directory;
 pub mod new_hire;
 pub mod provision;
 pub mod scim_user;
@@ -14,11 +15,22 @@ use crate::genesys::GenesysClient;
 use crate::queue::Job;
 use crate::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess};
 
+use crate::mapping::Mapping;
+use directory::{SyncError, SyncEvent};
 pub use new_hire::NewHire;
 use provision::ProvisionError;
 
+fn event_external_id(payload: &serde_json::Value) -> String {
+    match payload.get("data").and_then(|d| d.get("externalId")) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
 /// Job kinds, as stored in the queue.
 pub const KIND_NEW_HIRE: &str = "hr.user_created";
+pub const KIND_DIRECTORY_SYNC: &str = "directory.sync";
 
 /// The service's job handler.
 pub struct Provisioning {
@@ -27,11 +39,82 @@ pub struct Provisioning {
     genesys: Option<Arc<GenesysClient>>,
     audit: AuditLog,
     groups: provision::GroupLocks,
+    mapping: Mapping,
 }
 
 impl Provisioning {
-    pub fn new(departments: DepartmentMap, genesys: Option<Arc<GenesysClient>>, audit: AuditLog) -> Self {
-        Provisioning { departments, genesys, audit, groups: Default::default() }
+    pub fn new(
+        departments: DepartmentMap,
+        genesys: Option<Arc<GenesysClient>>,
+        audit: AuditLog,
+        mapping: Mapping,
+    ) -> Self {
+        Provisioning { departments, genesys, audit, groups: Default::default(), mapping }
+    }
+
+    fn client(&self) -> Result<&GenesysClient, JobFailure> {
+        self.genesys.as_deref().ok_or_else(|| JobFailure::Permanent {
+            error: "Genesys credentials are not configured (GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET); \
+                    replay this job once they are"
+                .to_string(),
+        })
+    }
+
+    async fn directory_sync(&self, job: &Job) -> Result<JobSuccess, JobFailure> {
+        let event: SyncEvent = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Permanent { error: format!("stored directory event is unreadable: {e}") })?;
+        let client = self.client()?;
+        let department =
+            event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
+        let create = async |user: &crate::genesys::types::ScimUser| {
+            provision::create_user(client, &self.groups, user.clone(), department).await.map(|p| p.scim_id).map_err(
+                |e| match e {
+                    ProvisionError::Genesys(g) => SyncError::Genesys(g),
+                    other if other.is_retryable() => SyncError::Transient(other.to_string()),
+                    other => SyncError::Mapping(crate::mapping::MappingError::NotAUser(other.to_string())),
+                },
+            )
+        };
+        let line = |event: &'static str, status: &'static str| {
+            AuditRecord::new(event, status)
+                .audit_id(job.audit_id)
+                .webhook_id(&job.webhook_id)
+                .retry_count(job.attempts.saturating_sub(1))
+                .field("externalId", event_external_id(&job.payload))
+        };
+        match directory::apply(client, &self.mapping, &event, create).await {
+            Ok(done) => {
+                let name = match done.outcome {
+                    "unchanged" | "already_inactive" => "scim.user.unchanged",
+                    "created" => "scim.user.created",
+                    "deactivated" => "scim.user.deactivated",
+                    "not_found" => "scim.user.not_found",
+                    _ => "scim.user.updated",
+                };
+                let result = serde_json::to_value(&done).unwrap_or_default();
+                let mut record = line(name, "success");
+                if let serde_json::Value::Object(fields) = &result {
+                    record.extra.extend(fields.clone());
+                }
+                self.audit.record(record);
+                Ok(JobSuccess { result })
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                self.audit.record(
+                    line("scim.user.sync_failed", if retryable { "retry" } else { "failed" }).detail(e.to_string()),
+                );
+                let retry_after = match &e {
+                    SyncError::Genesys(g) => g.retry_after(),
+                    _ => None,
+                };
+                Err(if retryable {
+                    JobFailure::Retryable { error: e.to_string(), retry_after }
+                } else {
+                    JobFailure::Permanent { error: e.to_string() }
+                })
+            }
+        }
     }
 
     async fn new_hire(&self, job: &Job) -> Result<JobSuccess, JobFailure> {
@@ -40,13 +123,7 @@ impl Provisioning {
         let department = self.departments.get(&hire.department_code).ok_or_else(|| JobFailure::Permanent {
             error: format!("Unmapped department code: {} (removed from the config after intake)", hire.department_code),
         })?;
-        let Some(client) = &self.genesys else {
-            return Err(JobFailure::Permanent {
-                error: "Genesys credentials are not configured (GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET); \
-                        replay this job once they are"
-                    .to_string(),
-            });
-        };
+        let client = self.client()?;
         let line = |event: &'static str, status: &'static str| {
             AuditRecord::new(event, status)
                 .audit_id(job.audit_id)
@@ -97,6 +174,7 @@ impl JobHandler for Provisioning {
         Box::pin(async move {
             match job.kind.as_str() {
                 KIND_NEW_HIRE => self.new_hire(job).await,
+                KIND_DIRECTORY_SYNC => self.directory_sync(job).await,
                 other => Err(JobFailure::Permanent { error: format!("unknown job kind {other:?}") }),
             }
         })

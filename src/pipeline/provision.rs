@@ -23,7 +23,8 @@ pub const MAX_GROUP_TRIES: usize = 3;
 #[serde(rename_all = "camelCase")]
 pub struct Provisioned {
     pub scim_id: String,
-    pub group_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
     pub adopted: bool,
     /// An adopted user that was inactive (a rehire) was made active again.
     pub reactivated: bool,
@@ -104,7 +105,22 @@ pub async fn new_hire(
         Some(m) => find_user_by_email(client, m.as_str().trim()).await?.and_then(|u| u.id),
         None => None,
     };
-    let mut body = scim_user::build(hire, department, manager_id.as_deref());
+    let body = scim_user::build(hire, department, manager_id.as_deref());
+    let mut done = create_user(client, groups, body, Some(department)).await?;
+    done.manager_id = manager_id;
+    done.latency_ms = started.elapsed().as_millis() as u64;
+    Ok(done)
+}
+
+/// Creates a SCIM user (correcting what Genesys refuses, adopting one that exists, reactivating an
+/// adopted inactive one) and adds it to the department's group when one is given.
+pub async fn create_user(
+    client: &GenesysClient,
+    groups: &GroupLocks,
+    mut body: ScimUser,
+    department: Option<&Department>,
+) -> Result<Provisioned, ProvisionError> {
+    let started = Instant::now();
     let mut corrections = Vec::new();
     let (user, status, correlation_id, adopted) = loop {
         match client.create_user(&body).await {
@@ -142,13 +158,27 @@ pub async fn new_hire(
     // its roles for exactly this).
     let reactivated = adopted && user.active == Some(false);
     if reactivated {
-        reactivate(client, &scim_id).await?;
+        super::directory::patch_to_match(
+            client,
+            &scim_id,
+            &serde_json::json!({"active": true}),
+            "reactivated",
+            "active",
+        )
+        .await
+        .map_err(|e| match e {
+            super::directory::SyncError::Genesys(g) => ProvisionError::Genesys(g),
+            other => ProvisionError::Transient(other.to_string()),
+        })?;
     }
-    let group_id = department.group_id.to_string();
-    let already_member = {
-        let lock = groups.get(&group_id);
-        let _turn = lock.lock().await;
-        add_to_group(client, &group_id, &scim_id).await?
+    let group_id = department.map(|d| d.group_id.to_string());
+    let already_member = match &group_id {
+        Some(group_id) => {
+            let lock = groups.get(group_id);
+            let _turn = lock.lock().await;
+            add_to_group(client, group_id, &scim_id).await?
+        }
+        None => false,
     };
     Ok(Provisioned {
         scim_id,
@@ -160,7 +190,7 @@ pub async fn new_hire(
         corrections,
         correlation_id,
         latency_ms: started.elapsed().as_millis() as u64,
-        manager_id,
+        manager_id: None,
     })
 }
 
@@ -181,27 +211,6 @@ async fn add_to_group(client: &GenesysClient, group_id: &str, user_id: &str) -> 
     Err(ProvisionError::Transient(format!(
         "group {group_id} changed on every one of {MAX_GROUP_TRIES} tries; will try again later"
     )))
-}
-
-/// `active: true` on a deactivated user, guarded by its ETag; re-read when it changed meanwhile.
-async fn reactivate(client: &GenesysClient, user_id: &str) -> Result<(), ProvisionError> {
-    let patch = crate::genesys::types::PatchOp::new(vec![crate::genesys::types::PatchOperation {
-        op: "replace".into(),
-        path: Some("active".into()),
-        value: Some(serde_json::Value::Bool(true)),
-    }]);
-    for _ in 0..MAX_GROUP_TRIES {
-        let current = client.get_user(user_id).await?;
-        if current.value.active == Some(true) {
-            return Ok(());
-        }
-        match client.patch_user(user_id, &patch, current.etag.as_deref()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_stale_version(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ProvisionError::Transient(format!("user {user_id} changed on every try to reactivate it")))
 }
 
 async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {

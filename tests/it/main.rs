@@ -3,6 +3,7 @@
 
 mod admin;
 mod common;
+mod directory;
 mod emulator;
 mod intake;
 mod process;

@@ -1,0 +1,277 @@
+//! Directory sync: an HR directory event (created, updated, terminated) mapped to SCIM and applied
+//! to the Genesys user it names, with the smallest PATCH that makes Genesys match.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::genesys::scim::quote;
+use crate::genesys::types::{PatchOp, PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, ScimUser};
+use crate::genesys::{GenesysClient, GenesysError};
+use crate::mapping::{Mapping, MappingError};
+
+/// The event types the directory webhook accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncKind {
+    #[serde(rename = "user.created")]
+    Created,
+    #[serde(rename = "user.updated")]
+    Updated,
+    #[serde(rename = "user.terminated")]
+    Terminated,
+}
+
+/// A directory event as stored on its job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncEvent {
+    pub event: SyncKind,
+    /// The HR record, as the vendor sent it (the mapping reads it).
+    pub data: Value,
+}
+
+/// Why a directory event was refused at the edge (texts are the webhook's contract).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSyncEvent {
+    #[error("Request body must be a JSON object")]
+    NotAnObject,
+    #[error("Unsupported event type")]
+    UnsupportedEvent,
+    #[error("Missing required user identifier")]
+    MissingIdentifier,
+}
+
+impl SyncEvent {
+    pub fn from_json(body: &Value) -> Result<SyncEvent, InvalidSyncEvent> {
+        let obj = body.as_object().ok_or(InvalidSyncEvent::NotAnObject)?;
+        let event = obj
+            .get("event")
+            .cloned()
+            .and_then(|e| serde_json::from_value::<SyncKind>(e).ok())
+            .ok_or(InvalidSyncEvent::UnsupportedEvent)?;
+        let data = obj.get("data").filter(|d| d.is_object()).ok_or(InvalidSyncEvent::MissingIdentifier)?;
+        let has_id = match data.get("externalId") {
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(Value::Number(_)) => true,
+            _ => false,
+        };
+        if !has_id {
+            return Err(InvalidSyncEvent::MissingIdentifier);
+        }
+        Ok(SyncEvent { event, data: data.clone() })
+    }
+
+    /// The HR external id, as text.
+    pub fn external_id(&self) -> String {
+        match self.data.get("externalId") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+/// At most this many re-reads when the user changes between our GET and our PATCH.
+pub const MAX_PATCH_TRIES: usize = 3;
+
+/// What a sync job did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Synced {
+    /// `updated`, `unchanged`, `created`, `deactivated`, `already_inactive` or `not_found`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scim_id: Option<String>,
+    /// The operations sent (empty when nothing differed).
+    pub operations: Vec<PatchOperation>,
+    pub tries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Mapping(#[from] MappingError),
+    #[error("{0}")]
+    Genesys(#[from] GenesysError),
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl SyncError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Mapping(_) => false,
+            SyncError::Genesys(e) => e.is_retryable(),
+            SyncError::Transient(_) => true,
+        }
+    }
+}
+
+/// Applies one directory event. `create` provisions a user that does not exist yet (the new-hire path).
+pub async fn apply(
+    client: &GenesysClient,
+    mapping: &Mapping,
+    event: &SyncEvent,
+    create: impl AsyncFnOnce(&ScimUser) -> Result<String, SyncError>,
+) -> Result<Synced, SyncError> {
+    // A termination needs only the identifier; HR systems often send nothing else with it.
+    let mapped = match (event.event, mapping.apply(&event.data)) {
+        (_, Ok(m)) => m,
+        (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
+        (_, Err(e)) => return Err(e.into()),
+    };
+    let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
+    let external_id =
+        mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
+    let existing = find(client, &external_id, &user_name).await?;
+    match (event.event, existing) {
+        (SyncKind::Terminated, None) => {
+            Ok(Synced { outcome: "not_found", scim_id: None, operations: vec![], tries: 0 })
+        }
+        (SyncKind::Terminated, Some(id)) => {
+            let active = json!({"active": false});
+            patch_to_match(client, &id, &active, "deactivated", "already_inactive").await
+        }
+        (_, None) => {
+            let user: ScimUser = serde_json::from_value(mapped)
+                .map_err(|e| MappingError::NotAUser(format!("it does not read as a SCIM user: {e}")))?;
+            let id = create(&user).await?;
+            Ok(Synced { outcome: "created", scim_id: Some(id), operations: vec![], tries: 1 })
+        }
+        (_, Some(id)) => patch_to_match(client, &id, &mapped, "updated", "unchanged").await,
+    }
+}
+
+/// The Genesys user for an HR record: by `externalId eq`, else by `userName eq`.
+async fn find(client: &GenesysClient, external_id: &str, user_name: &str) -> Result<Option<String>, GenesysError> {
+    if !external_id.is_empty()
+        && let Some(u) = client.find_users(&format!("externalId eq {}", quote(external_id))).await?.into_iter().next()
+    {
+        return Ok(u.id);
+    }
+    if user_name.is_empty() {
+        return Ok(None);
+    }
+    Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next().and_then(|u| u.id))
+}
+
+/// GET the user for its ETag, PATCH only what differs with `If-Match`; re-read and recompute when
+/// Genesys answers `invalidVers`, at most `MAX_PATCH_TRIES` times.
+pub(crate) async fn patch_to_match(
+    client: &GenesysClient,
+    id: &str,
+    wanted: &Value,
+    changed: &'static str,
+    same: &'static str,
+) -> Result<Synced, SyncError> {
+    for tries in 1..=MAX_PATCH_TRIES {
+        let current = client.get_user(id).await?;
+        let current_json = serde_json::to_value(&current.value).unwrap_or_default();
+        let operations = diff(&current_json, wanted);
+        if operations.is_empty() {
+            return Ok(Synced { outcome: same, scim_id: Some(id.to_string()), operations, tries });
+        }
+        match client.patch_user(id, &PatchOp::new(operations.clone()), current.etag.as_deref()).await {
+            Ok(_) => return Ok(Synced { outcome: changed, scim_id: Some(id.to_string()), operations, tries }),
+            Err(e) if e.scim_type() == Some("invalidVers") => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SyncError::Transient(format!("user {id} changed on each of {MAX_PATCH_TRIES} tries; will try again later")))
+}
+
+/// The `replace` operations that make `current` carry every attribute `wanted` has. Attributes the
+/// mapping leaves out are not touched; multi-valued attributes are addressed by their `type`.
+pub fn diff(current: &Value, wanted: &Value) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    let replace = |ops: &mut Vec<PatchOperation>, path: String, value: &Value| {
+        ops.push(PatchOperation { op: "replace".into(), path: Some(path), value: Some(value.clone()) });
+    };
+    for key in ["userName", "displayName", "title", "externalId", "active"] {
+        if let Some(w) = wanted.get(key)
+            && current.get(key) != Some(w)
+        {
+            replace(&mut ops, key.to_string(), w);
+        }
+    }
+    if let Some(Value::Object(name)) = wanted.get("name") {
+        for (k, w) in name {
+            if current.get("name").and_then(|n| n.get(k)) != Some(w) {
+                replace(&mut ops, format!("name.{k}"), w);
+            }
+        }
+    }
+    for attr in ["emails", "phoneNumbers"] {
+        for entry in wanted.get(attr).and_then(Value::as_array).into_iter().flatten() {
+            let (Some(kind), Some(value)) = (entry.get("type").and_then(Value::as_str), entry.get("value")) else {
+                continue;
+            };
+            let have = current
+                .get(attr)
+                .and_then(Value::as_array)
+                .and_then(|list| list.iter().find(|e| e.get("type").and_then(Value::as_str) == Some(kind)))
+                .and_then(|e| e.get("value"));
+            if have != Some(value) {
+                replace(&mut ops, format!("{attr}[type eq \"{kind}\"].value"), value);
+            }
+        }
+    }
+    for schema in [SCHEMA_ENTERPRISE, SCHEMA_GENESYS] {
+        if let Some(Value::Object(ext)) = wanted.get(schema) {
+            for (k, w) in ext {
+                if current.get(schema).and_then(|e| e.get(k)) != Some(w) {
+                    replace(&mut ops, format!("{schema}:{k}"), w);
+                }
+            }
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_parsed_with_the_contract_errors() {
+        let ok = SyncEvent::from_json(&json!({"event": "user.updated", "data": {"externalId": "E-1"}})).unwrap();
+        assert_eq!(ok.event, SyncKind::Updated);
+        assert_eq!(ok.external_id(), "E-1");
+        let e = |v: Value| SyncEvent::from_json(&v).unwrap_err().to_string();
+        assert_eq!(e(json!({"event": "user.deleted", "data": {"externalId": "E"}})), "Unsupported event type");
+        assert_eq!(e(json!({"data": {"externalId": "E"}})), "Unsupported event type");
+        assert_eq!(e(json!({"event": "user.created", "data": {}})), "Missing required user identifier");
+        assert_eq!(
+            e(json!({"event": "user.created", "data": {"externalId": " "}})),
+            "Missing required user identifier"
+        );
+        assert_eq!(e(json!({"event": "user.created"})), "Missing required user identifier");
+        assert_eq!(e(json!([1])), "Request body must be a JSON object");
+    }
+
+    #[test]
+    fn the_diff_is_minimal_and_uses_real_scim_paths() {
+        let current = json!({
+            "userName": "jane@example.com", "displayName": "Jane Doe", "title": "Engineer",
+            "name": {"givenName": "Jane", "familyName": "Doe"},
+            "emails": [{"value": "jane@example.com", "type": "work", "primary": true}, {"value": "jane@example.com", "type": "other"}],
+            SCHEMA_ENTERPRISE: {"department": "Engineering", "employeeNumber": "7"}
+        });
+        let wanted = json!({
+            "userName": "jane@example.com", "displayName": "Jane Roe", "title": "Engineer",
+            "name": {"givenName": "Jane", "familyName": "Roe"},
+            "emails": [{"value": "jane@example.com", "type": "work", "primary": true}],
+            "phoneNumbers": [{"value": "+1 555", "type": "work"}],
+            SCHEMA_ENTERPRISE: {"department": "Sales", "employeeNumber": "7"}
+        });
+        let paths: Vec<String> = diff(&current, &wanted).into_iter().filter_map(|o| o.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "displayName".to_string(),
+                "name.familyName".to_string(),
+                "phoneNumbers[type eq \"work\"].value".to_string(),
+                format!("{SCHEMA_ENTERPRISE}:department"),
+            ]
+        );
+        assert!(diff(&current, &current).is_empty());
+    }
+}

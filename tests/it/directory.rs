@@ -1,0 +1,195 @@
+//! Directory sync: intake of single and batched events, and the sync itself against the emulator.
+
+use std::time::Duration;
+
+use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimName, ScimUser};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SYNC: &str = "/webhooks/directory-sync";
+const BATCH: &str = "/webhooks/directory-sync/batch";
+
+fn record(external_id: &str, email: &str) -> Value {
+    json!({
+        "externalId": external_id, "firstName": "Jane", "lastName": "Doe", "workEmail": email,
+        "department": "Engineering", "jobTitle": "Engineer", "employeeNumber": "1042", "hireDate": "2026-12-01"
+    })
+}
+
+fn event(kind: &str, data: Value) -> Value {
+    json!({"event": kind, "data": data})
+}
+
+#[tokio::test]
+async fn single_events_are_validated_stored_and_deduplicated() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let (status, answer) = app.post_signed(SYNC, &event("user.deleted", record("E-1", "a@example.com")), "d1").await;
+    assert_eq!((status, answer), (400, json!({"error": "Unsupported event type"})));
+    let (status, answer) = app.post_signed(SYNC, &event("user.updated", json!({"firstName": "x"})), "d2").await;
+    assert_eq!((status, answer), (400, json!({"error": "Missing required user identifier"})));
+    let (status, first) = app.post_signed(SYNC, &event("user.updated", record("E-1", "a@example.com")), "d3").await;
+    assert_eq!(status, 202);
+    assert_eq!(first["status"], "queued");
+    let (_, again) = app.post_signed(SYNC, &event("user.updated", record("E-1", "a@example.com")), "d3").await;
+    assert_eq!(first["auditId"], again["auditId"]);
+    let id: uuid::Uuid = first["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.store.get(id).await.unwrap().unwrap();
+    assert_eq!(job.kind, "directory.sync");
+    assert_eq!(job.payload["event"], "user.updated");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_stores_every_valid_item_and_names_each_bad_one() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let batch = json!([
+        {"id": "b-0", "event": "user.updated", "data": record("E-10", "a@example.com")},
+        {"id": "b-1", "event": "user.fired", "data": record("E-11", "b@example.com")},
+        {"id": "b-2", "event": "user.created", "data": {"firstName": "no id"}},
+        {"event": "user.terminated", "data": {"externalId": "E-13"}}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "batch-1").await;
+    assert_eq!(status, 207, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["rejected"], 2);
+    let results = answer["results"].as_array().unwrap();
+    assert!(results[0]["auditId"].is_string());
+    assert_eq!(results[1]["error"], "Unsupported event type");
+    assert_eq!(results[2]["error"], "Missing required user identifier");
+    assert!(results[3]["auditId"].is_string(), "an item without id takes the batch id and its position");
+    for i in [0, 3] {
+        let id: uuid::Uuid = results[i]["auditId"].as_str().unwrap().parse().unwrap();
+        assert!(app.store.get(id).await.unwrap().is_some(), "item {i} stored");
+    }
+    // The same batch again: the same jobs.
+    let (_, again) = app.post_signed(BATCH, &batch, "batch-1").await;
+    assert_eq!(again["results"][0]["auditId"], results[0]["auditId"]);
+    assert_eq!(again["results"][3]["auditId"], results[3]["auditId"]);
+
+    let all_bad = json!([{"event": "nope", "data": {}}]);
+    let (status, answer) = app.post_signed(BATCH, &all_bad, "batch-2").await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "No valid event in the batch");
+    let (status, answer) = app.post_signed(BATCH, &json!({"event": "user.updated"}), "batch-3").await;
+    assert_eq!((status, answer), (400, json!({"error": "Batch body must be a JSON array of events"})));
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"id": format!("x{i}"), "event": "user.updated", "data": {"externalId": "E"}}))
+        .collect();
+    let (status, answer) = app.post_signed(BATCH, &Value::Array(too_many), "batch-4").await;
+    assert_eq!((status, answer), (400, json!({"error": "Batch has 1001 events; at most 1000"})));
+    app.shutdown().await;
+}
+
+fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
+    emulator.insert_user(ScimUser {
+        user_name: email.into(),
+        display_name: Some("Jane Doe".into()),
+        active: Some(true),
+        external_id: Some(external_id.into()),
+        title: Some("Engineer".into()),
+        name: Some(ScimName { given_name: Some("Jane".into()), family_name: Some("Doe".into()), formatted: None }),
+        emails: vec![ScimMultiValue { value: email.into(), kind: Some("work".into()), primary: Some(true) }],
+        enterprise: Some(genesys_provisioner::genesys::types::EnterpriseUser {
+            department: Some("Engineering".into()),
+            employee_number: Some("1042".into()),
+            date_hire: Some("2026-12-01".into()),
+            ..Default::default()
+        }),
+        genesys: Some(json!({"externalIds": [{"authority": "costCenter", "value": "UNASSIGNED"}]})),
+        ..Default::default()
+    })
+}
+
+async fn sync(app: &TestApp, kind: &str, data: Value) -> Value {
+    let id = format!("sync-{}", uuid::Uuid::new_v4().simple());
+    let (status, answer) = app.post_signed(SYNC, &event(kind, data), &id).await;
+    assert_eq!(status, 202, "{answer}");
+    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    app.wait_for_state(audit_id, "succeeded", Duration::from_secs(15)).await
+}
+
+#[tokio::test]
+async fn an_update_sends_only_what_changed_and_a_no_op_sends_nothing() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-100", "jane.sync@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+
+    let job = sync(&app, "user.updated", record("E-100", "jane.sync@example.com")).await;
+    assert_eq!(job["result"]["outcome"], "unchanged");
+    assert!(emulator.patches(&id).is_empty(), "no difference, no PATCH");
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.unchanged").await;
+
+    let mut changed = record("E-100", "jane.roe@example.com");
+    changed["lastName"] = json!("Roe");
+    changed["jobTitle"] = json!("Staff Engineer");
+    changed["department"] = json!("Sales");
+    changed["workPhone"] = json!("+1 317 555 0199");
+    let job = sync(&app, "user.updated", changed).await;
+    assert_eq!(job["result"]["outcome"], "updated");
+    let patches = emulator.patches(&id);
+    assert_eq!(patches.len(), 1);
+    let mut paths: Vec<String> = patches[0].operations.iter().filter_map(|o| o.path.clone()).collect();
+    paths.sort();
+    let mut expected = vec![
+        "userName".to_string(),
+        "displayName".to_string(),
+        "title".to_string(),
+        "name.familyName".to_string(),
+        "emails[type eq \"work\"].value".to_string(),
+        "phoneNumbers[type eq \"work\"].value".to_string(),
+        format!("{SCHEMA_ENTERPRISE}:department"),
+    ];
+    expected.sort();
+    assert_eq!(paths, expected);
+    let now = emulator.users().into_iter().find(|u| u.id.as_deref() == Some(id.as_str())).unwrap();
+    assert_eq!(now.user_name, "jane.roe@example.com");
+    assert_eq!(now.title.as_deref(), Some("Staff Engineer"));
+    assert_eq!(now.enterprise.unwrap().department.as_deref(), Some("Sales"));
+    assert_eq!(emulator.users().len(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn termination_deactivates_and_an_unknown_person_is_created() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-200", "leaver@example.com");
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let job = sync(&app, "user.terminated", json!({"externalId": "E-200"})).await;
+    assert_eq!(job["result"]["outcome"], "deactivated");
+    let now = emulator.users().into_iter().find(|u| u.id == user.id).unwrap();
+    assert_eq!(now.active, Some(false));
+    let job = sync(&app, "user.terminated", json!({"externalId": "E-404"})).await;
+    assert_eq!(job["result"]["outcome"], "not_found");
+
+    let mut joiner = record("E-300", "joiner@example.com");
+    joiner["departmentCode"] = json!("SALES");
+    let job = sync(&app, "user.created", joiner).await;
+    assert_eq!(job["result"]["outcome"], "created");
+    let created = emulator.users().into_iter().find(|u| u.external_id.as_deref() == Some("E-300")).unwrap();
+    assert_eq!(created.user_name, "joiner@example.com");
+    let group = emulator.group("c3d4e5f6-7890-12cd-efab-34567890abcd").unwrap();
+    assert!(group.members.iter().any(|m| Some(&m.value) == created.id.as_ref()), "in its department's group");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mapping_error_dead_letters_one_job_while_the_others_succeed() {
+    let emulator = start_emulator().await;
+    seed_user(&emulator, "E-500", "fine@example.com");
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let batch = json!([
+        {"id": "m-0", "event": "user.updated", "data": record("E-500", "fine@example.com")},
+        {"id": "m-1", "event": "user.updated", "data": {"externalId": "E-501", "firstName": "No", "lastName": "Email"}}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "mapping-batch").await;
+    assert_eq!(status, 202, "{answer}");
+    let ok: uuid::Uuid = answer["results"][0]["auditId"].as_str().unwrap().parse().unwrap();
+    let bad: uuid::Uuid = answer["results"][1]["auditId"].as_str().unwrap().parse().unwrap();
+    app.wait_for_state(ok, "succeeded", Duration::from_secs(15)).await;
+    let dead = app.wait_for_state(bad, "dead", Duration::from_secs(15)).await;
+    assert_eq!(dead["attempts"], 1);
+    assert!(dead["lastError"].as_str().unwrap().contains("no userName"), "{dead}");
+    app.shutdown().await;
+}
