@@ -36,6 +36,7 @@ struct State {
     fail_writes: Option<FailWrites>,
     strict_emails: bool,
     concurrent_group_changes: u32,
+    concurrent_user_changes: u32,
 }
 
 /// The fault controls of a running emulator.
@@ -64,6 +65,7 @@ impl Faults {
                 fail_writes: None,
                 strict_emails: true,
                 concurrent_group_changes: 0,
+                concurrent_user_changes: 0,
             }),
         }
     }
@@ -108,6 +110,18 @@ impl Faults {
         let mut s = self.lock();
         let pending = s.concurrent_group_changes > 0;
         s.concurrent_group_changes = s.concurrent_group_changes.saturating_sub(1);
+        pending
+    }
+
+    /// Like `stale_next_group_patches`, for user PATCHes: someone else edited the user since it was read.
+    pub fn stale_next_user_patches(&self, n: u32) {
+        self.lock().concurrent_user_changes = n;
+    }
+
+    pub(super) fn take_concurrent_user_change(&self) -> bool {
+        let mut s = self.lock();
+        let pending = s.concurrent_user_changes > 0;
+        s.concurrent_user_changes = s.concurrent_user_changes.saturating_sub(1);
         pending
     }
 

@@ -305,6 +305,9 @@ async fn replace_user(State(shared): St, Path(id): Path<String>, headers: Header
 }
 
 async fn patch_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if shared.faults.take_concurrent_user_change() {
+        shared.store().bump_user_version(&id);
+    }
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
     let result = shared.store().patch_user(&id, &body, if_match, strict);

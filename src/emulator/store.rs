@@ -711,6 +711,12 @@ impl Store {
         Ok(self.render_group(id).expect("present"))
     }
 
+    pub(super) fn bump_user_version(&mut self, id: &str) {
+        if let Some(user) = self.users.get_mut(id) {
+            user.version += 1;
+        }
+    }
+
     pub(super) fn bump_group_version(&mut self, id: &str) {
         if let Some(group) = self.groups.get_mut(id) {
             group.version += 1;

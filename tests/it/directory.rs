@@ -193,3 +193,29 @@ async fn a_mapping_error_dead_letters_one_job_while_the_others_succeed() {
     assert!(dead["lastError"].as_str().unwrap().contains("no userName"), "{dead}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_change_between_read_and_patch_is_reread_and_applied_or_dead_lettered() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-600", "race@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    emulator.faults().stale_next_user_patches(1);
+    let mut changed = record("E-600", "race@example.com");
+    changed["jobTitle"] = json!("Lead");
+    let job = sync(&app, "user.updated", changed.clone()).await;
+    assert_eq!(job["result"]["tries"], 2, "re-read once and applied");
+    assert_eq!(emulator.patches(&id).len(), 2, "the refused PATCH and the one after the re-read");
+    let now = emulator.users().into_iter().find(|u| u.id == user.id).unwrap();
+    assert_eq!(now.title.as_deref(), Some("Lead"));
+
+    // A user that changes under every try: 3 tries, then the job is retried by the queue and,
+    // past its attempts, dead-lettered.
+    emulator.faults().stale_next_user_patches(100);
+    changed["jobTitle"] = json!("Principal");
+    let (_, answer) = app.post_signed(SYNC, &event("user.updated", changed), "race-2").await;
+    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let dead = app.wait_for_state(audit_id, "dead", Duration::from_secs(20)).await;
+    assert!(dead["lastError"].as_str().unwrap().contains("changed on each of 3 tries"), "{dead}");
+    app.shutdown().await;
+}
