@@ -77,10 +77,22 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Directory sync: the HR-to-SCIM mapping, compiled.
+/// Directory sync: the HR-to-SCIM mapping (compiled) and what a termination does.
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     pub mapping: crate::mapping::Mapping,
+    pub on_terminate: TerminateAction,
+    /// Also take a leaver out of the department groups.
+    pub remove_groups_on_terminate: bool,
+}
+
+/// What `user.terminated` does to the Genesys user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminateAction {
+    /// `active: false`: the user keeps its roles for a later return (Genesys's advice).
+    Deactivate,
+    /// `DELETE`: gone; a user re-enabled later comes back without its roles.
+    Delete,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +246,8 @@ struct RawConfig {
 struct RawSync {
     /// The JSONata file; relative paths are relative to the working directory.
     mapping: Option<PathBuf>,
+    on_terminate: Option<String>,
+    remove_groups_on_terminate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -550,6 +564,15 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         problems.push("no [departments.<CODE>] is configured: every new hire would be refused".to_string());
     }
 
+    let on_terminate = match raw.sync.on_terminate.as_deref() {
+        None | Some("deactivate") => TerminateAction::Deactivate,
+        Some("delete") => TerminateAction::Delete,
+        Some(other) => {
+            problems.push(format!("sync.on_terminate {other:?} is not deactivate or delete"));
+            TerminateAction::Deactivate
+        }
+    };
+    let remove_groups_on_terminate = raw.sync.remove_groups_on_terminate.unwrap_or(true);
     let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
     let mapping = match crate::mapping::Mapping::load(&mapping_path) {
         Ok(m) => Some(m),
@@ -580,7 +603,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         genesys,
         queue,
         departments: DepartmentMap { departments },
-        sync: SyncConfig { mapping },
+        sync: SyncConfig { mapping, on_terminate, remove_groups_on_terminate },
         log_format,
     })
 }

@@ -72,7 +72,7 @@ impl App {
                 config.departments.clone(),
                 for_handler,
                 audit.clone(),
-                config.sync.mapping.clone(),
+                config.sync.clone(),
             ))
         })
         .await

@@ -93,6 +93,29 @@ impl GenesysClient {
     }
 }
 
+impl GenesysClient {
+    /// Removes a member with `If-Match` (`remove` on `members[value eq "<id>"]`).
+    pub async fn remove_group_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        etag: Option<&str>,
+    ) -> Result<u16, GenesysError> {
+        let patch = PatchOp::new(vec![PatchOperation {
+            op: "remove".into(),
+            path: Some(format!("members[value eq {}]", quote(user_id))),
+            value: None,
+        }]);
+        let answer = self.send(Method::PATCH, &format!("{GROUPS}/{group_id}"), Some(&patch), etag).await?;
+        Ok(answer.status)
+    }
+
+    /// Deletes a user (its roles are lost; deactivation is the default for leavers).
+    pub async fn delete_user(&self, id: &str, etag: Option<&str>) -> Result<u16, GenesysError> {
+        Ok(self.send::<()>(Method::DELETE, &format!("{USERS}/{id}"), None, etag).await?.status)
+    }
+}
+
 fn serde_urlencoded_pair(key: &str, value: &str) -> String {
     let mut out = String::with_capacity(key.len() + value.len() * 2);
     out.push_str(key);

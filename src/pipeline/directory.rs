@@ -4,10 +4,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::config::TerminateAction;
 use crate::genesys::scim::quote;
 use crate::genesys::types::{PatchOp, PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, ScimUser};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::mapping::{Mapping, MappingError};
+
+use super::provision::{GroupLocks, ProvisionError, set_membership};
 
 /// The event types the directory webhook accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,16 @@ pub struct Synced {
     /// The operations sent (empty when nothing differed).
     pub operations: Vec<PatchOperation>,
     pub tries: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub joined_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_groups: Vec<String>,
+}
+
+impl Synced {
+    fn new(outcome: &'static str, scim_id: Option<String>) -> Self {
+        Synced { outcome, scim_id, operations: vec![], tries: 0, joined_groups: vec![], left_groups: vec![] }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +108,16 @@ pub enum SyncError {
     Transient(String),
 }
 
+impl From<ProvisionError> for SyncError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::Genesys(g) => SyncError::Genesys(g),
+            other if other.is_retryable() => SyncError::Transient(other.to_string()),
+            other => SyncError::Mapping(MappingError::NotAUser(other.to_string())),
+        }
+    }
+}
+
 impl SyncError {
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -105,15 +128,28 @@ impl SyncError {
     }
 }
 
+/// What a sync job works with besides the event.
+pub struct SyncContext<'a> {
+    pub client: &'a GenesysClient,
+    pub mapping: &'a Mapping,
+    pub groups: &'a GroupLocks,
+    /// The group of the department the event names (`data.departmentCode`), if configured.
+    pub target_group: Option<String>,
+    /// Every configured department group: a mover leaves the others, a leaver all of them.
+    pub department_groups: Vec<String>,
+    pub on_terminate: TerminateAction,
+    pub remove_groups_on_terminate: bool,
+}
+
 /// Applies one directory event. `create` provisions a user that does not exist yet (the new-hire path).
 pub async fn apply(
-    client: &GenesysClient,
-    mapping: &Mapping,
+    cx: &SyncContext<'_>,
     event: &SyncEvent,
     create: impl AsyncFnOnce(&ScimUser) -> Result<String, SyncError>,
 ) -> Result<Synced, SyncError> {
+    let client = cx.client;
     // A termination needs only the identifier; HR systems often send nothing else with it.
-    let mapped = match (event.event, mapping.apply(&event.data)) {
+    let mapped = match (event.event, cx.mapping.apply(&event.data)) {
         (_, Ok(m)) => m,
         (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
         (_, Err(e)) => return Err(e.into()),
@@ -122,22 +158,56 @@ pub async fn apply(
     let external_id =
         mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
     let existing = find(client, &external_id, &user_name).await?;
-    match (event.event, existing) {
-        (SyncKind::Terminated, None) => {
-            Ok(Synced { outcome: "not_found", scim_id: None, operations: vec![], tries: 0 })
-        }
+    let mut done = match (event.event, existing) {
+        (SyncKind::Terminated, None) => return Ok(Synced::new("not_found", None)),
         (SyncKind::Terminated, Some(id)) => {
-            let active = json!({"active": false});
-            patch_to_match(client, &id, &active, "deactivated", "already_inactive").await
+            let mut done = match cx.on_terminate {
+                TerminateAction::Deactivate => {
+                    patch_to_match(client, &id, &json!({"active": false}), "deactivated", "already_inactive").await?
+                }
+                TerminateAction::Delete => {
+                    // Out of the groups first: a deleted user can no longer be removed from them.
+                    let left = leave_groups(cx, &id, None).await?;
+                    let etag = client.get_user(&id).await?.etag;
+                    client.delete_user(&id, etag.as_deref()).await?;
+                    let mut done = Synced::new("deleted", Some(id));
+                    done.left_groups = left;
+                    return Ok(done);
+                }
+            };
+            if cx.remove_groups_on_terminate {
+                done.left_groups = leave_groups(cx, &id, None).await?;
+            }
+            return Ok(done);
         }
         (_, None) => {
             let user: ScimUser = serde_json::from_value(mapped)
                 .map_err(|e| MappingError::NotAUser(format!("it does not read as a SCIM user: {e}")))?;
             let id = create(&user).await?;
-            Ok(Synced { outcome: "created", scim_id: Some(id), operations: vec![], tries: 1 })
+            return Ok(Synced { tries: 1, ..Synced::new("created", Some(id)) });
         }
-        (_, Some(id)) => patch_to_match(client, &id, &mapped, "updated", "unchanged").await,
+        (_, Some(id)) => patch_to_match(client, &id, &mapped, "updated", "unchanged").await?,
+    };
+    // A mover: into the new department's group first, then out of the others, so the user is
+    // never without a department group and, once the job succeeds, in exactly one.
+    if let (Some(target), Some(id)) = (&cx.target_group, done.scim_id.clone()) {
+        if set_membership(client, cx.groups, target, &id, true).await? {
+            done.joined_groups.push(target.clone());
+        }
+        done.left_groups = leave_groups(cx, &id, Some(target)).await?;
     }
+    Ok(done)
+}
+
+/// Takes the user out of every department group but `keep`; returns those it was in.
+async fn leave_groups(cx: &SyncContext<'_>, user_id: &str, keep: Option<&String>) -> Result<Vec<String>, SyncError> {
+    let mut left = Vec::new();
+    for group in cx.department_groups.iter().filter(|g| Some(*g) != keep) {
+        if set_membership(cx.client, cx.groups, group, user_id, false).await? {
+            left.push(group.clone());
+        }
+    }
+    Ok(left)
 }
 
 /// The Genesys user for an HR record: by `externalId eq`, else by `userName eq`.
@@ -167,10 +237,10 @@ pub(crate) async fn patch_to_match(
         let current_json = serde_json::to_value(&current.value).unwrap_or_default();
         let operations = diff(&current_json, wanted);
         if operations.is_empty() {
-            return Ok(Synced { outcome: same, scim_id: Some(id.to_string()), operations, tries });
+            return Ok(Synced { operations, tries, ..Synced::new(same, Some(id.to_string())) });
         }
         match client.patch_user(id, &PatchOp::new(operations.clone()), current.etag.as_deref()).await {
-            Ok(_) => return Ok(Synced { outcome: changed, scim_id: Some(id.to_string()), operations, tries }),
+            Ok(_) => return Ok(Synced { operations, tries, ..Synced::new(changed, Some(id.to_string())) }),
             Err(e) if e.scim_type() == Some("invalidVers") => continue,
             Err(e) => return Err(e.into()),
         }

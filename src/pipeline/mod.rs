@@ -15,7 +15,7 @@ use crate::genesys::GenesysClient;
 use crate::queue::Job;
 use crate::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess};
 
-use crate::mapping::Mapping;
+use crate::config::SyncConfig;
 use directory::{SyncError, SyncEvent};
 pub use new_hire::NewHire;
 use provision::ProvisionError;
@@ -39,7 +39,7 @@ pub struct Provisioning {
     genesys: Option<Arc<GenesysClient>>,
     audit: AuditLog,
     groups: provision::GroupLocks,
-    mapping: Mapping,
+    sync: SyncConfig,
 }
 
 impl Provisioning {
@@ -47,9 +47,9 @@ impl Provisioning {
         departments: DepartmentMap,
         genesys: Option<Arc<GenesysClient>>,
         audit: AuditLog,
-        mapping: Mapping,
+        sync: SyncConfig,
     ) -> Self {
-        Provisioning { departments, genesys, audit, groups: Default::default(), mapping }
+        Provisioning { departments, genesys, audit, groups: Default::default(), sync }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -67,13 +67,16 @@ impl Provisioning {
         let department =
             event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
         let create = async |user: &crate::genesys::types::ScimUser| {
-            provision::create_user(client, &self.groups, user.clone(), department).await.map(|p| p.scim_id).map_err(
-                |e| match e {
-                    ProvisionError::Genesys(g) => SyncError::Genesys(g),
-                    other if other.is_retryable() => SyncError::Transient(other.to_string()),
-                    other => SyncError::Mapping(crate::mapping::MappingError::NotAUser(other.to_string())),
-                },
-            )
+            Ok(provision::create_user(client, &self.groups, user.clone(), department).await?.scim_id)
+        };
+        let cx = directory::SyncContext {
+            client,
+            mapping: &self.sync.mapping,
+            groups: &self.groups,
+            target_group: department.map(|d| d.group_id.to_string()),
+            department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
+            on_terminate: self.sync.on_terminate,
+            remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
         };
         let line = |event: &'static str, status: &'static str| {
             AuditRecord::new(event, status)
@@ -82,12 +85,13 @@ impl Provisioning {
                 .retry_count(job.attempts.saturating_sub(1))
                 .field("externalId", event_external_id(&job.payload))
         };
-        match directory::apply(client, &self.mapping, &event, create).await {
+        match directory::apply(&cx, &event, create).await {
             Ok(done) => {
                 let name = match done.outcome {
                     "unchanged" | "already_inactive" => "scim.user.unchanged",
                     "created" => "scim.user.created",
                     "deactivated" => "scim.user.deactivated",
+                    "deleted" => "scim.user.deleted",
                     "not_found" => "scim.user.not_found",
                     _ => "scim.user.updated",
                 };

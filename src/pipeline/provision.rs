@@ -173,11 +173,7 @@ pub async fn create_user(
     }
     let group_id = department.map(|d| d.group_id.to_string());
     let already_member = match &group_id {
-        Some(group_id) => {
-            let lock = groups.get(group_id);
-            let _turn = lock.lock().await;
-            add_to_group(client, group_id, &scim_id).await?
-        }
+        Some(group_id) => !set_membership(client, groups, group_id, &scim_id, true).await?,
         None => false,
     };
     Ok(Provisioned {
@@ -194,16 +190,31 @@ pub async fn create_user(
     })
 }
 
-/// Adds the user to the group with the group's ETag, re-reading when it changed in between.
-/// Returns whether the user was a member already.
-async fn add_to_group(client: &GenesysClient, group_id: &str, user_id: &str) -> Result<bool, ProvisionError> {
+/// Makes the user a member of the group (`member = true`) or not, with the group's ETag, re-reading
+/// when it changed in between; changes to one group take turns inside this process. Returns whether
+/// anything had to change.
+pub async fn set_membership(
+    client: &GenesysClient,
+    groups: &GroupLocks,
+    group_id: &str,
+    user_id: &str,
+    member: bool,
+) -> Result<bool, ProvisionError> {
+    let lock = groups.get(group_id);
+    let _turn = lock.lock().await;
     for _ in 0..MAX_GROUP_TRIES {
         let group = client.get_group(group_id).await?;
-        if group.value.members.iter().any(|m| m.value == user_id) {
-            return Ok(true);
+        if group.value.members.iter().any(|m| m.value == user_id) == member {
+            return Ok(false);
         }
-        match client.add_group_member(group_id, user_id, group.etag.as_deref()).await {
-            Ok(_) => return Ok(false),
+        let etag = group.etag.as_deref();
+        let sent = if member {
+            client.add_group_member(group_id, user_id, etag).await
+        } else {
+            client.remove_group_member(group_id, user_id, etag).await
+        };
+        match sent {
+            Ok(_) => return Ok(true),
             Err(e) if is_stale_version(&e) => continue,
             Err(e) => return Err(e.into()),
         }

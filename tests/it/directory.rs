@@ -219,3 +219,56 @@ async fn a_change_between_read_and_patch_is_reread_and_applied_or_dead_lettered(
     assert!(dead["lastError"].as_str().unwrap().contains("changed on each of 3 tries"), "{dead}");
     app.shutdown().await;
 }
+
+fn members(emulator: &genesys_provisioner::emulator::Emulator, group: &str) -> Vec<String> {
+    emulator.group(group).unwrap().members.into_iter().map(|m| m.value).collect()
+}
+
+const ENG: &str = "a1b2c3d4-5678-90ab-cdef-1234567890ab";
+const SALES: &str = "c3d4e5f6-7890-12cd-efab-34567890abcd";
+
+#[tokio::test]
+async fn a_mover_ends_in_the_new_group_only_and_a_leaver_in_none() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-700", "mover@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let mut data = record("E-700", "mover@example.com");
+    data["departmentCode"] = json!("ENG");
+    let job = sync(&app, "user.updated", data.clone()).await;
+    assert_eq!(job["result"]["joinedGroups"], json!([ENG]));
+    assert_eq!(members(&emulator, ENG), vec![id.clone()]);
+
+    data["departmentCode"] = json!("SALES");
+    data["department"] = json!("Sales");
+    let job = sync(&app, "user.updated", data).await;
+    assert_eq!(job["result"]["joinedGroups"], json!([SALES]));
+    assert_eq!(job["result"]["leftGroups"], json!([ENG]));
+    assert!(members(&emulator, ENG).is_empty(), "not left in both");
+    assert_eq!(members(&emulator, SALES), vec![id.clone()]);
+
+    let job = sync(&app, "user.terminated", json!({"externalId": "E-700"})).await;
+    assert_eq!(job["result"]["outcome"], "deactivated");
+    assert_eq!(job["result"]["leftGroups"], json!([SALES]));
+    assert!(members(&emulator, SALES).is_empty());
+    let now = emulator.users().into_iter().find(|u| u.id == user.id).unwrap();
+    assert_eq!(now.active, Some(false), "deactivated, not deleted");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_delete_mode_a_leaver_is_deleted() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-800", "gone@example.com");
+    let app = Spawn::new(Backend::Sqlite)
+        .provisioning(&emulator)
+        .toml("[sync]\non_terminate = \"delete\"")
+        .start()
+        .await
+        .unwrap();
+    let job = sync(&app, "user.terminated", json!({"externalId": "E-800"})).await;
+    assert_eq!(job["result"]["outcome"], "deleted");
+    assert!(emulator.users().iter().all(|u| u.id != user.id), "the user is gone");
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.deleted").await;
+    app.shutdown().await;
+}
