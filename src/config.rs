@@ -84,6 +84,8 @@ pub struct SyncConfig {
     pub on_terminate: TerminateAction,
     /// Also take a leaver out of the department groups.
     pub remove_groups_on_terminate: bool,
+    /// Department (as the mapping names it) -> roles a user of it may be given.
+    pub allowed_roles: BTreeMap<String, Vec<String>>,
 }
 
 /// What `user.terminated` does to the Genesys user.
@@ -238,6 +240,8 @@ struct RawConfig {
     #[serde(default)]
     sync: RawSync,
     #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
     log: RawLog,
 }
 
@@ -248,6 +252,14 @@ struct RawSync {
     mapping: Option<PathBuf>,
     on_terminate: Option<String>,
     remove_groups_on_terminate: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    /// `[policy.roles]`: department -> allowed role names.
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -603,7 +615,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         genesys,
         queue,
         departments: DepartmentMap { departments },
-        sync: SyncConfig { mapping, on_terminate, remove_groups_on_terminate },
+        sync: SyncConfig { mapping, on_terminate, remove_groups_on_terminate, allowed_roles: raw.policy.roles },
         log_format,
     })
 }

@@ -173,6 +173,12 @@ mod tests {
     }
 
     #[test]
+    fn roles_become_scim_role_values() {
+        let out = sample().apply(&json!({"externalId": "E", "email": "a@b.io", "roles": ["agent"]})).unwrap();
+        assert_eq!(out["roles"], json!([{"value": "agent"}]));
+    }
+
+    #[test]
     fn a_syntax_error_names_line_and_column() {
         let err = Mapping::compile("{\n  \"a\": x,\n  \"b\": ,\n}", "test.jsonata").unwrap_err();
         match err {

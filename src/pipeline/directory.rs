@@ -106,6 +106,9 @@ pub enum SyncError {
     Genesys(#[from] GenesysError),
     #[error("{0}")]
     Transient(String),
+    /// Refused by the role policy before any call.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl From<ProvisionError> for SyncError {
@@ -121,7 +124,7 @@ impl From<ProvisionError> for SyncError {
 impl SyncError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            SyncError::Mapping(_) => false,
+            SyncError::Mapping(_) | SyncError::Policy(_) => false,
             SyncError::Genesys(e) => e.is_retryable(),
             SyncError::Transient(_) => true,
         }
@@ -139,6 +142,7 @@ pub struct SyncContext<'a> {
     pub department_groups: Vec<String>,
     pub on_terminate: TerminateAction,
     pub remove_groups_on_terminate: bool,
+    pub allowed_roles: &'a std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Applies one directory event. `create` provisions a user that does not exist yet (the new-hire path).
@@ -154,6 +158,7 @@ pub async fn apply(
         (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
         (_, Err(e)) => return Err(e.into()),
     };
+    check_roles(cx.allowed_roles, &mapped)?;
     let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
     let external_id =
         mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
@@ -197,6 +202,34 @@ pub async fn apply(
         done.left_groups = leave_groups(cx, &id, Some(target)).await?;
     }
     Ok(done)
+}
+
+/// The role policy: every role the mapped user asks for must be allowed for its department.
+/// Checked before any call to Genesys.
+fn check_roles(allowed: &std::collections::BTreeMap<String, Vec<String>>, mapped: &Value) -> Result<(), SyncError> {
+    let roles: Vec<&str> = mapped
+        .get("roles")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("value").and_then(Value::as_str))
+        .collect();
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let department = mapped.get(SCHEMA_ENTERPRISE).and_then(|e| e.get("department")).and_then(Value::as_str);
+    let permitted = department.and_then(|d| allowed.get(d));
+    let refused: Vec<&str> =
+        roles.into_iter().filter(|r| !permitted.is_some_and(|p| p.iter().any(|a| a == r))).collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::Policy(format!(
+            "role policy: department {} may not be given {}",
+            department.unwrap_or("(none)"),
+            refused.join(", ")
+        )))
+    }
 }
 
 /// Takes the user out of every department group but `keep`; returns those it was in.

@@ -77,6 +77,7 @@ impl Provisioning {
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
             on_terminate: self.sync.on_terminate,
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
+            allowed_roles: &self.sync.allowed_roles,
         };
         let line = |event: &'static str, status: &'static str| {
             AuditRecord::new(event, status)
@@ -105,9 +106,8 @@ impl Provisioning {
             }
             Err(e) => {
                 let retryable = e.is_retryable();
-                self.audit.record(
-                    line("scim.user.sync_failed", if retryable { "retry" } else { "failed" }).detail(e.to_string()),
-                );
+                let name = if matches!(e, SyncError::Policy(_)) { "policy.violation" } else { "scim.user.sync_failed" };
+                self.audit.record(line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string()));
                 let retry_after = match &e {
                     SyncError::Genesys(g) => g.retry_after(),
                     _ => None,
