@@ -173,6 +173,31 @@ mod tests {
     }
 
     #[test]
+    fn the_nested_vendor_sample_maps_its_shape() {
+        let m = Mapping::load(Path::new("config/mappings/nested-vendor.jsonata")).unwrap();
+        let record = json!({
+            "worker": {"id": "W-9"},
+            "person": {"name": {"first": "Ana", "last": "Lima"},
+                       "contact": {"emails": [{"type": "HOME", "address": "ana@home.example"},
+                                              {"type": "WORK", "address": " Ana.Lima@Example.com"}]}},
+            "job": {"title": "Agent", "org": {"name": "Support"}, "start": "2027-01-04"}
+        });
+        assert_eq!(
+            m.apply(&record).unwrap(),
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                "externalId": "W-9",
+                "userName": "ana.lima@example.com",
+                "name": {"givenName": "Ana", "familyName": "Lima"},
+                "displayName": "Ana Lima",
+                "emails": [{"value": "ana.lima@example.com", "type": "work", "primary": true}],
+                "title": "Agent",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Support", "dateHire": "2027-01-04"}
+            })
+        );
+    }
+
+    #[test]
     fn roles_become_scim_role_values() {
         let out = sample().apply(&json!({"externalId": "E", "email": "a@b.io", "roles": ["agent"]})).unwrap();
         assert_eq!(out["roles"], json!([{"value": "agent"}]));
