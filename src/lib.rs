@@ -67,12 +67,13 @@ impl App {
             Err(e) => return Err(StartError::Genesys(e.to_string())),
         };
         let for_handler = genesys.clone();
-        Self::build_with(config, genesys, move |config, audit| {
+        Self::build_with(config, genesys, move |config, audit, store| {
             Arc::new(pipeline::Provisioning::new(
                 config.departments.clone(),
                 for_handler,
                 audit.clone(),
                 config.sync.clone(),
+                store.clone(),
             ))
         })
         .await
@@ -80,13 +81,13 @@ impl App {
 
     /// Builds the service with a given job handler (tests use their own).
     pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
-        Self::build_with(config, None, move |_, _| handler).await
+        Self::build_with(config, None, move |_, _, _| handler).await
     }
 
     async fn build_with(
         config: Config,
         genesys: Option<Arc<GenesysClient>>,
-        handler: impl FnOnce(&Config, &AuditLog) -> Arc<dyn JobHandler>,
+        handler: impl FnOnce(&Config, &AuditLog, &JobStore) -> Arc<dyn JobHandler>,
     ) -> Result<App, StartError> {
         let addr = config.server.listen_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
@@ -95,7 +96,7 @@ impl App {
             .await
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
-        let handler = handler(&config, &audit);
+        let handler = handler(&config, &audit, &store);
         let metrics = Arc::new(Metrics::with_genesys(genesys));
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.

@@ -37,6 +37,7 @@ struct State {
     strict_emails: bool,
     concurrent_group_changes: u32,
     concurrent_user_changes: u32,
+    keep_title: bool,
 }
 
 /// The fault controls of a running emulator.
@@ -66,6 +67,7 @@ impl Faults {
                 strict_emails: true,
                 concurrent_group_changes: 0,
                 concurrent_user_changes: 0,
+                keep_title: false,
             }),
         }
     }
@@ -116,6 +118,16 @@ impl Faults {
     /// Like `stale_next_group_patches`, for user PATCHes: someone else edited the user since it was read.
     pub fn stale_next_user_patches(&self, n: u32) {
         self.lock().concurrent_user_changes = n;
+    }
+
+    /// While set, user PATCHes answer success but keep the user's `title` as it was, as a Genesys that
+    /// stores a different value than it was sent would (the service must report the discrepancy).
+    pub fn keep_user_titles(&self, keep: bool) {
+        self.lock().keep_title = keep;
+    }
+
+    pub(super) fn keeps_title(&self) -> bool {
+        self.lock().keep_title
     }
 
     pub(super) fn take_concurrent_user_change(&self) -> bool {

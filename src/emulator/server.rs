@@ -310,7 +310,8 @@ async fn patch_user(State(shared): St, Path(id): Path<String>, headers: HeaderMa
     }
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
-    let result = shared.store().patch_user(&id, &body, if_match, strict);
+    let keep_title = shared.faults.keeps_title();
+    let result = shared.store().patch_user(&id, &body, if_match, strict, keep_title);
     match result {
         Ok(user) => user_answer(StatusCode::OK, &user),
         Err(f) => fail(&f),

@@ -385,6 +385,7 @@ impl Store {
         body: &[u8],
         if_match: Option<&str>,
         strict: bool,
+        keep_title: bool,
     ) -> Result<ScimUser, Fail> {
         if !self.users.contains_key(id) {
             return Err(Fail::not_found("User", id));
@@ -400,9 +401,13 @@ impl Store {
         for op in &patch.operations {
             patch::apply(&mut doc, op)?;
         }
-        let after: ScimUser = serde_json::from_value(Value::Object(doc))
+        let mut after: ScimUser = serde_json::from_value(Value::Object(doc))
             .map_err(|e| Fail::bad(Some("invalidValue"), format!("the patched user is not valid: {e}")))?;
         self.validate(&after, Some(&before), Some(id), strict)?;
+        if keep_title {
+            // A fault: the write "succeeds" but the title stays as it was (a discrepancy to report).
+            after.title = before.title.clone();
+        }
         Ok(self.write_user(id, after))
     }
 

@@ -159,3 +159,53 @@ pub async fn delete_dead_letter(
     );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+pub struct Since {
+    since: Option<String>,
+}
+
+/// `GET /admin/reports/discrepancies?since=<RFC 3339>` (default: the last 24 hours): directory-sync
+/// totals, the attribute mismatches found after PATCHes, and the failed sync jobs.
+pub async fn discrepancies(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<Since>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))?;
+    let since_ms = match query.since.as_deref() {
+        None => crate::queue::now_ms() - 24 * 3600 * 1000,
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| {
+            ApiError::BadRequest("Invalid query parameter since: expected an RFC 3339 time".to_string())
+        })?,
+    };
+    let found = state.store.discrepancies_since(since_ms).await?;
+    let (succeeded, dead) = state.store.finished_since(crate::pipeline::KIND_DIRECTORY_SYNC, since_ms).await?;
+    let failures: Vec<_> = dead
+        .iter()
+        .map(|j| {
+            json!({
+                "kind": "sync_failure",
+                "auditId": j.audit_id,
+                "externalId": j.payload.get("data").and_then(|d| d.get("externalId")),
+                "error": j.last_error,
+                "at": j.finished_at.map(ms_to_rfc3339),
+            })
+        })
+        .collect();
+    let mismatches: Vec<_> = found
+        .iter()
+        .map(|d| {
+            json!({"kind": d.kind, "auditId": d.audit_id, "externalId": d.external_id, "field": d.field,
+                   "expected": d.expected, "actual": d.actual, "at": ms_to_rfc3339(d.at)})
+        })
+        .collect();
+    let processed = succeeded + dead.len() as u64;
+    Ok(Json(json!({
+        "since": ms_to_rfc3339(since_ms),
+        "totals": {"processed": processed, "successful": succeeded, "failed": dead.len(), "discrepancies": mismatches.len()},
+        "discrepancies": mismatches,
+        "failures": failures,
+    }))
+    .into_response())
+}

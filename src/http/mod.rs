@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/dead-letters", get(admin::dead_letters))
         .route("/admin/dead-letters/{audit_id}/replay", post(admin::replay))
         .route("/admin/dead-letters/{audit_id}", delete(admin::delete_dead_letter))
+        .route("/admin/reports/discrepancies", get(admin::discrepancies))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

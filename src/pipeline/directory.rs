@@ -90,11 +90,30 @@ pub struct Synced {
     pub joined_groups: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_groups: Vec<String>,
+    /// Attributes Genesys holds differently from what the PATCH asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discrepancies: Vec<Mismatch>,
+}
+
+/// One attribute that did not come out as sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub field: String,
+    pub expected: Value,
+    pub actual: Value,
 }
 
 impl Synced {
     fn new(outcome: &'static str, scim_id: Option<String>) -> Self {
-        Synced { outcome, scim_id, operations: vec![], tries: 0, joined_groups: vec![], left_groups: vec![] }
+        Synced {
+            outcome,
+            scim_id,
+            operations: vec![],
+            tries: 0,
+            joined_groups: vec![],
+            left_groups: vec![],
+            discrepancies: vec![],
+        }
     }
 }
 
@@ -273,12 +292,48 @@ pub(crate) async fn patch_to_match(
             return Ok(Synced { operations, tries, ..Synced::new(same, Some(id.to_string())) });
         }
         match client.patch_user(id, &PatchOp::new(operations.clone()), current.etag.as_deref()).await {
-            Ok(_) => return Ok(Synced { operations, tries, ..Synced::new(changed, Some(id.to_string())) }),
+            Ok(answer) => {
+                // What Genesys answered is what it holds: compare it with what was asked for.
+                let after = if answer.value.id.is_some() { answer.value } else { client.get_user(id).await?.value };
+                let after = serde_json::to_value(&after).unwrap_or_default();
+                let discrepancies = diff(&after, wanted)
+                    .into_iter()
+                    .filter_map(|op| {
+                        let field = op.path?;
+                        Some(Mismatch {
+                            actual: value_at(&after, &field),
+                            expected: op.value.unwrap_or_default(),
+                            field,
+                        })
+                    })
+                    .collect();
+                return Ok(Synced { operations, tries, discrepancies, ..Synced::new(changed, Some(id.to_string())) });
+            }
             Err(e) if e.scim_type() == Some("invalidVers") => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(SyncError::Transient(format!("user {id} changed on each of {MAX_PATCH_TRIES} tries; will try again later")))
+}
+
+/// The value at one of the paths `diff` produces (null when absent).
+fn value_at(user: &Value, path: &str) -> Value {
+    if let Some((attr, rest)) = path.split_once("[type eq \"") {
+        let kind = rest.split('"').next().unwrap_or_default();
+        return user
+            .get(attr)
+            .and_then(Value::as_array)
+            .and_then(|l| l.iter().find(|e| e.get("type").and_then(Value::as_str) == Some(kind)))
+            .and_then(|e| e.get("value"))
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
+    for schema in [SCHEMA_ENTERPRISE, SCHEMA_GENESYS] {
+        if let Some(attr) = path.strip_prefix(schema).and_then(|p| p.strip_prefix(':')) {
+            return user.get(schema).and_then(|e| e.get(attr)).cloned().unwrap_or(Value::Null);
+        }
+    }
+    path.split('.').try_fold(user, |v, k| v.get(k)).cloned().unwrap_or(Value::Null)
 }
 
 /// The `replace` operations that make `current` carry every attribute `wanted` has. Attributes the

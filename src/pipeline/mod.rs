@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::DepartmentMap;
 use crate::genesys::GenesysClient;
-use crate::queue::Job;
 use crate::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess};
+use crate::queue::{Discrepancy, Job, JobStore};
 
 use crate::config::SyncConfig;
 use directory::{SyncError, SyncEvent};
@@ -40,6 +40,8 @@ pub struct Provisioning {
     audit: AuditLog,
     groups: provision::GroupLocks,
     sync: SyncConfig,
+    /// Where discrepancy reports are kept.
+    store: JobStore,
 }
 
 impl Provisioning {
@@ -48,8 +50,9 @@ impl Provisioning {
         genesys: Option<Arc<GenesysClient>>,
         audit: AuditLog,
         sync: SyncConfig,
+        store: JobStore,
     ) -> Self {
-        Provisioning { departments, genesys, audit, groups: Default::default(), sync }
+        Provisioning { departments, genesys, audit, groups: Default::default(), sync, store }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -96,6 +99,7 @@ impl Provisioning {
                     "not_found" => "scim.user.not_found",
                     _ => "scim.user.updated",
                 };
+                self.report_discrepancies(job, &done).await;
                 let result = serde_json::to_value(&done).unwrap_or_default();
                 let mut record = line(name, "success");
                 if let serde_json::Value::Object(fields) = &result {
@@ -118,6 +122,43 @@ impl Provisioning {
                     JobFailure::Permanent { error: e.to_string() }
                 })
             }
+        }
+    }
+
+    /// Stores and audits each attribute Genesys holds differently from what was sent.
+    async fn report_discrepancies(&self, job: &Job, done: &directory::Synced) {
+        if done.discrepancies.is_empty() {
+            return;
+        }
+        let external_id = event_external_id(&job.payload);
+        let at = crate::queue::now_ms();
+        let items: Vec<Discrepancy> = done
+            .discrepancies
+            .iter()
+            .map(|m| Discrepancy {
+                audit_id: job.audit_id,
+                external_id: external_id.clone(),
+                kind: "attribute_mismatch".to_string(),
+                field: m.field.clone(),
+                expected: m.expected.clone(),
+                actual: m.actual.clone(),
+                at,
+            })
+            .collect();
+        for d in &items {
+            self.audit.record(
+                AuditRecord::new("discrepancy.attribute_mismatch", "mismatch")
+                    .audit_id(job.audit_id)
+                    .webhook_id(&job.webhook_id)
+                    .field("externalId", &d.external_id)
+                    .field("field", &d.field)
+                    .field("expected", &d.expected)
+                    .field("actual", &d.actual),
+            );
+        }
+        if let Err(e) = self.store.record_discrepancies(&items).await {
+            // The audit lines above hold them; the report endpoint will miss them.
+            tracing::error!(audit_id = %job.audit_id, error = %e, "storing discrepancies failed");
         }
     }
 

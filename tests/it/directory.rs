@@ -305,3 +305,47 @@ async fn a_role_the_department_does_not_allow_is_refused_before_any_call() {
     assert_eq!(job["state"], "succeeded");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_value_genesys_did_not_store_is_reported_as_a_discrepancy() {
+    let emulator = start_emulator().await;
+    seed_user(&emulator, "E-950", "drift@example.com");
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let since = chrono::Utc::now().to_rfc3339();
+    emulator.faults().keep_user_titles(true);
+    let mut data = record("E-950", "drift@example.com");
+    data["jobTitle"] = json!("Director");
+    data["lastName"] = json!("Drift");
+    let job = sync(&app, "user.updated", data).await;
+    assert_eq!(
+        job["result"]["discrepancies"],
+        json!([{"field": "title", "expected": "Director", "actual": "Engineer"}])
+    );
+    // A failed sync in the same window.
+    let (_, answer) = app.post_signed(SYNC, &event("user.updated", json!({"externalId": "E-951"})), "drift-bad").await;
+    let bad: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    app.wait_for_state(bad, "dead", Duration::from_secs(15)).await;
+
+    let (status, report) =
+        app.admin_get(&format!("/admin/reports/discrepancies?since={}", since.replace('+', "%2B"))).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["totals"], json!({"processed": 2, "successful": 1, "failed": 1, "discrepancies": 1}));
+    let d = &report["discrepancies"][0];
+    assert_eq!(
+        (d["kind"].as_str(), d["field"].as_str(), d["externalId"].as_str()),
+        (Some("attribute_mismatch"), Some("title"), Some("E-950"))
+    );
+    assert_eq!((d["expected"].clone(), d["actual"].clone()), (json!("Director"), json!("Engineer")));
+    assert_eq!(report["failures"][0]["kind"], "sync_failure");
+    assert_eq!(report["failures"][0]["externalId"], "E-951");
+    app.wait_for_audit(Duration::from_secs(5), |l| {
+        l["event"] == "discrepancy.attribute_mismatch" && l["field"] == "title"
+    })
+    .await;
+
+    let (status, answer) = app.admin_get("/admin/reports/discrepancies?since=yesterday").await;
+    assert_eq!((status, answer), (400, json!({"error": "Invalid query parameter since: expected an RFC 3339 time"})));
+    let unauthenticated = app.client.get(app.url("/admin/reports/discrepancies")).send().await.unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    app.shutdown().await;
+}
