@@ -182,12 +182,20 @@ pub async fn apply(
     let external_id =
         mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
     let existing = find(client, &external_id, &user_name).await?;
-    let mut done = match (event.event, existing) {
+    let mut done = match (event.event, existing.and_then(|u| Some((u.id.clone()?, u)))) {
         (SyncKind::Terminated, None) => return Ok(Synced::new("not_found", None)),
-        (SyncKind::Terminated, Some(id)) => {
+        (SyncKind::Terminated, Some((id, user))) => {
             let mut done = match cx.on_terminate {
                 TerminateAction::Deactivate => {
-                    patch_to_match(client, &id, &json!({"active": false}), "deactivated", "already_inactive").await?
+                    patch_to_match(
+                        client,
+                        &id,
+                        &json!({"active": false}),
+                        "deactivated",
+                        "already_inactive",
+                        Some(user),
+                    )
+                    .await?
                 }
                 TerminateAction::Delete => {
                     // Out of the groups first: a deleted user can no longer be removed from them.
@@ -210,7 +218,7 @@ pub async fn apply(
             let id = create(&user).await?;
             return Ok(Synced { tries: 1, ..Synced::new("created", Some(id)) });
         }
-        (_, Some(id)) => patch_to_match(client, &id, &mapped, "updated", "unchanged").await?,
+        (_, Some((id, user))) => patch_to_match(client, &id, &mapped, "updated", "unchanged", Some(user)).await?,
     };
     // A mover: into the new department's group first, then out of the others, so the user is
     // never without a department group and, once the job succeeds, in exactly one.
@@ -263,16 +271,18 @@ async fn leave_groups(cx: &SyncContext<'_>, user_id: &str, keep: Option<&String>
 }
 
 /// The Genesys user for an HR record: by `externalId eq`, else by `userName eq`.
-async fn find(client: &GenesysClient, external_id: &str, user_name: &str) -> Result<Option<String>, GenesysError> {
+/// The list answer carries each user whole, `meta.version` included, so it doubles as the read
+/// the first PATCH is guarded by: an attribute change costs two requests (list, PATCH).
+async fn find(client: &GenesysClient, external_id: &str, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {
     if !external_id.is_empty()
         && let Some(u) = client.find_users(&format!("externalId eq {}", quote(external_id))).await?.into_iter().next()
     {
-        return Ok(u.id);
+        return Ok(Some(u));
     }
     if user_name.is_empty() {
         return Ok(None);
     }
-    Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next().and_then(|u| u.id))
+    Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next())
 }
 
 /// GET the user for its ETag, PATCH only what differs with `If-Match`; re-read and recompute when
@@ -283,9 +293,17 @@ pub(crate) async fn patch_to_match(
     wanted: &Value,
     changed: &'static str,
     same: &'static str,
+    mut known: Option<ScimUser>,
 ) -> Result<Synced, SyncError> {
     for tries in 1..=MAX_PATCH_TRIES {
-        let current = client.get_user(id).await?;
+        // The user as just listed (with its version) on the first try; a fresh GET after that.
+        let current = match known.take().filter(|u| u.meta.as_ref().is_some_and(|m| m.version.is_some())) {
+            Some(u) => {
+                let etag = u.meta.as_ref().and_then(|m| m.version.clone());
+                crate::genesys::scim::Versioned { value: u, etag, correlation_id: String::new(), status: 200 }
+            }
+            None => client.get_user(id).await?,
+        };
         let current_json = serde_json::to_value(&current.value).unwrap_or_default();
         let operations = diff(&current_json, wanted);
         if operations.is_empty() {

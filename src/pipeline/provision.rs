@@ -164,6 +164,7 @@ pub async fn create_user(
             &serde_json::json!({"active": true}),
             "reactivated",
             "active",
+            None,
         )
         .await
         .map_err(|e| match e {

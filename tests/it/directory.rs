@@ -126,7 +126,12 @@ async fn an_update_sends_only_what_changed_and_a_no_op_sends_nothing() {
     changed["jobTitle"] = json!("Staff Engineer");
     changed["department"] = json!("Sales");
     changed["workPhone"] = json!("+1 317 555 0199");
+    let api = |e: &genesys_provisioner::emulator::Emulator| -> u64 {
+        e.stats().requests_by_route.iter().filter(|(r, _)| r.contains(" /api/v2/")).map(|(_, n)| n).sum()
+    };
+    let before = api(&emulator);
     let job = sync(&app, "user.updated", changed).await;
+    assert_eq!(api(&emulator) - before, 2, "an attribute change costs two requests: the list, the PATCH");
     assert_eq!(job["result"]["outcome"], "updated");
     let patches = emulator.patches(&id);
     assert_eq!(patches.len(), 1);
