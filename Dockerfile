@@ -12,7 +12,7 @@ WORKDIR /src
 # Dependencies first, so code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches tests/it && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/intake.rs && echo 'fn main() {}' > benches/provision.rs && touch tests/it/main.rs \
+    && echo 'fn main() {}' > benches/intake.rs && echo 'fn main() {}' > benches/provision.rs && echo 'fn main() {}' > benches/sync.rs && touch tests/it/main.rs \
     && cargo build --release --locked && rm -rf src
 COPY src src
 COPY migrations migrations

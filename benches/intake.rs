@@ -32,14 +32,12 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
-use support::{Process, bench_config, env_number, free_port};
+use support::{ADMIN_TOKEN, Process, WEBHOOK_SECRET, bench_config, env_number, free_port};
 
 #[path = "support/mod.rs"]
 mod support;
 use reqwest::StatusCode;
 
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const WARM_UP: Duration = Duration::from_secs(1);
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_CONNECTIONS: usize = 64;

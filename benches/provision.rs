@@ -35,22 +35,20 @@
 //! reports what it has.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::emulator::Stats;
 use genesys_provisioner::http::signature::WebhookSecret;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Process, bench_config, default_config_path, env_number, free_port};
+use support::{
+    CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, default_config_path, emulator_stats, env_number, labelled,
+    start_emulator, start_service,
+};
 
 #[path = "support/mod.rs"]
 mod support;
 
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
-const CLIENT_ID: &str = "bench-client";
-const CLIENT_SECRET: &str = "bench-secret-0123456789";
 const DEPARTMENTS: [&str; 4] = ["ENG", "SUPPORT", "SALES", "HR"];
 const POSTERS: usize = 16;
 const WORKER_CONCURRENCY: usize = 32;
@@ -70,13 +68,13 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
-    let mut emulator = start_emulator(dir.path());
+    let mut emulator = start_emulator(dir.path(), &["--config", default_config_path()]);
     let mut service = None;
     runtime.block_on(async {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("cannot build a client");
         emulator.wait_until_ready(&http, "/emulator/stats").await;
         set_rate_limit(&http, &emulator.base, Some(rate)).await;
-        let service = service.insert(start_service(dir.path(), &emulator.base, rate));
+        let service = service.insert(start_service(dir.path(), &emulator.base, rate, WORKER_CONCURRENCY));
         service.wait_until_ready(&http, "/healthz").await;
         println!(
             "benchmarking provisioning: {hires} hires from {POSTERS} tasks, Genesys emulator {} limited to {rate} \
@@ -115,49 +113,6 @@ fn main() {
     drop(emulator);
 }
 
-/// The emulator, seeded with the groups of `config/default.toml`'s departments.
-fn start_emulator(dir: &Path) -> Process {
-    let addr = free_port();
-    let mut command = Process::command(dir);
-    command
-        .arg("emulator")
-        .arg("--addr")
-        .arg(addr.to_string())
-        .arg("--client-id")
-        .arg(CLIENT_ID)
-        .arg("--client-secret")
-        .arg(CLIENT_SECRET)
-        .arg("--config")
-        .arg(default_config_path());
-    Process::spawn("emulator", command, addr, dir.join("emulator.log"))
-}
-
-/// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
-fn start_service(dir: &Path, genesys: &str, rate: u32) -> Process {
-    let addr = free_port();
-    let config_path = dir.join("bench.toml");
-    std::fs::write(
-        &config_path,
-        bench_config(addr, &[("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)))]),
-    )
-    .expect("cannot write the benchmark config file");
-    let mut command = Process::command(dir);
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
-        .env("AUDIT_DIR", dir.join("audit"))
-        .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("GENESYS_API_URL", genesys)
-        .env("GENESYS_LOGIN_URL", genesys)
-        .env("GENESYS_CLIENT_ID", CLIENT_ID)
-        .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
-        .env("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string());
-    Process::spawn("service", command, addr, dir.join("service.log"))
-}
-
 /// `POST /emulator/faults {"rateLimitPerMinute": limit}` (null lifts the limit).
 async fn set_rate_limit(http: &reqwest::Client, emulator: &str, limit: Option<u32>) {
     http.post(format!("{emulator}/emulator/faults"))
@@ -167,18 +122,6 @@ async fn set_rate_limit(http: &reqwest::Client, emulator: &str, limit: Option<u3
         .expect("POST /emulator/faults failed")
         .error_for_status()
         .expect("POST /emulator/faults did not answer 200");
-}
-
-async fn emulator_stats(http: &reqwest::Client, emulator: &str) -> Stats {
-    http.get(format!("{emulator}/emulator/stats"))
-        .send()
-        .await
-        .expect("GET /emulator/stats failed")
-        .error_for_status()
-        .expect("GET /emulator/stats did not answer 200")
-        .json()
-        .await
-        .expect("GET /emulator/stats did not answer the expected JSON")
 }
 
 /// Active users in the emulator, through its own SCIM API (an unfiltered list shows active users only).
@@ -340,19 +283,6 @@ async fn wait_for_jobs(
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-}
-
-/// The values of one metric by one label (`name{label="value"} n`).
-fn labelled(metrics: &str, name: &str, label: &str) -> BTreeMap<String, u64> {
-    let prefix = format!("{name}{{{label}=\"");
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix(prefix.as_str()))
-        .filter_map(|rest| {
-            let (key, value) = rest.split_once("\"}")?;
-            Some((key.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
 }
 
 fn describe(counts: &BTreeMap<String, u64>) -> String {

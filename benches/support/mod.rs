@@ -8,9 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use genesys_provisioner::emulator::Stats;
 use reqwest::StatusCode;
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+pub const CLIENT_ID: &str = "bench-client";
+pub const CLIENT_SECRET: &str = "bench-secret-0123456789";
 
 /// A whole number from the environment, or `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
@@ -119,4 +127,73 @@ fn table<'a>(config: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
         .as_table_mut()
         .unwrap_or_else(|| panic!("[{name}] in config/default.toml is not a table"))
+}
+
+/// The emulator, seeded with the groups of `config/default.toml`'s departments.
+/// The emulator as its own process, with the bench client's credentials; `extra` adds arguments
+/// (`--config FILE` for the groups of its departments, `--seed FILE`).
+pub fn start_emulator(dir: &Path, extra: &[&str]) -> Process {
+    let addr = free_port();
+    let mut command = Process::command(dir);
+    command
+        .arg("emulator")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--client-id")
+        .arg(CLIENT_ID)
+        .arg("--client-secret")
+        .arg(CLIENT_SECRET)
+        .args(extra);
+    Process::spawn("emulator", command, addr, dir.join("emulator.log"))
+}
+
+/// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
+pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Process {
+    let addr = free_port();
+    let config_path = dir.join("bench.toml");
+    std::fs::write(
+        &config_path,
+        bench_config(addr, &[("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)))]),
+    )
+    .expect("cannot write the benchmark config file");
+    let mut command = Process::command(dir);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
+        .env("AUDIT_DIR", dir.join("audit"))
+        .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("GENESYS_API_URL", genesys)
+        .env("GENESYS_LOGIN_URL", genesys)
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
+        .env("WORKER_CONCURRENCY", workers.to_string());
+    Process::spawn("service", command, addr, dir.join("service.log"))
+}
+
+pub async fn emulator_stats(http: &reqwest::Client, emulator: &str) -> Stats {
+    http.get(format!("{emulator}/emulator/stats"))
+        .send()
+        .await
+        .expect("GET /emulator/stats failed")
+        .error_for_status()
+        .expect("GET /emulator/stats did not answer 200")
+        .json()
+        .await
+        .expect("GET /emulator/stats did not answer the expected JSON")
+}
+
+/// The values of one metric by one label (`name{label="value"} n`).
+pub fn labelled(metrics: &str, name: &str, label: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{name}{{{label}=\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (key, value) = rest.split_once("\"}")?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
