@@ -178,6 +178,8 @@ pub async fn apply(
         (_, Err(e)) => return Err(e.into()),
     };
     check_roles(cx.allowed_roles, &mapped)?;
+    let mut mapped = mapped;
+    resolve_manager(client, &mut mapped).await?;
     let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
     let external_id =
         mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
@@ -229,6 +231,33 @@ pub async fn apply(
         done.left_groups = leave_groups(cx, &id, Some(target)).await?;
     }
     Ok(done)
+}
+
+/// A manager given by email (as HR knows them) becomes `{"value": <Genesys user id>}`; one that is
+/// not in Genesys is left out rather than failing the whole update.
+async fn resolve_manager(client: &GenesysClient, mapped: &mut Value) -> Result<(), SyncError> {
+    let Some(ext) = mapped.get_mut(SCHEMA_ENTERPRISE).and_then(Value::as_object_mut) else { return Ok(()) };
+    let Some(email) = ext.get("manager").and_then(|m| m.get("value")).and_then(Value::as_str).map(str::to_string)
+    else {
+        return Ok(());
+    };
+    if !email.contains('@') {
+        return Ok(());
+    }
+    let mut found = client.find_users(&format!("userName eq {}", quote(&email))).await?.into_iter().next();
+    if found.is_none() {
+        found = client.find_users(&format!("email eq {}", quote(&email))).await?.into_iter().next();
+    }
+    match found.and_then(|u| u.id) {
+        Some(id) => {
+            ext.insert("manager".to_string(), json!({ "value": id }));
+        }
+        None => {
+            tracing::warn!(manager = %email, "manager not found in Genesys; left out of the update");
+            ext.remove("manager");
+        }
+    }
+    Ok(())
 }
 
 /// The role policy: every role the mapped user asks for must be allowed for its department.
@@ -393,7 +422,11 @@ pub fn diff(current: &Value, wanted: &Value) -> Vec<PatchOperation> {
     for schema in [SCHEMA_ENTERPRISE, SCHEMA_GENESYS] {
         if let Some(Value::Object(ext)) = wanted.get(schema) {
             for (k, w) in ext {
-                if current.get(schema).and_then(|e| e.get(k)) != Some(w) {
+                let have = current.get(schema).and_then(|e| e.get(k));
+                // A manager is who they are (`value`); Genesys adds a display name of its own.
+                let same =
+                    if k == "manager" { have.and_then(|h| h.get("value")) == w.get("value") } else { have == Some(w) };
+                if !same {
                     replace(&mut ops, format!("{schema}:{k}"), w);
                 }
             }

@@ -354,3 +354,25 @@ async fn a_value_genesys_did_not_store_is_reported_as_a_discrepancy() {
     assert_eq!(unauthenticated.status().as_u16(), 401);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_manager_given_by_email_is_set_by_id_and_a_repeat_sends_nothing() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-1000", "report@example.com");
+    let boss = seed_user(&emulator, "E-1001", "boss@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let mut data = record("E-1000", "report@example.com");
+    data["managerEmail"] = json!("Boss@Example.com");
+    let job = sync(&app, "user.updated", data.clone()).await;
+    assert_eq!(job["result"]["outcome"], "updated");
+    let patches = emulator.patches(&id);
+    let ops = &patches[0].operations;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].path.as_deref(), Some(format!("{SCHEMA_ENTERPRISE}:manager").as_str()));
+    assert_eq!(ops[0].value, Some(json!({"value": boss.id.clone().unwrap()})));
+    let job = sync(&app, "user.updated", data).await;
+    assert_eq!(job["result"]["outcome"], "unchanged", "the same manager again: no PATCH");
+    assert_eq!(emulator.patches(&id).len(), 1);
+    app.shutdown().await;
+}
