@@ -86,6 +86,9 @@ pub struct SyncConfig {
     pub remove_groups_on_terminate: bool,
     /// Department (as the mapping names it) -> roles a user of it may be given.
     pub allowed_roles: BTreeMap<String, Vec<String>>,
+    /// At most this many directory events are worked on at once in this process: a large batch goes
+    /// to Genesys in chunks of this size (under the client's pacing), leaving room for new hires.
+    pub chunk_size: usize,
 }
 
 /// What `user.terminated` does to the Genesys user.
@@ -252,6 +255,7 @@ struct RawSync {
     mapping: Option<PathBuf>,
     on_terminate: Option<String>,
     remove_groups_on_terminate: Option<bool>,
+    chunk_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -615,7 +619,13 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         genesys,
         queue,
         departments: DepartmentMap { departments },
-        sync: SyncConfig { mapping, on_terminate, remove_groups_on_terminate, allowed_roles: raw.policy.roles },
+        sync: SyncConfig {
+            mapping,
+            on_terminate,
+            remove_groups_on_terminate,
+            allowed_roles: raw.policy.roles,
+            chunk_size: raw.sync.chunk_size.unwrap_or(25).max(1),
+        },
         log_format,
     })
 }

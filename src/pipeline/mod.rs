@@ -42,6 +42,8 @@ pub struct Provisioning {
     sync: SyncConfig,
     /// Where discrepancy reports are kept.
     store: JobStore,
+    /// Directory events in progress, at most `sync.chunk_size`.
+    sync_chunk: tokio::sync::Semaphore,
 }
 
 impl Provisioning {
@@ -52,7 +54,8 @@ impl Provisioning {
         sync: SyncConfig,
         store: JobStore,
     ) -> Self {
-        Provisioning { departments, genesys, audit, groups: Default::default(), sync, store }
+        let sync_chunk = tokio::sync::Semaphore::new(sync.chunk_size);
+        Provisioning { departments, genesys, audit, groups: Default::default(), sync, store, sync_chunk }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -67,6 +70,11 @@ impl Provisioning {
         let event: SyncEvent = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Permanent { error: format!("stored directory event is unreadable: {e}") })?;
         let client = self.client()?;
+        // A large batch goes to Genesys a chunk at a time; the rest wait here, not in Genesys's queue.
+        let _slot = self.sync_chunk.acquire().await.map_err(|_| JobFailure::Retryable {
+            error: "the sync handler is shutting down".to_string(),
+            retry_after: None,
+        })?;
         let department =
             event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
         let create = async |user: &crate::genesys::types::ScimUser| {

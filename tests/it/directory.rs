@@ -376,3 +376,38 @@ async fn a_manager_given_by_email_is_set_by_id_and_a_repeat_sends_nothing() {
     assert_eq!(emulator.patches(&id).len(), 1);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_batch_goes_to_genesys_a_chunk_at_a_time() {
+    let emulator = start_emulator().await;
+    for i in 0..12 {
+        seed_user(&emulator, &format!("E-C{i}"), &format!("chunk{i}@example.com"));
+    }
+    let app = Spawn::new(Backend::Sqlite)
+        .provisioning(&emulator)
+        .toml("[sync]\nchunk_size = 3")
+        .env("WORKER_CONCURRENCY", "12")
+        .start()
+        .await
+        .unwrap();
+    emulator.faults().set_latency(Duration::from_millis(100));
+    let events: Vec<Value> = (0..12)
+        .map(|i| {
+            let mut data = record(&format!("E-C{i}"), &format!("chunk{i}@example.com"));
+            data["jobTitle"] = json!("Chunked");
+            json!({"id": format!("chunk-{i}"), "event": "user.updated", "data": data})
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, answer) = app.post_signed(BATCH, &Value::Array(events), "chunk-batch").await;
+    assert_eq!(status, 202, "{answer}");
+    for r in answer["results"].as_array().unwrap() {
+        let id: uuid::Uuid = r["auditId"].as_str().unwrap().parse().unwrap();
+        app.wait_for_state(id, "succeeded", Duration::from_secs(30)).await;
+    }
+    // Two requests of 100 ms each per event: 12 events 3 at a time take at least 4 rounds of 200 ms;
+    // all 12 at once (the 12 workers) would take about 200 ms.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(780), "took {took:?}: more than 3 events were in flight at once");
+    app.shutdown().await;
+}
