@@ -86,8 +86,8 @@ pub struct SyncConfig {
     pub remove_groups_on_terminate: bool,
     /// Department (as the mapping names it) -> roles a user of it may be given.
     pub allowed_roles: BTreeMap<String, Vec<String>>,
-    /// At most this many directory events are worked on at once in this process: a large batch goes
-    /// to Genesys in chunks of this size (under the client's pacing), leaving room for new hires.
+    /// At most this many directory events talk to Genesys at once in this process: a large batch goes
+    /// in chunks of this size, under the client's pacing.
     pub chunk_size: usize,
 }
 
