@@ -7,14 +7,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::{AppState, Refusal, VerifiedWebhook, event_id, refuse, verify_webhook};
+use super::{AppState, Refusal, VerifiedWebhook, enqueue_event, event_id, refuse, verify_webhook};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::pipeline::KIND_DIRECTORY_SYNC;
 use crate::pipeline::directory::SyncEvent;
-use crate::queue::{Enqueued, NewJob};
+use crate::queue::Enqueued;
 
 const ENDPOINT: &str = "/webhooks/directory-sync";
 const BATCH_ENDPOINT: &str = "/webhooks/directory-sync/batch";
@@ -127,26 +126,7 @@ async fn store(
     event: &SyncEvent,
 ) -> Result<Enqueued, ApiError> {
     let payload = serde_json::to_value(event).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let job = NewJob {
-        audit_id: Uuid::now_v7(),
-        kind: KIND_DIRECTORY_SYNC.to_string(),
-        webhook_id: webhook_id.clone(),
-        payload,
-    };
-    let enqueued = state.intake.enqueue(job).await?;
-    let (name, status, outcome) = if enqueued.created {
-        ("intake.accepted", "queued", "accepted")
-    } else {
-        ("intake.duplicate", "duplicate", "duplicate")
-    };
-    state.metrics.webhook(outcome);
-    state.audit.record(
-        AuditRecord::new(name, status)
-            .audit_id(enqueued.audit_id)
-            .webhook_id(webhook_id)
-            .field("endpoint", endpoint)
-            .field("event", event.event)
-            .field("externalId", event.external_id()),
-    );
+    let describe = |line: AuditRecord| line.field("event", event.event).field("externalId", event.external_id());
+    let enqueued = enqueue_event(state, endpoint, KIND_DIRECTORY_SYNC, webhook_id, payload, describe).await?;
     Ok(enqueued)
 }

@@ -6,13 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use uuid::Uuid;
 
-use super::{AppState, Refusal, event_id, refuse, verify_webhook};
-use crate::audit::AuditRecord;
+use super::{AppState, Refusal, enqueue_event, event_id, refuse, verify_webhook};
 use crate::error::ApiError;
 use crate::pipeline::{KIND_NEW_HIRE, NewHire};
-use crate::queue::NewJob;
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
 
@@ -36,25 +33,11 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         Ok(p) => p,
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
-    // Time-ordered ids append to the primary-key index instead of dirtying a random page per row.
-    let job =
-        NewJob { audit_id: Uuid::now_v7(), kind: KIND_NEW_HIRE.to_string(), webhook_id: webhook_id.clone(), payload };
-    let enqueued = match state.intake.enqueue(job).await {
+    let stored =
+        enqueue_event(&state, ENDPOINT, KIND_NEW_HIRE, webhook_id, payload, |line| line.subject(&webhook.json));
+    let enqueued = match stored.await {
         Ok(e) => e,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(ApiError::from(e)), Some(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), Some(&webhook.json)),
     };
-    let (event, status, outcome) = if enqueued.created {
-        ("intake.accepted", "queued", "accepted")
-    } else {
-        ("intake.duplicate", "duplicate", "duplicate")
-    };
-    state.metrics.webhook(outcome);
-    state.audit.record(
-        AuditRecord::new(event, status)
-            .audit_id(enqueued.audit_id)
-            .webhook_id(webhook_id)
-            .subject(&webhook.json)
-            .field("endpoint", ENDPOINT),
-    );
     (StatusCode::ACCEPTED, Json(json!({"status": "provisioning_queued", "auditId": enqueued.audit_id}))).into_response()
 }

@@ -192,6 +192,36 @@ pub fn refuse(
     refusal.error.into_response()
 }
 
+/// Stores an accepted event as a job, counts it and writes its audit line (`intake.accepted`, or
+/// `intake.duplicate` when the event id was stored before). `describe` adds the endpoint's fields.
+pub async fn enqueue_event(
+    state: &AppState,
+    endpoint: &'static str,
+    kind: &str,
+    webhook_id: String,
+    payload: serde_json::Value,
+    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+) -> Result<crate::queue::Enqueued, ApiError> {
+    // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
+    let job = crate::queue::NewJob {
+        audit_id: Uuid::now_v7(),
+        kind: kind.to_string(),
+        webhook_id: webhook_id.clone(),
+        payload,
+    };
+    let enqueued = state.intake.enqueue(job).await?;
+    let (event, status, outcome) = if enqueued.created {
+        ("intake.accepted", "queued", "accepted")
+    } else {
+        ("intake.duplicate", "duplicate", "duplicate")
+    };
+    state.metrics.webhook(outcome);
+    let line =
+        AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).field("endpoint", endpoint);
+    state.audit.record(describe(line));
+    Ok(enqueued)
+}
+
 /// The `{audit_id}` path segment as a UUID; anything else is a 400 naming it.
 pub struct AuditIdPath(pub Uuid);
 
