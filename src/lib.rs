@@ -67,7 +67,8 @@ impl App {
             Err(e) => return Err(StartError::Genesys(e.to_string())),
         };
         let for_handler = genesys.clone();
-        Self::build_with(config, genesys, move |config, audit, store| {
+        let has_credentials = genesys.is_some();
+        let mut app = Self::build_with(config, genesys, move |config, audit, store| {
             Arc::new(pipeline::Provisioning::new(
                 config.departments.clone(),
                 for_handler,
@@ -76,7 +77,10 @@ impl App {
                 store.clone(),
             ))
         })
-        .await
+        .await?;
+        // Without credentials every job would fail: keep them queued for a process that has them.
+        app.run_workers &= has_credentials;
+        Ok(app)
     }
 
     /// Builds the service with a given job handler (tests use their own).

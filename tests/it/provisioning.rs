@@ -19,6 +19,18 @@ fn user_named(emulator: &genesys_provisioner::emulator::Emulator, user_name: &st
 }
 
 #[tokio::test]
+async fn without_genesys_credentials_jobs_wait_in_the_queue_instead_of_failing() {
+    let app = Spawn::new(Backend::Sqlite).real_pipeline().start().await.unwrap();
+    let id = app.hire(&new_hire("ENG")).await;
+    // A worker would have claimed it within milliseconds; none runs without credentials.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, job) = app.admin_get(&format!("/jobs/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(job["attempts"], 0, "{job}");
+}
+
+#[tokio::test]
 async fn a_signed_new_hire_becomes_one_active_user_in_its_group() {
     let emulator = start_emulator().await;
     let app = provisioning_app(&emulator).await;

@@ -216,9 +216,15 @@ impl Spawn {
         self
     }
 
+    /// The real provisioning pipeline (`App::build`) instead of a scripted handler.
+    pub fn real_pipeline(mut self) -> Self {
+        self.handler = None;
+        self
+    }
+
     /// Runs the real provisioning pipeline against `emulator` (fast pacing, short inline waits).
     pub fn provisioning(mut self, emulator: &genesys_provisioner::emulator::Emulator) -> Self {
-        self.handler = None;
+        self = self.real_pipeline();
         let base = emulator.base_url();
         self = self
             .env("GENESYS_API_URL", &base)
