@@ -47,6 +47,7 @@ pub const GENESYS_REGIONS: &[&str] = &[
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("LISTEN_ADDR", "address the HTTP server binds"),
     ("DATABASE_URL", "sqlite://... (embedded default) or postgres://..."),
+    ("SANDBOX_DATABASE_URL", "database of serve --sandbox (default sqlite://data/sandbox.db); never DATABASE_URL"),
     ("HR_WEBHOOK_SECRET", "Standard Webhooks signing secret(s), whsec_..., space or comma separated"),
     ("VERIFY_SIGNATURES", "true (default) or false; false is for local experiments only"),
     ("ADMIN_TOKEN", "bearer token for /jobs and /admin routes"),
@@ -58,7 +59,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("GENESYS_API_URL", "override of https://api.<region>"),
     ("GENESYS_LOGIN_URL", "override of https://login.<region>"),
     ("WORKER_CONCURRENCY", "jobs run at once by this process"),
-    ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica (PostgreSQL)"),
+    ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica; no Genesys credentials: false"),
     ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
 ];
@@ -466,13 +467,15 @@ impl Config {
         }
         if self.genesys.client_id.is_none() {
             w.push(
-                "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: jobs cannot reach Genesys Cloud".to_string(),
+                "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: webhooks are accepted and kept in the \
+                 queue, but this process runs no job (intake only)"
+                    .to_string(),
             );
         }
         w
     }
 
-    fn database_summary(&self) -> String {
+    pub fn database_summary(&self) -> String {
         match &self.server.database_url {
             DatabaseUrl::Sqlite(url) => url.clone(),
             // The URL may hold a password: show the backend only.

@@ -10,6 +10,9 @@ use rand::RngCore;
 use crate::config::{Config, ConfigError, Environment, Layered};
 use crate::emulator::{Emulator, EmulatorConfig, SeedGroup};
 
+/// Where `serve --sandbox` keeps its jobs unless `SANDBOX_DATABASE_URL` says otherwise.
+pub const DEFAULT_SANDBOX_DATABASE: &str = "sqlite://data/sandbox.db?mode=rwc";
+
 /// The running emulator and the development values the service was given.
 pub struct Sandbox {
     pub emulator: Emulator,
@@ -69,10 +72,11 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     if let Some(t) = &admin_token {
         overrides.insert("ADMIN_TOKEN".into(), t.clone());
     }
-    if env.var("DATABASE_URL").is_none() {
-        // Sandbox jobs stay apart from real ones.
-        overrides.insert("DATABASE_URL".into(), "sqlite://data/sandbox.db?mode=rwc".into());
-    }
+    // Sandbox jobs never share a queue with real ones, whatever DATABASE_URL says: a sandbox job left
+    // queued there would run against the real Genesys Cloud the next time the service starts with
+    // credentials.
+    let database = env.var("SANDBOX_DATABASE_URL").filter(|v| !v.is_empty());
+    overrides.insert("DATABASE_URL".into(), database.unwrap_or_else(|| DEFAULT_SANDBOX_DATABASE.to_string()));
     let config = Config::load(path, &Layered { overrides, base: env })?;
     Ok((config, Sandbox { emulator, client_id, client_secret, signing_secret, admin_token }))
 }

@@ -515,7 +515,9 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("sandbox.db").display()))
+        .env("SANDBOX_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("sandbox.db").display()))
+        // The sandbox must not put its jobs in the real queue.
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("real.db").display()))
         .env("AUDIT_DIR", dir.path().join("audit"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -565,6 +567,8 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
     .expect("the sample new hire is provisioned in the sandbox's emulator");
     assert!(job["result"]["scimId"].is_string(), "{job}");
     assert_eq!(job["result"]["groupId"], "a1b2c3d4-5678-90ab-cdef-1234567890ab");
+    assert!(dir.path().join("sandbox.db").exists(), "the job is in SANDBOX_DATABASE_URL");
+    assert!(!dir.path().join("real.db").exists(), "the sandbox never opens DATABASE_URL");
     let _ = child.kill();
     let _ = child.wait();
 }
