@@ -111,11 +111,13 @@ impl AuditLog {
             .max_log_files(keep_files)
             .build(dir)
             .map_err(|e| format!("cannot open audit file in {}: {e}", dir.display()))?;
+        // The writer thread flushes whenever it has emptied its queue, so under load a burst of lines
+        // goes out in one write instead of one system call per line; a quiet line is written at once.
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
             .buffered_lines_limit(64 * 1024)
             .thread_name("audit-writer")
-            .finish(appender);
+            .finish(std::io::BufWriter::with_capacity(64 * 1024, appender));
         Ok(AuditLog { writer, _guard: Arc::new(guard) })
     }
 
