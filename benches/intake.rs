@@ -3,15 +3,18 @@
 //!
 //! The release binary is started as a separate process (`serve`) on a free local port, with a fresh
 //! database and audit folder in a temporary directory. Then, from `BENCH_CONNECTIONS` concurrent
-//! keep-alive connections (one client per task) for `BENCH_SECONDS` each, after a 1 s warm-up:
+//! keep-alive connections (one client per task), `BENCH_ROUNDS` times, each phase for `BENCH_SECONDS`
+//! after a 1 s warm-up (the phases alternate, so a slow spell of a shared machine hits both):
 //!
 //! * phase A sends `GET /healthz` in a loop: the cost of the HTTP edge alone;
 //! * phase B sends `POST /webhooks/hr/user-created`, Standard Webhooks signed (ahead of the phase, so
 //!   the generator's HMAC and JSON work does not compete with the service), each with a new event id:
 //!   signature check, validation, a durable commit (group commit) and an audit line per request.
 //!
-//! It prints requests/s and latency percentiles for both, the ratio intake / healthz against the
-//! targets, and the number of jobs in the database (from `GET /metrics`, all states), which must equal
+//! Both phases send requests built before the clock starts (URL parsed once). The report prints
+//! requests/s and latency percentiles for both, the CPU time the service and the generator spent per
+//! request (from `/proc`, Linux only), the ratio intake / healthz against the targets, and the
+//! number of jobs in the database (from `GET /metrics`, all states), which must equal
 //! the number of webhooks answered 202 (warm-up included). The service's own log (stderr) goes to a file
 //! in the temporary directory; the report prints how many lines it wrote.
 //!
@@ -19,7 +22,8 @@
 //!
 //! | variable            | default                               | meaning                                  |
 //! |---------------------|---------------------------------------|------------------------------------------|
-//! | `BENCH_SECONDS`     | 10                                    | measured duration of each phase          |
+//! | `BENCH_SECONDS`     | 5                                     | measured duration of each phase per round |
+//! | `BENCH_ROUNDS`      | 3                                     | rounds of both phases                    |
 //! | `BENCH_CONNECTIONS` | 64                                    | concurrent connections                   |
 //! | `BENCH_DATABASE_URL`| `sqlite://<tempdir>/bench.db?mode=rwc`| e.g. `postgres://...` to bench PostgreSQL |
 //!
@@ -32,11 +36,16 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
-use support::{ADMIN_TOKEN, Process, WEBHOOK_SECRET, bench_config, env_number, free_port};
+use support::{ADMIN_TOKEN, Process, WEBHOOK_SECRET, bench_config, cpu_seconds, env_number, free_port};
 
 #[path = "support/mod.rs"]
 mod support;
 use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+
+/// The service's allocator in the load generator too, so neither side's allocator skews the comparison.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WARM_UP: Duration = Duration::from_secs(1);
 const TARGET_RATIO: f64 = 0.5;
@@ -44,9 +53,13 @@ const TARGET_CONNECTIONS: usize = 64;
 const TARGET_INTAKE_P99_MS: f64 = 25.0;
 
 fn main() {
-    let seconds = env_number("BENCH_SECONDS", 10);
+    let seconds = env_number("BENCH_SECONDS", 5);
+    let rounds = env_number("BENCH_ROUNDS", 3);
     let connections = env_number("BENCH_CONNECTIONS", 64) as usize;
-    assert!(seconds > 0 && connections > 0, "BENCH_SECONDS and BENCH_CONNECTIONS must be at least 1");
+    assert!(
+        seconds > 0 && rounds > 0 && connections > 0,
+        "BENCH_SECONDS, BENCH_ROUNDS and BENCH_CONNECTIONS must be at least 1"
+    );
     let duration = Duration::from_secs(seconds);
 
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
@@ -62,14 +75,28 @@ fn main() {
         let http = reqwest::Client::new();
         server.wait_until_ready(&http, "/healthz").await;
         println!(
-            "benchmarking {} ({connections} connections, {seconds} s per phase after a {} s warm-up, {backend})",
+            "benchmarking {} ({connections} connections, {rounds} round(s) of both phases, {seconds} s each \
+             after a {} s warm-up, {backend})",
             server.base,
             WARM_UP.as_secs()
         );
-        let healthz = run_phase(Load::Healthz, &server.base, connections, duration).await;
-        let intake = run_phase(Load::Intake, &server.base, connections, duration).await;
+        // The phases alternate, so a slow spell of a shared machine does not fall on one phase only.
+        let (mut healthz, mut intake) = (Phase::default(), Phase::default());
+        for round in 1..=rounds {
+            let h = run_phase(Load::Healthz, &server, connections, duration).await;
+            let i = run_phase(Load::Intake, &server, connections, duration).await;
+            println!(
+                "  round {round}: healthz {:>7.0} req/s, intake {:>7.0} req/s (p99 {:.2} ms), ratio {:.3}",
+                h.rps(),
+                i.rps(),
+                i.percentile_ms(99.0),
+                i.rps() / h.rps().max(f64::EPSILON)
+            );
+            healthz.merge(h);
+            intake.merge(i);
+        }
         let metrics = scrape_metrics(&server.base).await;
-        report(&healthz, &intake, &metrics, connections, duration, backend);
+        report(&healthz, &intake, &metrics, connections, rounds as u32, rounds as u32 * duration, backend);
     });
     let log = server.log();
     let lines: Vec<&str> = log.lines().collect();
@@ -116,9 +143,26 @@ struct Phase {
     errors: BTreeMap<String, u64>,
     /// Webhooks accepted during the warm-up (they are stored too).
     warm_up_accepted: u64,
+    /// CPU seconds (user + system) used during the measured part by the service and by this load generator.
+    service_cpu: Option<f64>,
+    generator_cpu: Option<f64>,
 }
 
 impl Phase {
+    /// Adds another round of the same phase.
+    fn merge(&mut self, other: Phase) {
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+        self.wall += other.wall;
+        self.warm_up_accepted += other.warm_up_accepted;
+        for (e, count) in other.errors {
+            *self.errors.entry(e).or_default() += count;
+        }
+        let add = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
+        self.service_cpu = add(self.service_cpu, other.service_cpu);
+        self.generator_cpu = add(self.generator_cpu, other.generator_cpu);
+    }
+
     fn ok(&self) -> u64 {
         self.latencies.len() as u64
     }
@@ -139,6 +183,11 @@ impl Phase {
         ms(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
     }
 
+    /// CPU microseconds per counted request.
+    fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
+        cpu.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6 / self.ok().max(1) as f64))
+    }
+
     fn max_ms(&self) -> f64 {
         self.latencies.last().map_or(f64::NAN, |d| ms(*d))
     }
@@ -149,13 +198,24 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Runs `connections` tasks, each on its own keep-alive connection: warm-up, then `duration` measured.
-async fn run_phase(load: Load, base: &str, connections: usize, duration: Duration) -> Phase {
+async fn run_phase(load: Load, service: &Process, connections: usize, duration: Duration) -> Phase {
+    let base = service.base.as_str();
+    let service_pid = service.child.id();
     let secret = WebhookSecret::parse(WEBHOOK_SECRET).expect("the benchmark webhook secret is not valid");
+    let url = match load {
+        Load::Healthz => format!("{base}/healthz"),
+        Load::Intake => format!("{base}/webhooks/hr/user-created"),
+    };
+    let url = reqwest::Url::parse(&url).expect("the service URL is valid");
+    // Event ids must be new in every phase of every round.
+    let phase = PHASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Sign the webhooks before the clock starts, so the load generator's own work (JSON, HMAC)
     // does not take CPU from the service during the phase; live signing takes over if they run out.
-    let mut presigned: Vec<Vec<SignedHire>> = (0..connections)
+    let mut presigned: Vec<Vec<reqwest::Request>> = (0..connections)
         .map(|task| match load {
-            Load::Intake => (0..PRESIGNED_PER_CONNECTION).map(|n| SignedHire::new(&secret, task, n)).collect(),
+            Load::Intake => {
+                (0..PRESIGNED_PER_CONNECTION).map(|n| signed_hire(&url, &secret, (phase, task, n))).collect()
+            }
             Load::Healthz => Vec::new(),
         })
         .collect();
@@ -169,7 +229,7 @@ async fn run_phase(load: Load, base: &str, connections: usize, duration: Duratio
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("cannot build the HTTP client");
-            let base = base.to_string();
+            let url = url.clone();
             let secret = secret.clone();
             tokio::spawn(async move {
                 let mut out = Phase::default();
@@ -180,13 +240,11 @@ async fn run_phase(load: Load, base: &str, connections: usize, duration: Duratio
                     if started >= stop_at {
                         break;
                     }
-                    let result = match load {
-                        Load::Healthz => client.get(format!("{base}/healthz")).send().await,
-                        Load::Intake => {
-                            let hire = ready.next().unwrap_or_else(|| SignedHire::new(&secret, task, n));
-                            hire.send(&client, &base).await
-                        }
+                    let request = match load {
+                        Load::Healthz => reqwest::Request::new(reqwest::Method::GET, url.clone()),
+                        Load::Intake => ready.next().unwrap_or_else(|| signed_hire(&url, &secret, (phase, task, n))),
                     };
+                    let result = client.execute(request).await;
                     n += 1;
                     let finished = Instant::now();
                     let expected = if load == Load::Intake { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -214,6 +272,9 @@ async fn run_phase(load: Load, base: &str, connections: usize, duration: Duratio
             })
         })
         .collect();
+    // CPU use over the measured part: sampled when the warm-up ends and when the last task is done.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_at_start = (cpu_seconds(service_pid), cpu_seconds(std::process::id()));
     let mut phase = Phase::default();
     for task in tasks {
         let part = task.await.expect("a load task panicked");
@@ -224,6 +285,9 @@ async fn run_phase(load: Load, base: &str, connections: usize, duration: Duratio
             *phase.errors.entry(e).or_default() += count;
         }
     }
+    let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
+    phase.service_cpu = used(cpu_seconds(service_pid), cpu_at_start.0);
+    phase.generator_cpu = used(cpu_seconds(std::process::id()), cpu_at_start.1);
     phase.latencies.sort_unstable();
     phase
 }
@@ -231,39 +295,29 @@ async fn run_phase(load: Load, base: &str, connections: usize, duration: Duratio
 /// Webhooks signed per connection ahead of each intake phase (about 4 times what this machine takes).
 const PRESIGNED_PER_CONNECTION: u64 = 2_500;
 
-/// One signed new-hire webhook, ready to send.
-struct SignedHire {
-    body: Vec<u8>,
-    headers: [(&'static str, String); 3],
-}
+/// Phases run so far in this process (part of every event id).
+static PHASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-impl SignedHire {
-    fn new(secret: &WebhookSecret, task: usize, n: u64) -> Self {
-        let id = format!("bench-{task}-{n}");
-        let body = serde_json::to_vec(&serde_json::json!({
-            "id": id,
-            "email": format!("user{task}_{n}@example.com"),
-            "firstName": "Bench",
-            "lastName": "User",
-            "departmentCode": "ENG",
-        }))
-        .expect("a JSON value always serialises");
-        let timestamp =
-            SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is before 1970").as_secs() as i64;
-        let headers = secret.headers(&id, timestamp, &body);
-        SignedHire { body, headers }
+/// One signed new-hire webhook for `url`, ready to send; `(phase, task, n)` makes its event id unique.
+fn signed_hire(url: &reqwest::Url, secret: &WebhookSecret, (phase, task, n): (u64, usize, u64)) -> reqwest::Request {
+    let id = format!("bench-{phase}-{task}-{n}");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "email": format!("user{phase}_{task}_{n}@example.com"),
+        "firstName": "Bench",
+        "lastName": "User",
+        "departmentCode": "ENG",
+    }))
+    .expect("a JSON value always serialises");
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is before 1970").as_secs() as i64;
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in secret.headers(&id, timestamp, &body) {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_str(&value).expect("a valid header value"));
     }
-
-    async fn send(self, client: &reqwest::Client, base: &str) -> reqwest::Result<reqwest::Response> {
-        let mut request = client
-            .post(format!("{base}/webhooks/hr/user-created"))
-            .header("content-type", "application/json")
-            .body(self.body);
-        for (name, value) in self.headers {
-            request = request.header(name, value);
-        }
-        request.send().await
-    }
+    *request.body_mut() = Some(body.into());
+    request
 }
 
 /// The service's `GET /metrics` text.
@@ -299,19 +353,33 @@ fn series(metrics: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn report(healthz: &Phase, intake: &Phase, metrics: &str, connections: usize, duration: Duration, backend: &str) {
+/// `measured` is the measured time of each phase over all rounds (warm-ups not included).
+fn report(
+    healthz: &Phase,
+    intake: &Phase,
+    metrics: &str,
+    connections: usize,
+    rounds: u32,
+    measured: Duration,
+    backend: &str,
+) {
     println!();
-    println!("connections: {connections}   duration: {} s per phase   database: {backend}", duration.as_secs());
-    println!("{:<28} {:>10} {:>9} {:>9} {:>9} {:>8}", "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors");
+    println!("connections: {connections}   measured: {} s per phase   database: {backend}", measured.as_secs());
+    println!(
+        "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>12}",
+        "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "service µs", "generator µs"
+    );
     for (name, phase) in [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake)] {
         println!(
-            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8}",
+            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12}",
             name,
             phase.rps(),
             phase.percentile_ms(50.0),
             phase.percentile_ms(99.0),
             phase.max_ms(),
-            phase.error_count()
+            phase.error_count(),
+            phase.cpu_us_per_request(phase.service_cpu),
+            phase.cpu_us_per_request(phase.generator_cpu)
         );
         for (error, count) in &phase.errors {
             println!("    {count} x {error}");
@@ -350,7 +418,7 @@ fn report(healthz: &Phase, intake: &Phase, metrics: &str, connections: usize, du
             "intake commits: {commits} for {rows} rows: {:.1} rows per commit, {:.2} ms per commit, committer busy {:.0}% of the intake phase",
             rows / commits,
             secs * 1000.0 / commits,
-            100.0 * secs / (duration + WARM_UP).as_secs_f64()
+            100.0 * secs / (measured + WARM_UP * rounds).as_secs_f64()
         );
     }
 }
