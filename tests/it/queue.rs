@@ -286,3 +286,44 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     assert!(grown.is_some(), "database file still {before} bytes: the WAL was never checkpointed");
     app.shutdown().await;
 }
+
+/// A batch that fits one INSERT (on SQLite one autocommit statement) and one that needs several
+/// statements in a transaction: every new event stored once, every repeat answered with its job.
+#[tokio::test]
+async fn batches_of_any_size_store_new_events_once_and_answer_repeats_with_their_job() {
+    on_each_backend(|backend| async move {
+        let Some(db) = TestDb::new(backend).await else { return };
+        let store =
+            JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&db.url).unwrap(), 3).await.unwrap();
+        let job = |id: String| NewJob {
+            audit_id: uuid::Uuid::now_v7(),
+            kind: "hr.user_created".into(),
+            webhook_id: id,
+            payload: new_hire("ENG"),
+        };
+        for size in [30, 1_200] {
+            let first: Vec<NewJob> = (0..size).map(|i| job(format!("batch-{size}-{i}"))).collect();
+            let stored = store.enqueue_batch(&first).await.unwrap();
+            assert!(stored.iter().zip(&first).all(|(s, j)| s.created && s.audit_id == j.audit_id));
+            // Half repeats of stored events, half new ones, and one new event twice in the batch.
+            let mut second: Vec<NewJob> = (0..size).map(|i| job(format!("batch-{size}-{}", i * 2))).collect();
+            second.push(job(format!("batch-{size}-twice")));
+            second.push(job(format!("batch-{size}-twice")));
+            let answers = store.enqueue_batch(&second).await.unwrap();
+            for (i, (answer, sent)) in answers.iter().zip(&second).enumerate().take(size) {
+                if i * 2 < size {
+                    assert!(!answer.created, "event {} was stored before", sent.webhook_id);
+                    assert_eq!(answer.audit_id, first[i * 2].audit_id, "answered with the stored job");
+                } else {
+                    assert!(answer.created && answer.audit_id == sent.audit_id, "{} is new", sent.webhook_id);
+                }
+            }
+            let (a, b) = (answers[size], answers[size + 1]);
+            assert_eq!(a.audit_id, b.audit_id, "one job for the event sent twice");
+            assert!(a.created != b.created, "exactly one of the two created it");
+        }
+        let total: i64 = store.counts_by_state().await.unwrap().iter().map(|(_, n)| *n as i64).sum();
+        assert_eq!(total, (30 + 15 + 1) + (1_200 + 600 + 1));
+    })
+    .await;
+}
