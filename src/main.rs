@@ -157,7 +157,12 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
 
 /// What a newcomer needs to try the sandbox; these are development values made up at start.
 fn print_sandbox_banner(s: &genesys_provisioner::sandbox::Sandbox, config: &Config) {
-    let url = format!("http://{}", config.server.listen_addr);
+    // Listening on every address (0.0.0.0 in a container): the commands below run on this machine.
+    let mut local = config.server.listen_addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{local}");
     let base = s.emulator.base_url();
     println!("SANDBOX: Genesys Cloud emulator at {base}; nothing reaches a real Genesys Cloud.");
     println!("  jobs: {} (SANDBOX_DATABASE_URL; DATABASE_URL is not used)", config.database_summary());

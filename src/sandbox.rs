@@ -77,6 +77,8 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     // credentials.
     let database = env.var("SANDBOX_DATABASE_URL").filter(|v| !v.is_empty());
     overrides.insert("DATABASE_URL".into(), database.unwrap_or_else(|| DEFAULT_SANDBOX_DATABASE.to_string()));
-    let config = Config::load(path, &Layered { overrides, base: env })?;
+    let mut config = Config::load(path, &Layered { overrides, base: env })?;
+    // Its audit lines, too, stay out of the real trail: a `sandbox` folder inside the audit folder.
+    config.audit.dir.push("sandbox");
     Ok((config, Sandbox { emulator, client_id, client_secret, signing_secret, admin_token }))
 }

@@ -569,6 +569,10 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
     assert_eq!(job["result"]["groupId"], "a1b2c3d4-5678-90ab-cdef-1234567890ab");
     assert!(dir.path().join("sandbox.db").exists(), "the job is in SANDBOX_DATABASE_URL");
     assert!(!dir.path().join("real.db").exists(), "the sandbox never opens DATABASE_URL");
+    let sandbox_audit = std::fs::read_dir(dir.path().join("audit/sandbox")).expect("an audit folder of its own");
+    assert_eq!(sandbox_audit.count(), 1, "one audit file in audit/sandbox");
+    let beside = std::fs::read_dir(dir.path().join("audit")).unwrap().filter(|e| e.as_ref().unwrap().path().is_file());
+    assert_eq!(beside.count(), 0, "no sandbox line in the real audit folder");
     let _ = child.kill();
     let _ = child.wait();
 }
