@@ -11,7 +11,8 @@
 //!   the generator's HMAC and JSON work does not compete with the service), each with a new event id:
 //!   signature check, validation, a durable commit (group commit) and an audit line per request.
 //!
-//! Both phases send requests built before the clock starts (URL parsed once). The report prints
+//! The service runs on the last CPU and the generator on the others (`BENCH_PIN`), so they do not
+//! interleave on the same cores. Both phases send requests built before the clock starts (URL parsed once). The report prints
 //! requests/s and latency percentiles for both, the CPU time the service and the generator spent per
 //! request (from `/proc`, Linux only), the ratio intake / healthz against the targets, and the
 //! number of jobs in the database (from `GET /metrics`, all states), which must equal
@@ -24,6 +25,7 @@
 //! |---------------------|---------------------------------------|------------------------------------------|
 //! | `BENCH_SECONDS`     | 5                                     | measured duration of each phase per round |
 //! | `BENCH_ROUNDS`      | 3                                     | rounds of both phases                    |
+//! | `BENCH_PIN`         | on (2+ CPUs)                          | `0`: service and generator share all CPUs |
 //! | `BENCH_CONNECTIONS` | 64                                    | concurrent connections                   |
 //! | `BENCH_DATABASE_URL`| `sqlite://<tempdir>/bench.db?mode=rwc`| e.g. `postgres://...` to bench PostgreSQL |
 //!
@@ -69,14 +71,20 @@ fn main() {
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
     let backend = if database_url.starts_with("sqlite:") { "sqlite (WAL, synchronous FULL)" } else { "postgres" };
 
-    let mut server = start_service(dir.path(), &database_url);
+    let pin = Pinning::from_env();
+    let mut server = start_service(dir.path(), &database_url, pin.as_ref());
+    if let Some(pin) = &pin {
+        pin.generator_here();
+    }
+    let placement =
+        pin.as_ref().map_or("service and load generator share every CPU".to_string(), |p| p.describe.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
     runtime.block_on(async {
         let http = reqwest::Client::new();
         server.wait_until_ready(&http, "/healthz").await;
         println!(
             "benchmarking {} ({connections} connections, {rounds} round(s) of both phases, {seconds} s each \
-             after a {} s warm-up, {backend})",
+             after a {} s warm-up, {backend}; {placement})",
             server.base,
             WARM_UP.as_secs()
         );
@@ -108,7 +116,7 @@ fn main() {
 }
 
 /// The service under test, on a fresh database (or `BENCH_DATABASE_URL`), killed when dropped.
-fn start_service(dir: &Path, database_url: &str) -> Process {
+fn start_service(dir: &Path, database_url: &str, pin: Option<&Pinning>) -> Process {
     let addr = free_port();
     let config_path = dir.join("bench.toml");
     std::fs::write(&config_path, bench_config(addr, &[])).expect("cannot write the benchmark config file");
@@ -123,7 +131,64 @@ fn start_service(dir: &Path, database_url: &str) -> Process {
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
         .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()));
+    if let Some(pin) = pin {
+        pin.service_only(&mut command);
+    }
     Process::spawn("service", command, addr, dir.join("service.log"))
+}
+
+/// `BENCH_PIN` (default on where there are at least 2 CPUs): the service on the last CPU, this load
+/// generator on the others, so the two do not interleave on the same cores. That is the nearest
+/// this machine gets to load that comes from elsewhere; `BENCH_PIN=0` lets them share every CPU.
+struct Pinning {
+    service: libc::cpu_set_t,
+    generator: libc::cpu_set_t,
+    /// For the report: "service on CPU 1, generator on CPU 0".
+    describe: String,
+}
+
+impl Pinning {
+    fn from_env() -> Option<Pinning> {
+        if std::env::var("BENCH_PIN").is_ok_and(|v| v == "0" || v == "false") {
+            return None;
+        }
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if cpus < 2 {
+            return None;
+        }
+        // SAFETY: cpu_set_t is a plain bit set; CPU_ZERO/CPU_SET only write inside it.
+        let (mut service, mut generator) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        unsafe {
+            libc::CPU_ZERO(&mut service);
+            libc::CPU_ZERO(&mut generator);
+            libc::CPU_SET(cpus - 1, &mut service);
+            for cpu in 0..cpus - 1 {
+                libc::CPU_SET(cpu, &mut generator);
+            }
+        }
+        let describe = format!("service on CPU {}, load generator on CPU 0-{}", cpus - 1, cpus - 2);
+        Some(Pinning { service, generator, describe })
+    }
+
+    /// Starts `command` on the service's CPU (its runtime then sizes itself to that one CPU).
+    fn service_only(&self, command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let set = self.service;
+        // SAFETY: between fork and exec only sched_setaffinity runs, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || match libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+    }
+
+    /// Moves the calling thread, and every thread it starts afterwards, to the generator's CPUs.
+    fn generator_here(&self) {
+        // SAFETY: a valid cpu_set_t for this thread (pid 0).
+        let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&self.generator), &self.generator) };
+        assert_eq!(done, 0, "cannot pin the load generator: {}", std::io::Error::last_os_error());
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
