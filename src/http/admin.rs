@@ -98,6 +98,11 @@ pub async fn job(
     Ok(Json(JobView::new(job, Some(history))))
 }
 
+/// A query string that did not parse, as a 400 in the JSON error shape.
+fn query_or_400<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))
+}
+
 #[derive(Deserialize)]
 pub struct Page {
     limit: Option<String>,
@@ -117,7 +122,7 @@ pub async fn dead_letters(
             }),
         }
     };
-    let Query(page) = page.map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))?;
+    let page = query_or_400(page)?;
     let limit = number("limit", page.limit, 50, 500)?.max(1) as u32;
     let offset = number("offset", page.offset, 0, u64::from(u32::MAX))?;
     let (jobs, total) = state.store.dead_letters(limit, offset).await?;
@@ -172,7 +177,7 @@ pub async fn discrepancies(
     State(state): State<AppState>,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))?;
+    let query = query_or_400(query)?;
     let since_ms = match query.since.as_deref() {
         None => crate::queue::now_ms() - 24 * 3600 * 1000,
         Some(s) => chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| {

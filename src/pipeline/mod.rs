@@ -124,11 +124,7 @@ impl Provisioning {
                     SyncError::Genesys(g) => g.retry_after(),
                     _ => None,
                 };
-                Err(if retryable {
-                    JobFailure::Retryable { error: e.to_string(), retry_after }
-                } else {
-                    JobFailure::Permanent { error: e.to_string() }
-                })
+                Err(JobFailure::new(retryable, e.to_string(), retry_after))
             }
         }
     }
@@ -212,11 +208,7 @@ impl Provisioning {
                     ProvisionError::Genesys(g) => g.retry_after(),
                     _ => None,
                 };
-                Err(if retryable {
-                    JobFailure::Retryable { error: e.to_string(), retry_after }
-                } else {
-                    JobFailure::Permanent { error: e.to_string() }
-                })
+                Err(JobFailure::new(retryable, e.to_string(), retry_after))
             }
         }
     }

@@ -38,6 +38,16 @@ pub enum JobFailure {
     Permanent { error: String },
 }
 
+impl JobFailure {
+    /// `Retryable` (with `retry_after` as the floor of the delay) or `Permanent`, as `retryable` says.
+    pub fn new(retryable: bool, error: String, retry_after: Option<Duration>) -> Self {
+        match retryable {
+            true => JobFailure::Retryable { error, retry_after },
+            false => JobFailure::Permanent { error },
+        }
+    }
+}
+
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<JobSuccess, JobFailure>> + Send + 'a>>;
 
 /// What a job does. Implemented by the provisioning pipeline, and by tests.
