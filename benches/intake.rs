@@ -38,7 +38,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
-use support::{ADMIN_TOKEN, Process, WEBHOOK_SECRET, bench_config, cpu_seconds, env_number, free_port};
+use support::{Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -118,17 +118,9 @@ fn main() {
 /// The service under test, on a fresh database (or `BENCH_DATABASE_URL`), killed when dropped.
 fn start_service(dir: &Path, database_url: &str, pin: Option<&Pinning>) -> Process {
     let addr = free_port();
-    let config_path = dir.join("bench.toml");
-    std::fs::write(&config_path, bench_config(addr, &[])).expect("cannot write the benchmark config file");
-    let mut command = Process::command(dir);
+    let mut command = serve_command(dir, addr, &[]);
     command
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
         .env("DATABASE_URL", database_url)
-        .env("AUDIT_DIR", dir.join("audit"))
-        .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
         // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
         .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()));
     if let Some(pin) = pin {

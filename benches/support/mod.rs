@@ -147,15 +147,11 @@ pub fn start_emulator(dir: &Path, extra: &[&str]) -> Process {
     Process::spawn("emulator", command, addr, dir.join("emulator.log"))
 }
 
-/// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
-pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Process {
-    let addr = free_port();
+/// `serve` on `addr` with the sample config (plus `settings`), the bench secrets, and the database and
+/// audit folder in `dir` (SQLite unless `DATABASE_URL` is set on the command afterwards).
+pub fn serve_command(dir: &Path, addr: SocketAddr, settings: &[(&str, &str, toml::Value)]) -> Command {
     let config_path = dir.join("bench.toml");
-    std::fs::write(
-        &config_path,
-        bench_config(addr, &[("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)))]),
-    )
-    .expect("cannot write the benchmark config file");
+    std::fs::write(&config_path, bench_config(addr, settings)).expect("cannot write the benchmark config file");
     let mut command = Process::command(dir);
     command
         .arg("serve")
@@ -164,7 +160,16 @@ pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Pr
         .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))
         .env("AUDIT_DIR", dir.join("audit"))
         .env("HR_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN);
+    command
+}
+
+/// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
+pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Process {
+    let addr = free_port();
+    let rate = ("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)));
+    let mut command = serve_command(dir, addr, &[rate]);
+    command
         .env("GENESYS_API_URL", genesys)
         .env("GENESYS_LOGIN_URL", genesys)
         .env("GENESYS_CLIENT_ID", CLIENT_ID)
