@@ -38,7 +38,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
-use support::{Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command};
+use support::{Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command, steal_ticks};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -94,11 +94,14 @@ fn main() {
             let h = run_phase(Load::Healthz, &server, connections, duration).await;
             let i = run_phase(Load::Intake, &server, connections, duration).await;
             println!(
-                "  round {round}: healthz {:>7.0} req/s, intake {:>7.0} req/s (p99 {:.2} ms), ratio {:.3}",
+                "  round {round}: healthz {:>7.0} req/s, intake {:>7.0} req/s (p99 {:.2} ms), ratio {:.3}, \
+                 steal {}% / {}%",
                 h.rps(),
                 i.rps(),
                 i.percentile_ms(99.0),
-                i.rps() / h.rps().max(f64::EPSILON)
+                i.rps() / h.rps().max(f64::EPSILON),
+                h.steal_percent(),
+                i.steal_percent()
             );
             healthz.merge(h);
             intake.merge(i);
@@ -203,6 +206,8 @@ struct Phase {
     /// CPU seconds (user + system) used during the measured part by the service and by this load generator.
     service_cpu: Option<f64>,
     generator_cpu: Option<f64>,
+    /// Ticks the hypervisor took from this machine's CPUs during the measured part, and ticks in all.
+    steal: Option<(u64, u64)>,
 }
 
 impl Phase {
@@ -218,6 +223,15 @@ impl Phase {
         let add = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
         self.service_cpu = add(self.service_cpu, other.service_cpu);
         self.generator_cpu = add(self.generator_cpu, other.generator_cpu);
+        let (mine, theirs) = (self.steal.unwrap_or((0, 0)), other.steal);
+        self.steal = theirs.map(|(s, t)| (mine.0 + s, mine.1 + t));
+    }
+
+    /// Share of the machine's CPU time stolen by the hypervisor while this phase ran.
+    fn steal_percent(&self) -> String {
+        self.steal
+            .filter(|(_, total)| *total > 0)
+            .map_or("n/a".to_string(), |(s, t)| format!("{:.0}", 100.0 * s as f64 / t as f64))
     }
 
     fn ok(&self) -> u64 {
@@ -332,6 +346,7 @@ async fn run_phase(load: Load, service: &Process, connections: usize, duration: 
     // CPU use over the measured part: sampled when the warm-up ends and when the last task is done.
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_at_start = (cpu_seconds(service_pid), cpu_seconds(std::process::id()));
+    let steal_at_start = steal_ticks();
     let mut phase = Phase::default();
     for task in tasks {
         let part = task.await.expect("a load task panicked");
@@ -345,6 +360,7 @@ async fn run_phase(load: Load, service: &Process, connections: usize, duration: 
     let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
     phase.service_cpu = used(cpu_seconds(service_pid), cpu_at_start.0);
     phase.generator_cpu = used(cpu_seconds(std::process::id()), cpu_at_start.1);
+    phase.steal = steal_ticks().zip(steal_at_start).map(|((s, t), (s0, t0))| (s - s0, t - t0));
     phase.latencies.sort_unstable();
     phase
 }
@@ -423,12 +439,12 @@ fn report(
     println!();
     println!("connections: {connections}   measured: {} s per phase   database: {backend}", measured.as_secs());
     println!(
-        "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>12}",
-        "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "service µs", "generator µs"
+        "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>12} {:>8}",
+        "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "service µs", "generator µs", "steal %"
     );
     for (name, phase) in [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake)] {
         println!(
-            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12}",
+            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12} {:>8}",
             name,
             phase.rps(),
             phase.percentile_ms(50.0),
@@ -436,7 +452,8 @@ fn report(
             phase.max_ms(),
             phase.error_count(),
             phase.cpu_us_per_request(phase.service_cpu),
-            phase.cpu_us_per_request(phase.generator_cpu)
+            phase.cpu_us_per_request(phase.generator_cpu),
+            phase.steal_percent()
         );
         for (error, count) in &phase.errors {
             println!("    {count} x {error}");

@@ -41,7 +41,10 @@ impl Process {
     /// A command for the release binary that reads nothing of the caller's settings: the service's
     /// environment variables are removed and it runs in `dir`, so no `.env` of the checkout is loaded.
     pub fn command(dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_genesys-provisioner"));
+        // BENCH_BINARY runs another build of the service (an A/B of two versions on one machine).
+        let binary =
+            std::env::var_os("BENCH_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_genesys-provisioner").into());
+        let mut command = Command::new(binary);
         for (name, _) in genesys_provisioner::config::ENV_VARS {
             command.env_remove(name);
         }
@@ -201,6 +204,17 @@ pub fn labelled(metrics: &str, name: &str, label: &str) -> BTreeMap<String, u64>
             Some((key.to_string(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// Ticks of CPU time the hypervisor gave to other guests ("steal") and ticks in all, summed over
+/// every CPU of this machine since boot (`/proc/stat`); `None` where it is not there. On a shared
+/// virtual machine steal makes one phase slower than another for reasons outside the service.
+pub fn steal_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in user.
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
 }
 
 /// CPU time (user + system, all threads) that process `pid` has used so far, in seconds; `None` where
