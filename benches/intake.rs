@@ -30,6 +30,7 @@
 //! | `BENCH_PIN`         | on (2+ CPUs)                          | `0`: service and generator share all CPUs |
 //! | `BENCH_CONNECTIONS` | 64                                    | concurrent connections                   |
 //! | `BENCH_DATABASE_URL`| `sqlite://<tempdir>/bench.db?mode=rwc`| e.g. `postgres://...` to bench PostgreSQL |
+//! | `BENCH_EVENT_IDS`   | `interleaved`                         | shape of the event ids, see `EventIds`   |
 //!
 //! The default SQLite database is the service's embedded default: WAL, `synchronous = FULL`.
 //! A PostgreSQL database given in `BENCH_DATABASE_URL` should be empty: the final job count is compared
@@ -295,11 +296,10 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
     let phase = PHASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Sign the webhooks before the clock starts, so the load generator's own work (JSON, HMAC)
     // does not take CPU from the service during the phase; live signing takes over if they run out.
+    let hires = std::sync::Arc::new(Hires { url: url.clone(), secret, ids: EventIds::from_env(), phase, connections });
     let mut presigned: Vec<Vec<reqwest::Request>> = (0..connections)
         .map(|task| match load {
-            Load::Intake => {
-                (0..PRESIGNED_PER_CONNECTION).map(|n| signed_hire(&url, &secret, (phase, task, n))).collect()
-            }
+            Load::Intake => (0..PRESIGNED_PER_CONNECTION).map(|n| hires.make(task, n)).collect(),
             Load::Healthz => Vec::new(),
         })
         .collect();
@@ -314,7 +314,7 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
                 .build()
                 .expect("cannot build the HTTP client");
             let url = url.clone();
-            let secret = secret.clone();
+            let hires = hires.clone();
             tokio::spawn(async move {
                 let mut out = Phase::default();
                 let mut last_answer = measure_from;
@@ -326,7 +326,7 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
                     }
                     let request = match load {
                         Load::Healthz => reqwest::Request::new(reqwest::Method::GET, url.clone()),
-                        Load::Intake => ready.next().unwrap_or_else(|| signed_hire(&url, &secret, (phase, task, n))),
+                        Load::Intake => ready.next().unwrap_or_else(|| hires.make(task, n)),
                     };
                     let result = client.execute(request).await;
                     n += 1;
@@ -384,9 +384,64 @@ const PRESIGNED_PER_CONNECTION: u64 = 2_500;
 /// Phases run so far in this process (part of every event id).
 static PHASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// One signed new-hire webhook for `url`, ready to send; `(phase, task, n)` makes its event id unique.
-fn signed_hire(url: &reqwest::Url, secret: &WebhookSecret, (phase, task, n): (u64, usize, u64)) -> reqwest::Request {
-    let id = format!("bench-{phase}-{task}-{n}");
+/// The shape of the event ids the bench sends. Each event's id lands in the idempotency index, and
+/// where it lands decides how many index pages a commit writes.
+#[derive(Clone, Copy)]
+enum EventIds {
+    /// `bench-<phase>-<connection>-<n>`: one ascending series per connection, 64 places in the index.
+    Interleaved,
+    /// Ascending in the order they are sent, as time-ordered ids (KSUID, ULID, UUIDv7) are.
+    Ordered,
+    /// Random (a v4 UUID), as `send-webhook` makes them.
+    Random,
+}
+
+impl EventIds {
+    fn from_env() -> EventIds {
+        match std::env::var("BENCH_EVENT_IDS").as_deref() {
+            Err(_) | Ok("") | Ok("interleaved") => EventIds::Interleaved,
+            Ok("ordered") => EventIds::Ordered,
+            Ok("random") => EventIds::Random,
+            Ok(other) => panic!("BENCH_EVENT_IDS={other:?}: expected interleaved, ordered or random"),
+        }
+    }
+
+    /// The id of the `n`th event of connection `task` (of `connections`) in `phase`.
+    fn id(self, phase: u64, task: usize, connections: usize, n: u64) -> String {
+        match self {
+            EventIds::Interleaved => format!("bench-{phase}-{task}-{n}"),
+            // The connections advance at about the same pace, so n-major order is about send order.
+            EventIds::Ordered => format!("evt_{phase:04}_{:012}", n * connections as u64 + task as u64),
+            EventIds::Random => format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+/// What a phase needs to make its signed new-hire webhooks.
+struct Hires {
+    url: reqwest::Url,
+    secret: WebhookSecret,
+    ids: EventIds,
+    phase: u64,
+    connections: usize,
+}
+
+impl Hires {
+    /// The `n`th webhook of connection `task`, signed and ready to send.
+    fn make(&self, task: usize, n: u64) -> reqwest::Request {
+        let id = self.ids.id(self.phase, task, self.connections, n);
+        signed_hire(&self.url, &self.secret, id, (self.phase, task, n))
+    }
+}
+
+/// One signed new-hire webhook for `url`, ready to send, under event id `id`; `(phase, task, n)`
+/// makes its email unique.
+fn signed_hire(
+    url: &reqwest::Url,
+    secret: &WebhookSecret,
+    id: String,
+    (phase, task, n): (u64, usize, u64),
+) -> reqwest::Request {
     let body = serde_json::to_vec(&serde_json::json!({
         "id": id,
         "email": format!("user{phase}_{task}_{n}@example.com"),
