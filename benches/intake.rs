@@ -274,7 +274,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs `connections` tasks, each on its own keep-alive connection: warm-up, then `duration` measured.
 /// How long each phase runs, and how often.
 #[derive(Clone, Copy)]
 struct Timing {
@@ -283,6 +282,7 @@ struct Timing {
     rounds: u32,
 }
 
+/// Runs `connections` tasks, each on its own keep-alive connection: warm-up, then `duration` measured.
 async fn run_phase(load: Load, service: &Process, connections: usize, timing: Timing) -> Phase {
     let base = service.base.as_str();
     let service_pid = service.child.id();
