@@ -215,7 +215,12 @@ struct AttemptRow {
 const ROWS_PER_STATEMENT: usize = 512;
 
 /// Which job holds each of these events' keys (after an insert that skipped some as already stored).
-async fn stored_under<C>(conn: &mut C, jobs: &[JobRecord]) -> Result<HashMap<String, String>, QueueError>
+/// `numbered`: PostgreSQL's `$n` placeholders, else SQLite's `?` (see `insert_sql`).
+async fn stored_under<C>(
+    conn: &mut C,
+    jobs: &[JobRecord],
+    numbered: bool,
+) -> Result<HashMap<String, String>, QueueError>
 where
     C: sqlx::Connection,
     for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
@@ -225,7 +230,8 @@ where
 {
     let mut found: HashMap<String, String> = HashMap::with_capacity(jobs.len());
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> =
+            (1..=chunk.len()).map(|i| if numbered { format!("${i}") } else { "?".to_string() }).collect();
         let sql = format!(
             "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
             placeholders.join(", ")
@@ -467,7 +473,7 @@ impl JobStore {
                 let mut conn = pool.acquire().await?;
                 let inserted = self.insert_rows(&order, now).execute(&mut *conn).await?.rows_affected() as usize;
                 match inserted < jobs.len() {
-                    true => Some(stored_under(&mut *conn, jobs).await?),
+                    true => Some(stored_under(&mut *conn, jobs, false).await?),
                     false => None,
                 }
             }
@@ -478,7 +484,7 @@ impl JobStore {
                     inserted += self.insert_rows(chunk, now).execute(&mut *tx).await?.rows_affected() as usize;
                 }
                 let stored = match inserted < jobs.len() {
-                    true => Some(stored_under(&mut *tx, jobs).await?),
+                    true => Some(stored_under(&mut *tx, jobs, self.numbered()).await?),
                     false => None,
                 };
                 tx.commit().await?;
@@ -500,6 +506,11 @@ impl JobStore {
             .collect()
     }
 
+    /// Whether this store's SQL uses numbered placeholders (PostgreSQL) or anonymous ones (SQLite).
+    fn numbered(&self) -> bool {
+        matches!(self.writer, Db::Postgres(_))
+    }
+
     /// One multi-row INSERT of `rows` (at most `ROWS_PER_STATEMENT`); keys already stored are skipped.
     fn insert_rows<'q, DB>(&self, rows: &[&'q JobRecord], now: i64) -> sqlx::query::Query<'q, DB, DB::Arguments>
     where
@@ -507,7 +518,7 @@ impl JobStore {
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
-        let numbered = matches!(self.writer, Db::Postgres(_));
+        let numbered = self.numbered();
         let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len(), numbered)));
         for job in rows {
             q = q
