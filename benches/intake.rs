@@ -109,9 +109,10 @@ fn main() {
                 h.steal_percent(),
                 i.steal_percent()
             );
-            healthz.merge(h);
-            intake.merge(i);
+            healthz.merge(h, false);
+            intake.merge(i, false);
         }
+        let (healthz, intake) = (healthz.sorted(), intake.sorted());
         let metrics = scrape_metrics(&server.base).await;
         report(&healthz, &intake, &metrics, connections, timing, &ratios, backend);
     });
@@ -217,11 +218,11 @@ struct Phase {
 }
 
 impl Phase {
-    /// Adds another round of the same phase.
-    fn merge(&mut self, other: Phase) {
+    /// Adds what `other` measured: one connection's part of this phase (`side_by_side`: the wall
+    /// clocks overlap), or a later round (they add up). Latencies stay unsorted until `sorted`.
+    fn merge(&mut self, other: Phase, side_by_side: bool) {
         self.latencies.extend(other.latencies);
-        self.latencies.sort_unstable();
-        self.wall += other.wall;
+        self.wall = if side_by_side { self.wall.max(other.wall) } else { self.wall + other.wall };
         self.warm_up_accepted += other.warm_up_accepted;
         for (e, count) in other.errors {
             *self.errors.entry(e).or_default() += count;
@@ -231,6 +232,12 @@ impl Phase {
         self.generator_cpu = add(self.generator_cpu, other.generator_cpu);
         let (mine, theirs) = (self.steal.unwrap_or((0, 0)), other.steal);
         self.steal = theirs.map(|(s, t)| (mine.0 + s, mine.1 + t));
+    }
+
+    /// Sorts the latencies, which the percentiles need.
+    fn sorted(mut self) -> Phase {
+        self.latencies.sort_unstable();
+        self
     }
 
     /// Share of the machine's CPU time stolen by the hypervisor while this phase ran.
@@ -362,20 +369,13 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
     let steal_at_start = steal_ticks();
     let mut phase = Phase::default();
     for task in tasks {
-        let part = task.await.expect("a load task panicked");
-        phase.latencies.extend(part.latencies);
-        phase.wall = phase.wall.max(part.wall);
-        phase.warm_up_accepted += part.warm_up_accepted;
-        for (e, count) in part.errors {
-            *phase.errors.entry(e).or_default() += count;
-        }
+        phase.merge(task.await.expect("a load task panicked"), true);
     }
     let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
     phase.service_cpu = used(cpu_seconds(service_pid), cpu_at_start.0);
     phase.generator_cpu = used(cpu_seconds(std::process::id()), cpu_at_start.1);
     phase.steal = steal_ticks().zip(steal_at_start).map(|((s, t), (s0, t0))| (s - s0, t - t0));
-    phase.latencies.sort_unstable();
-    phase
+    phase.sorted()
 }
 
 /// Webhooks signed per connection ahead of each intake phase (about 4 times what this machine takes).
@@ -535,7 +535,11 @@ fn report(
     println!();
     let mut sorted = round_ratios.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let median = match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
     println!(
         "ratio intake_rps / healthz_rps: {ratio:.3} (all rounds together; per round: median {median:.3}, \
          lowest {:.3}, highest {:.3})",
