@@ -123,7 +123,7 @@ impl DatabaseUrl {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(DatabaseUrl::Postgres(SecretString::from(url.to_string())))
         } else {
-            Err("DATABASE_URL must start with sqlite: or postgres://".to_string())
+            Err("must start with sqlite: or postgres://".to_string())
         }
     }
 
@@ -498,7 +498,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         .or(raw.server.database_url)
         .unwrap_or_else(|| "sqlite://data/provisioner.db?mode=rwc".to_string());
     let database_url = DatabaseUrl::parse(&database_url).unwrap_or_else(|e| {
-        problems.push(e);
+        problems.push(format!("DATABASE_URL {e}"));
         DatabaseUrl::Sqlite(String::new())
     });
 

@@ -39,6 +39,14 @@ fn random_token() -> String {
 /// Starts the emulator (seeded with the config's department groups) and loads the configuration
 /// pointed at it.
 pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config, Sandbox), ConfigError> {
+    // Sandbox jobs never share a queue with real ones, whatever DATABASE_URL says: a sandbox job left
+    // queued there would run against the real Genesys Cloud the next time the service starts with
+    // credentials. A bad value is named as the variable the user set, before anything starts.
+    let database = env.var("SANDBOX_DATABASE_URL").filter(|v| !v.is_empty());
+    let database = database.unwrap_or_else(|| DEFAULT_SANDBOX_DATABASE.to_string());
+    if let Err(e) = crate::config::DatabaseUrl::parse(&database) {
+        return Err(ConfigError { problems: vec![format!("SANDBOX_DATABASE_URL {e}")] });
+    }
     let departments = match path {
         Some(p) => Config::departments_in(p)?,
         None => Default::default(),
@@ -72,13 +80,21 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     if let Some(t) = &admin_token {
         overrides.insert("ADMIN_TOKEN".into(), t.clone());
     }
-    // Sandbox jobs never share a queue with real ones, whatever DATABASE_URL says: a sandbox job left
-    // queued there would run against the real Genesys Cloud the next time the service starts with
-    // credentials.
-    let database = env.var("SANDBOX_DATABASE_URL").filter(|v| !v.is_empty());
-    overrides.insert("DATABASE_URL".into(), database.unwrap_or_else(|| DEFAULT_SANDBOX_DATABASE.to_string()));
+    overrides.insert("DATABASE_URL".into(), database);
     let mut config = Config::load(path, &Layered { overrides, base: env })?;
     // Its audit lines, too, stay out of the real trail: a `sandbox` folder inside the audit folder.
     config.audit.dir.push("sandbox");
     Ok((config, Sandbox { emulator, client_id, client_secret, signing_secret, admin_token }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn a_bad_sandbox_database_is_named_as_the_variable_that_was_set() {
+        let env = BTreeMap::from([("SANDBOX_DATABASE_URL".to_string(), "mysql://db/jobs".to_string())]);
+        let problems = super::start(None, &env).await.err().expect("refused").problems;
+        assert_eq!(problems, vec!["SANDBOX_DATABASE_URL must start with sqlite: or postgres://".to_string()]);
+    }
 }
