@@ -15,7 +15,9 @@
 //! The service runs on the last CPU and the generator on the others (`BENCH_PIN`), so they do not
 //! interleave on the same cores. Both phases send requests built before the clock starts (URL parsed once). The report prints
 //! requests/s and latency percentiles for both, the CPU time the service and the generator spent per
-//! request (from `/proc`, Linux only), the ratio intake / healthz against the targets, and the
+//! request (from `/proc`, Linux only), when pinned the busy share of the service's CPU and its busy
+//! time per request (interrupt work included, which a process's own CPU time leaves out), the ratio
+//! intake / healthz against the targets, and the
 //! number of jobs in the database (from `GET /metrics`, all states), which must equal
 //! the number of webhooks answered 202 (warm-up included). The service's own log (stderr) goes to a file
 //! in the temporary directory; the report prints how many lines it wrote.
@@ -41,7 +43,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::http::signature::WebhookSecret;
-use support::{Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command, steal_ticks};
+use support::{CpuTicks, Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -80,6 +82,7 @@ fn main() {
     if let Some(pin) = &pin {
         pin.generator_here();
     }
+    let service_cpu = pin.as_ref().map(|p| p.service_cpu);
     let placement =
         pin.as_ref().map_or("service and load generator share every CPU".to_string(), |p| p.describe.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start tokio");
@@ -96,8 +99,8 @@ fn main() {
         let (mut healthz, mut intake) = (Phase::default(), Phase::default());
         let mut ratios = Vec::with_capacity(rounds as usize);
         for round in 1..=rounds {
-            let h = run_phase(Load::Healthz, &server, connections, timing).await;
-            let i = run_phase(Load::Intake, &server, connections, timing).await;
+            let h = run_phase(Load::Healthz, &server, service_cpu, connections, timing).await;
+            let i = run_phase(Load::Intake, &server, service_cpu, connections, timing).await;
             ratios.push(i.rps() / h.rps().max(f64::EPSILON));
             println!(
                 "  round {round}: healthz {:>7.0} req/s, intake {:>7.0} req/s (p99 {:.2} ms), ratio {:.3}, \
@@ -143,6 +146,8 @@ fn start_service(dir: &Path, database_url: &str, pin: Option<&Pinning>) -> Proce
 /// generator on the others, so the two do not interleave on the same cores. That is the nearest
 /// this machine gets to load that comes from elsewhere; `BENCH_PIN=0` lets them share every CPU.
 struct Pinning {
+    /// The one CPU the service runs on.
+    service_cpu: usize,
     service: libc::cpu_set_t,
     generator: libc::cpu_set_t,
     /// For the report: "service on CPU 1, generator on CPU 0".
@@ -169,7 +174,7 @@ impl Pinning {
             }
         }
         let describe = format!("service on CPU {}, load generator on CPU 0-{}", cpus - 1, cpus - 2);
-        Some(Pinning { service, generator, describe })
+        Some(Pinning { service_cpu: cpus - 1, service, generator, describe })
     }
 
     /// Starts `command` on the service's CPU (its runtime then sizes itself to that one CPU).
@@ -213,8 +218,11 @@ struct Phase {
     /// CPU seconds (user + system) used during the measured part by the service and by this load generator.
     service_cpu: Option<f64>,
     generator_cpu: Option<f64>,
-    /// Ticks the hypervisor took from this machine's CPUs during the measured part, and ticks in all.
-    steal: Option<(u64, u64)>,
+    /// This machine's CPUs during the measured part (for the hypervisor's steal).
+    machine: Option<CpuTicks>,
+    /// The service's own CPU during the measured part, when it has one (`BENCH_PIN`): interrupt
+    /// work included, so it shows whether that core was full and what a request costs it.
+    service_core: Option<CpuTicks>,
 }
 
 impl Phase {
@@ -230,8 +238,9 @@ impl Phase {
         let add = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
         self.service_cpu = add(self.service_cpu, other.service_cpu);
         self.generator_cpu = add(self.generator_cpu, other.generator_cpu);
-        let (mine, theirs) = (self.steal.unwrap_or((0, 0)), other.steal);
-        self.steal = theirs.map(|(s, t)| (mine.0 + s, mine.1 + t));
+        let add_ticks = |a: Option<CpuTicks>, b: Option<CpuTicks>| Some(a.unwrap_or_default().plus(b?));
+        self.machine = add_ticks(self.machine, other.machine);
+        self.service_core = add_ticks(self.service_core, other.service_core);
     }
 
     /// Sorts the latencies, which the percentiles need.
@@ -242,9 +251,21 @@ impl Phase {
 
     /// Share of the machine's CPU time stolen by the hypervisor while this phase ran.
     fn steal_percent(&self) -> String {
-        self.steal
-            .filter(|(_, total)| *total > 0)
-            .map_or("n/a".to_string(), |(s, t)| format!("{:.0}", 100.0 * s as f64 / t as f64))
+        self.machine
+            .filter(|t| t.total > 0)
+            .map_or("n/a".to_string(), |t| format!("{:.0}", 100.0 * t.steal as f64 / t.total as f64))
+    }
+
+    /// How busy the service's CPU was (interrupts included) while this phase ran.
+    fn core_busy_percent(&self) -> String {
+        self.service_core
+            .filter(|t| t.total > 0)
+            .map_or("n/a".to_string(), |t| format!("{:.0}", 100.0 * t.busy as f64 / t.total as f64))
+    }
+
+    /// Busy time of the service's CPU per counted request, in microseconds (jiffies are 10 ms).
+    fn core_us_per_request(&self) -> String {
+        self.service_core.map_or("n/a".to_string(), |t| format!("{:.0}", t.busy as f64 * 1e4 / self.ok().max(1) as f64))
     }
 
     fn ok(&self) -> u64 {
@@ -290,7 +311,14 @@ struct Timing {
 }
 
 /// Runs `connections` tasks, each on its own keep-alive connection: warm-up, then `duration` measured.
-async fn run_phase(load: Load, service: &Process, connections: usize, timing: Timing) -> Phase {
+/// `service_cpu`: the CPU the service is pinned to, if it is.
+async fn run_phase(
+    load: Load,
+    service: &Process,
+    service_cpu: Option<usize>,
+    connections: usize,
+    timing: Timing,
+) -> Phase {
     let base = service.base.as_str();
     let service_pid = service.child.id();
     let secret = WebhookSecret::parse(WEBHOOK_SECRET).expect("the benchmark webhook secret is not valid");
@@ -366,7 +394,8 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
     // CPU use over the measured part: sampled when the warm-up ends and when the last task is done.
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_at_start = (cpu_seconds(service_pid), cpu_seconds(std::process::id()));
-    let steal_at_start = steal_ticks();
+    let ticks = || (CpuTicks::read(None), service_cpu.and_then(|n| CpuTicks::read(Some(n))));
+    let ticks_at_start = ticks();
     let mut phase = Phase::default();
     for task in tasks {
         phase.merge(task.await.expect("a load task panicked"), true);
@@ -374,7 +403,9 @@ async fn run_phase(load: Load, service: &Process, connections: usize, timing: Ti
     let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
     phase.service_cpu = used(cpu_seconds(service_pid), cpu_at_start.0);
     phase.generator_cpu = used(cpu_seconds(std::process::id()), cpu_at_start.1);
-    phase.steal = steal_ticks().zip(steal_at_start).map(|((s, t), (s0, t0))| (s - s0, t - t0));
+    let ticks_at_end = ticks();
+    phase.machine = ticks_at_end.0.zip(ticks_at_start.0).map(|(end, start)| end.since(start));
+    phase.service_core = ticks_at_end.1.zip(ticks_at_start.1).map(|(end, start)| end.since(start));
     phase.sorted()
 }
 
@@ -508,12 +539,22 @@ fn report(
     println!();
     println!("connections: {connections}   measured: {} s per phase   database: {backend}", measured.as_secs());
     println!(
-        "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>12} {:>8}",
-        "phase", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "service µs", "generator µs", "steal %"
+        "{:<28} {:>10} {:>9} {:>9} {:>9} {:>8} {:>12} {:>12} {:>8} {:>8} {:>8}",
+        "phase",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "service µs",
+        "generator µs",
+        "steal %",
+        "core µs",
+        "core %"
     );
     for (name, phase) in [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake)] {
         println!(
-            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12} {:>8}",
+            "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12} {:>8} {:>8} {:>8}",
             name,
             phase.rps(),
             phase.percentile_ms(50.0),
@@ -522,7 +563,9 @@ fn report(
             phase.error_count(),
             phase.cpu_us_per_request(phase.service_cpu),
             phase.cpu_us_per_request(phase.generator_cpu),
-            phase.steal_percent()
+            phase.steal_percent(),
+            phase.core_us_per_request(),
+            phase.core_busy_percent()
         );
         for (error, count) in &phase.errors {
             println!("    {count} x {error}");

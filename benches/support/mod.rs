@@ -206,15 +206,42 @@ pub fn labelled(metrics: &str, name: &str, label: &str) -> BTreeMap<String, u64>
         .collect()
 }
 
-/// Ticks of CPU time the hypervisor gave to other guests ("steal") and ticks in all, summed over
-/// every CPU of this machine since boot (`/proc/stat`); `None` where it is not there. On a shared
-/// virtual machine steal makes one phase slower than another for reasons outside the service.
-pub fn steal_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in user.
-    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
+/// Jiffies one line of `/proc/stat` counts since boot: `cpu` (every CPU of this machine) or `cpuN`.
+/// `busy` is user, nice, system, irq and softirq time: unlike a process's own CPU time it includes
+/// the interrupt work the kernel does on that CPU (network delivery, disk completions). `steal` is
+/// the time the hypervisor gave to other guests, which on a shared virtual machine makes one phase
+/// slower than another for reasons outside the service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTicks {
+    pub busy: u64,
+    pub steal: u64,
+    pub total: u64,
+}
+
+impl CpuTicks {
+    /// `None` for every CPU together; `None` as the answer where `/proc/stat` is not there.
+    pub fn read(cpu: Option<usize>) -> Option<CpuTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let name = cpu.map_or("cpu".to_string(), |n| format!("cpu{n}"));
+        let line = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let t: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in user.
+        let busy = [0, 1, 2, 5, 6].iter().map(|&i| t.get(i).copied()).sum::<Option<u64>>()?;
+        Some(CpuTicks { busy, steal: *t.get(7)?, total: t.iter().take(8).sum() })
+    }
+
+    /// What was counted between `earlier` and this reading.
+    pub fn since(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            busy: self.busy.saturating_sub(earlier.busy),
+            steal: self.steal.saturating_sub(earlier.steal),
+            total: self.total.saturating_sub(earlier.total),
+        }
+    }
+
+    pub fn plus(self, other: CpuTicks) -> CpuTicks {
+        CpuTicks { busy: self.busy + other.busy, steal: self.steal + other.steal, total: self.total + other.total }
+    }
 }
 
 /// CPU time (user + system, all threads) that process `pid` has used so far, in seconds; `None` where
