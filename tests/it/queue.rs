@@ -321,6 +321,12 @@ async fn batches_of_any_size_store_new_events_once_and_answer_repeats_with_their
             let (a, b) = (answers[size], answers[size + 1]);
             assert_eq!(a.audit_id, b.audit_id, "one job for the event sent twice");
             assert!(a.created != b.created, "exactly one of the two created it");
+            // The committer's fallback commits a failed batch's jobs again, one by one. A job the
+            // failed attempt did store is found under its own audit id: still created by this request
+            // (audited as accepted, not as a duplicate), and not stored twice.
+            let retried = store.enqueue_batch(&first[..1]).await.unwrap();
+            assert!(retried[0].created, "the same job committed again is still the one that created it");
+            assert_eq!(retried[0].audit_id, first[0].audit_id);
         }
         let total: i64 = store.counts_by_state().await.unwrap().iter().map(|(_, n)| *n as i64).sum();
         assert_eq!(total, (30 + 15 + 1) + (1_200 + 600 + 1));
