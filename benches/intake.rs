@@ -13,13 +13,13 @@
 //!   signature check, validation, a durable commit (group commit) and an audit line per request.
 //!
 //! The service runs on the last CPU and the generator on the others (`BENCH_PIN`), so they do not
-//! interleave on the same cores. Both phases send requests built before the clock starts (URL parsed once). The report prints
-//! requests/s and latency percentiles for both, the CPU time the service and the generator spent per
-//! request (from `/proc`, Linux only), when pinned the busy share of the service's CPU and its busy
-//! time per request (interrupt work included, which a process's own CPU time leaves out), the ratio
-//! intake / healthz against the targets, and the
-//! number of jobs in the database (from `GET /metrics`, all states), which must equal
-//! the number of webhooks answered 202 (warm-up included). The service's own log (stderr) goes to a file
+//! interleave on the same cores. Both phases send requests built before the clock starts (URL parsed
+//! once). The report prints requests/s and latency percentiles for both, the CPU time the service and
+//! the generator spent per request (from `/proc`, Linux only), when pinned the busy share of the
+//! service's CPU and its busy time per request (interrupt work included, which a process's own CPU
+//! time leaves out), the ratio intake / healthz against the targets, and the number of jobs in the
+//! database (from `GET /metrics`, all states), which must equal the number of webhooks answered 202
+//! (warm-up included). The service's own log (stderr) goes to a file
 //! in the temporary directory; the report prints how many lines it wrote.
 //!
 //! Run: `cargo bench --bench intake`

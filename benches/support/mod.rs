@@ -219,7 +219,8 @@ pub struct CpuTicks {
 }
 
 impl CpuTicks {
-    /// `None` for every CPU together; `None` as the answer where `/proc/stat` is not there.
+    /// The line of CPU `n` (`Some(n)`) or of every CPU together (`None`); `None` where `/proc/stat`
+    /// or that line is not there.
     pub fn read(cpu: Option<usize>) -> Option<CpuTicks> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let name = cpu.map_or("cpu".to_string(), |n| format!("cpu{n}"));
