@@ -215,14 +215,57 @@ struct Phase {
     errors: BTreeMap<String, u64>,
     /// Webhooks accepted during the warm-up (they are stored too).
     warm_up_accepted: u64,
-    /// CPU seconds (user + system) used during the measured part by the service and by this load generator.
-    service_cpu: Option<f64>,
-    generator_cpu: Option<f64>,
-    /// This machine's CPUs during the measured part (for the hypervisor's steal).
+    /// The CPU time used during the measured part.
+    usage: Usage,
+}
+
+/// CPU counters read at one moment; two readings give what a phase used. `None` where the system
+/// does not have them (no `/proc`, or the service not pinned).
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// CPU seconds (user + system) of the service process and of this load generator.
+    service: Option<f64>,
+    generator: Option<f64>,
+    /// This machine's CPUs (for the hypervisor's steal).
     machine: Option<CpuTicks>,
-    /// The service's own CPU during the measured part, when it has one (`BENCH_PIN`): interrupt
-    /// work included, so it shows whether that core was full and what a request costs it.
+    /// The service's own CPU, when it has one (`BENCH_PIN`): interrupt work included, so it shows
+    /// whether that core was full and what a request costs it.
     service_core: Option<CpuTicks>,
+}
+
+impl Usage {
+    fn read(service_pid: u32, service_cpu: Option<usize>) -> Usage {
+        Usage {
+            service: cpu_seconds(service_pid),
+            generator: cpu_seconds(std::process::id()),
+            machine: CpuTicks::read(None),
+            service_core: service_cpu.and_then(|n| CpuTicks::read(Some(n))),
+        }
+    }
+
+    /// What was used between `earlier` and this reading.
+    fn since(self, earlier: Usage) -> Usage {
+        let seconds = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
+        let ticks = |now: Option<CpuTicks>, then: Option<CpuTicks>| Some(now?.since(then?));
+        Usage {
+            service: seconds(self.service, earlier.service),
+            generator: seconds(self.generator, earlier.generator),
+            machine: ticks(self.machine, earlier.machine),
+            service_core: ticks(self.service_core, earlier.service_core),
+        }
+    }
+
+    /// Both together (a phase's rounds); a counter either side lacks is left out.
+    fn plus(self, other: Usage) -> Usage {
+        let seconds = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
+        let ticks = |a: Option<CpuTicks>, b: Option<CpuTicks>| Some(a.unwrap_or_default().plus(b?));
+        Usage {
+            service: seconds(self.service, other.service),
+            generator: seconds(self.generator, other.generator),
+            machine: ticks(self.machine, other.machine),
+            service_core: ticks(self.service_core, other.service_core),
+        }
+    }
 }
 
 impl Phase {
@@ -235,12 +278,7 @@ impl Phase {
         for (e, count) in other.errors {
             *self.errors.entry(e).or_default() += count;
         }
-        let add = |a: Option<f64>, b: Option<f64>| Some(a.unwrap_or(0.0) + b?);
-        self.service_cpu = add(self.service_cpu, other.service_cpu);
-        self.generator_cpu = add(self.generator_cpu, other.generator_cpu);
-        let add_ticks = |a: Option<CpuTicks>, b: Option<CpuTicks>| Some(a.unwrap_or_default().plus(b?));
-        self.machine = add_ticks(self.machine, other.machine);
-        self.service_core = add_ticks(self.service_core, other.service_core);
+        self.usage = self.usage.plus(other.usage);
     }
 
     /// Sorts the latencies, which the percentiles need.
@@ -251,21 +289,12 @@ impl Phase {
 
     /// Share of the machine's CPU time stolen by the hypervisor while this phase ran.
     fn steal_percent(&self) -> String {
-        self.machine
-            .filter(|t| t.total > 0)
-            .map_or("n/a".to_string(), |t| format!("{:.0}", 100.0 * t.steal as f64 / t.total as f64))
+        percent(self.usage.machine.map(|t| (t.steal, t.total)))
     }
 
     /// How busy the service's CPU was (interrupts included) while this phase ran.
     fn core_busy_percent(&self) -> String {
-        self.service_core
-            .filter(|t| t.total > 0)
-            .map_or("n/a".to_string(), |t| format!("{:.0}", 100.0 * t.busy as f64 / t.total as f64))
-    }
-
-    /// Busy time of the service's CPU per counted request, in microseconds (jiffies are 10 ms).
-    fn core_us_per_request(&self) -> String {
-        self.service_core.map_or("n/a".to_string(), |t| format!("{:.0}", t.busy as f64 * 1e4 / self.ok().max(1) as f64))
+        percent(self.usage.service_core.map(|t| (t.busy, t.total)))
     }
 
     fn ok(&self) -> u64 {
@@ -288,7 +317,7 @@ impl Phase {
         ms(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
     }
 
-    /// CPU microseconds per counted request.
+    /// CPU microseconds per counted request, from CPU seconds.
     fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
         cpu.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6 / self.ok().max(1) as f64))
     }
@@ -296,6 +325,13 @@ impl Phase {
     fn max_ms(&self) -> f64 {
         self.latencies.last().map_or(f64::NAN, |d| ms(*d))
     }
+}
+
+/// `part` of `total` in whole percent; "n/a" where there is nothing to divide.
+fn percent(counts: Option<(u64, u64)>) -> String {
+    counts
+        .filter(|(_, total)| *total > 0)
+        .map_or("n/a".to_string(), |(part, total)| format!("{:.0}", 100.0 * part as f64 / total as f64))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -393,19 +429,12 @@ async fn run_phase(
         .collect();
     // CPU use over the measured part: sampled when the warm-up ends and when the last task is done.
     tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_at_start = (cpu_seconds(service_pid), cpu_seconds(std::process::id()));
-    let ticks = || (CpuTicks::read(None), service_cpu.and_then(|n| CpuTicks::read(Some(n))));
-    let ticks_at_start = ticks();
+    let at_start = Usage::read(service_pid, service_cpu);
     let mut phase = Phase::default();
     for task in tasks {
         phase.merge(task.await.expect("a load task panicked"), true);
     }
-    let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
-    phase.service_cpu = used(cpu_seconds(service_pid), cpu_at_start.0);
-    phase.generator_cpu = used(cpu_seconds(std::process::id()), cpu_at_start.1);
-    let ticks_at_end = ticks();
-    phase.machine = ticks_at_end.0.zip(ticks_at_start.0).map(|(end, start)| end.since(start));
-    phase.service_core = ticks_at_end.1.zip(ticks_at_start.1).map(|(end, start)| end.since(start));
+    phase.usage = Usage::read(service_pid, service_cpu).since(at_start);
     phase.sorted()
 }
 
@@ -561,10 +590,10 @@ fn report(
             phase.percentile_ms(99.0),
             phase.max_ms(),
             phase.error_count(),
-            phase.cpu_us_per_request(phase.service_cpu),
-            phase.cpu_us_per_request(phase.generator_cpu),
+            phase.cpu_us_per_request(phase.usage.service),
+            phase.cpu_us_per_request(phase.usage.generator),
             phase.steal_percent(),
-            phase.core_us_per_request(),
+            phase.cpu_us_per_request(phase.usage.service_core.map(CpuTicks::busy_seconds)),
             phase.core_busy_percent()
         );
         for (error, count) in &phase.errors {

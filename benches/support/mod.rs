@@ -243,10 +243,17 @@ impl CpuTicks {
     pub fn plus(self, other: CpuTicks) -> CpuTicks {
         CpuTicks { busy: self.busy + other.busy, steal: self.steal + other.steal, total: self.total + other.total }
     }
+
+    pub fn busy_seconds(self) -> f64 {
+        self.busy as f64 / TICKS_PER_SECOND
+    }
 }
 
+/// `/proc` counts CPU time in USER_HZ ticks, 100 per second on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
 /// CPU time (user + system, all threads) that process `pid` has used so far, in seconds; `None` where
-/// `/proc` is not there. `/proc/<pid>/stat` counts in USER_HZ ticks, 100 per second on Linux.
+/// `/proc` is not there.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
@@ -254,5 +261,5 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    Some(ticks as f64 / TICKS_PER_SECOND)
 }
