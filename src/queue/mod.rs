@@ -230,11 +230,9 @@ where
 {
     let mut found: HashMap<String, String> = HashMap::with_capacity(jobs.len());
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let placeholders: Vec<String> =
-            (1..=chunk.len()).map(|i| if numbered { format!("${i}") } else { "?".to_string() }).collect();
         let sql = format!(
             "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
-            placeholders.join(", ")
+            placeholder_list(chunk.len(), numbered)
         );
         let mut q = sqlx::query_as::<C::Database, (String, String)>(sqlx::AssertSqlSafe(sql));
         for job in chunk {
@@ -243,6 +241,24 @@ where
         found.extend(q.fetch_all(&mut *conn).await?.into_iter().map(|(id, key)| (key, id)));
     }
     Ok(found)
+}
+
+/// `$1, $2, ...` (numbered) or `?, ?, ...` for `n` parameters, written into one string.
+fn placeholder_list(n: usize, numbered: bool) -> String {
+    use std::fmt::Write;
+    let mut list = String::with_capacity(n * 5);
+    for i in 1..=n {
+        if i > 1 {
+            list.push_str(", ");
+        }
+        match numbered {
+            true => {
+                let _ = write!(list, "${i}");
+            }
+            false => list.push('?'),
+        }
+    }
+    list
 }
 
 /// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` for `rows` jobs.
@@ -833,6 +849,8 @@ mod tests {
         let numbered = insert_sql(2, true);
         assert!(numbered.contains("($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, $7)"), "{numbered}");
         assert!(numbered.contains("($8, $9, $10, $11, $12, 'queued', 0, $13, $14, $14, $14)"), "{numbered}");
+        assert_eq!(super::placeholder_list(3, true), "$1, $2, $3");
+        assert_eq!(super::placeholder_list(3, false), "?, ?, ?");
         let anonymous = insert_sql(2, false);
         assert_eq!(anonymous.matches('?').count(), 18, "{anonymous}");
         assert!(!anonymous.contains('$'), "{anonymous}");
