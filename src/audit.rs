@@ -63,10 +63,15 @@ impl AuditRecord {
     }
 
     /// Takes `email` and `departmentCode` from a job payload or a webhook body, when present.
-    pub fn subject(mut self, payload: &serde_json::Value) -> Self {
-        let text = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        self.user_email = text("email").or(self.user_email);
-        self.department_code = text("departmentCode").or(self.department_code);
+    pub fn subject(self, payload: &serde_json::Value) -> Self {
+        let text = |k: &str| payload.get(k).and_then(|v| v.as_str());
+        self.subject_of(text("email"), text("departmentCode"))
+    }
+
+    /// Sets the user's email and department code, each when known.
+    pub fn subject_of(mut self, email: Option<&str>, department_code: Option<&str>) -> Self {
+        self.user_email = email.map(str::to_string).or(self.user_email);
+        self.department_code = department_code.map(str::to_string).or(self.department_code);
         self
     }
 

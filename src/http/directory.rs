@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, Refusal, VerifiedWebhook, enqueue_event, event_id, refuse, verify_webhook};
+use super::{AppState, Refusal, VerifiedWebhook, enqueue_event, refuse, verify_webhook};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::pipeline::KIND_DIRECTORY_SYNC;
@@ -23,20 +23,20 @@ pub const BATCH_MAX: usize = 1_000;
 pub async fn sync_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let webhook = match verify_webhook(&state, &headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, None),
+        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
     };
-    let parsed = event_id(&webhook).and_then(|id| {
+    let parsed = webhook.event_id().and_then(|id| {
         SyncEvent::from_json(&webhook.json).map(|e| (id, e)).map_err(|e| ApiError::BadRequest(e.to_string()))
     });
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), Some(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), |line| line.subject(&webhook.json)),
     };
     match store(&state, ENDPOINT, webhook_id, &event).await {
         Ok(enqueued) => {
             (StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response()
         }
-        Err(e) => refuse(&state, ENDPOINT, &headers, Refusal::from(e), Some(&webhook.json)),
+        Err(e) => refuse(&state, ENDPOINT, &headers, Refusal::from(e), |line| line.subject(&webhook.json)),
     }
 }
 
@@ -46,11 +46,11 @@ pub async fn sync_event(State(state): State<AppState>, headers: HeaderMap, body:
 pub async fn sync_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let webhook = match verify_webhook(&state, &headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &headers, refusal, None),
+        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &headers, refusal, |line| line),
     };
     let items = match batch_items(&webhook) {
         Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, &headers, Refusal::from(e), None),
+        Err(e) => return refuse(&state, BATCH_ENDPOINT, &headers, Refusal::from(e), |line| line),
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
@@ -125,7 +125,7 @@ async fn store(
     webhook_id: String,
     event: &SyncEvent,
 ) -> Result<Enqueued, ApiError> {
-    let payload = serde_json::to_value(event).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let payload = serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?;
     let describe = |line: AuditRecord| line.field("event", event.event).field("externalId", event.external_id());
     let enqueued = enqueue_event(state, endpoint, KIND_DIRECTORY_SYNC, webhook_id, payload, describe).await?;
     Ok(enqueued)

@@ -5,21 +5,47 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use uuid::Uuid;
 
-use super::{AppState, Refusal, enqueue_event, event_id, refuse, verify_webhook};
+use super::{AppState, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
+use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::pipeline::new_hire::UnreadableHire;
 use crate::pipeline::{KIND_NEW_HIRE, NewHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
 
+/// The 202 answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    status: &'static str,
+    audit_id: Uuid,
+}
+
 pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let webhook = match verify_webhook(&state, &headers, body).await {
-        Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, None),
+    let SignedBody { bytes, header_id } = match verify_signed(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
     };
-    let parsed = event_id(&webhook).and_then(|id| {
-        let hire = NewHire::from_json(&webhook.json).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The body is read once, straight into its fields; the job's payload is written from them.
+    let sent = match NewHire::read(&bytes) {
+        Ok(sent) => sent,
+        Err(e) => {
+            let error = match e {
+                UnreadableHire::Malformed(_) => ApiError::BadRequest(e.to_string()),
+                UnreadableHire::Invalid(_) if header_id.is_none() => {
+                    ApiError::BadRequest("Missing event id: send a webhook-id header or an id field".to_string())
+                }
+                UnreadableHire::Invalid(invalid) => ApiError::BadRequest(invalid.to_string()),
+            };
+            return refuse(&state, ENDPOINT, &headers, Refusal::from(error), |line| line);
+        }
+    };
+    let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
+    let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
+        let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if state.config.departments.get(&hire.department_code).is_none() {
             return Err(ApiError::Unprocessable(format!("Unmapped department code: {}", hire.department_code)));
         }
@@ -27,17 +53,20 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
     });
     let (webhook_id, hire) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), Some(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), subject),
     };
-    let payload = match serde_json::to_value(&hire) {
+    let payload = match serde_json::to_string(&hire) {
         Ok(p) => p,
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
-    let stored =
-        enqueue_event(&state, ENDPOINT, KIND_NEW_HIRE, webhook_id, payload, |line| line.subject(&webhook.json));
-    let enqueued = match stored.await {
-        Ok(e) => e,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), Some(&webhook.json)),
-    };
-    (StatusCode::ACCEPTED, Json(json!({"status": "provisioning_queued", "auditId": enqueued.audit_id}))).into_response()
+    let stored = enqueue_event(&state, ENDPOINT, KIND_NEW_HIRE, webhook_id, payload, |line| {
+        line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
+    });
+    match stored.await {
+        Ok(enqueued) => {
+            let answer = Queued { status: "provisioning_queued", audit_id: enqueued.audit_id };
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
+        }
+        Err(e) => refuse(&state, ENDPOINT, &headers, Refusal::from(e), subject),
+    }
 }

@@ -62,11 +62,25 @@ impl IntoResponse for MethodNotAllowed {
     }
 }
 
-/// A webhook that passed the shared checks: its raw body, parsed JSON, and the signed event id.
+/// A webhook body that passed the shared checks (content type, size, signature), not yet parsed.
+pub struct SignedBody {
+    pub bytes: Bytes,
+    /// The `webhook-id` header when sent (it is covered by the signature).
+    pub header_id: Option<String>,
+}
+
+/// A webhook that passed the shared checks and is valid JSON.
 pub struct VerifiedWebhook {
     pub json: serde_json::Value,
     /// The `webhook-id` header when sent (it is covered by the signature).
     pub header_id: Option<String>,
+}
+
+impl VerifiedWebhook {
+    /// The event id: the signed header, else the body's `id` (see `event_id`).
+    pub fn event_id(&self) -> Result<String, ApiError> {
+        event_id(self.header_id.as_deref(), self.json.get("id").and_then(|v| v.as_str()))
+    }
 }
 
 /// A refused webhook: the answer, and what the audit line says about it.
@@ -94,6 +108,14 @@ impl From<ApiError> for Refusal {
 
 /// Content type, size, signature and JSON syntax: the checks every HR webhook passes first.
 pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -> Result<VerifiedWebhook, Refusal> {
+    let SignedBody { bytes, header_id } = verify_signed(state, headers, body).await?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Refusal::new(ApiError::BadRequest(format!("Malformed JSON: {e}")), "bad_request"))?;
+    Ok(VerifiedWebhook { json, header_id })
+}
+
+/// Content type, size and signature; the endpoint parses the body itself.
+pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
@@ -136,10 +158,8 @@ pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -
         )
         .map_err(|e| Refusal::new(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
     }
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Refusal::new(ApiError::BadRequest(format!("Malformed JSON: {e}")), "bad_request"))?;
     let header_id = header_text(signature::HEADER_ID).map(str::to_string).filter(|s| !s.is_empty());
-    Ok(VerifiedWebhook { json, header_id })
+    Ok(SignedBody { bytes, header_id })
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -155,17 +175,15 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 /// The event id: the signed `webhook-id` header, else the body's `id`. Ids longer than 255
 /// characters or with control characters are refused so they cannot bloat or garble the audit trail.
-pub fn event_id(webhook: &VerifiedWebhook) -> Result<String, ApiError> {
-    let id = webhook
-        .header_id
-        .clone()
-        .or_else(|| webhook.json.get("id").and_then(|v| v.as_str()).map(str::to_string))
+pub fn event_id(header_id: Option<&str>, body_id: Option<&str>) -> Result<String, ApiError> {
+    let id = header_id
+        .or(body_id)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("Missing event id: send a webhook-id header or an id field".to_string()))?;
     if id.len() > 255 || id.chars().any(char::is_control) {
         return Err(ApiError::BadRequest("Invalid event id: at most 255 printable characters".to_string()));
     }
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// Audits and counts a refused webhook, and turns it into the answer.
@@ -174,7 +192,7 @@ pub fn refuse(
     endpoint: &'static str,
     headers: &HeaderMap,
     refusal: Refusal,
-    body: Option<&serde_json::Value>,
+    describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Response {
     state.metrics.webhook(refusal.outcome);
     let mut line = AuditRecord::new("intake.rejected", "rejected")
@@ -185,30 +203,22 @@ pub fn refuse(
     if let Some(id) = headers.get(signature::HEADER_ID).and_then(|v| v.to_str().ok()) {
         line = line.webhook_id(id.chars().take(255).collect::<String>());
     }
-    if let Some(b) = body {
-        line = line.subject(b);
-    }
-    state.audit.record(line);
+    state.audit.record(describe(line));
     refusal.error.into_response()
 }
 
-/// Stores an accepted event as a job, counts it and writes its audit line (`intake.accepted`, or
+/// Stores an accepted event (`payload`: its job's JSON text) as a job, counts it and writes its audit line (`intake.accepted`, or
 /// `intake.duplicate` when the event id was stored before). `describe` adds the endpoint's fields.
 pub async fn enqueue_event(
     state: &AppState,
     endpoint: &'static str,
     kind: &str,
     webhook_id: String,
-    payload: serde_json::Value,
+    payload: String,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Result<crate::queue::Enqueued, ApiError> {
     // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
-    let job = crate::queue::NewJob {
-        audit_id: Uuid::now_v7(),
-        kind: kind.to_string(),
-        webhook_id: webhook_id.clone(),
-        payload,
-    };
+    let job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload);
     let enqueued = state.intake.enqueue(job).await?;
     let (event, status, outcome) = if enqueued.created {
         ("intake.accepted", "queued", "accepted")

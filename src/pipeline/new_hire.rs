@@ -1,7 +1,9 @@
 //! A new hire as the HR system announces it, parsed into typed values once, at the edge.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -87,45 +89,101 @@ pub enum InvalidNewHire {
     InvalidDate,
 }
 
-impl NewHire {
-    /// Parses a webhook body. Missing required fields are reported together; then the first field
-    /// of the wrong type or form.
-    pub fn from_json(body: &Value) -> Result<NewHire, InvalidNewHire> {
-        let obj = body.as_object().ok_or(InvalidNewHire::NotAnObject)?;
+/// The fields with a meaning here, in the order `Sent` keeps them.
+const KNOWN_FIELDS: [&str; 10] = [
+    "id",
+    "email",
+    "firstName",
+    "lastName",
+    "departmentCode",
+    "title",
+    "employeeNumber",
+    "hireDate",
+    "managerEmail",
+    "phone",
+];
+
+/// One known field as the HR system sent it, before it is checked.
+#[derive(Debug)]
+enum Field<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Number(serde_json::Number),
+    /// A boolean, an array or an object: never right for a known field.
+    Other,
+}
+
+/// A new-hire body as sent: the known fields by name (borrowed from the body where the JSON allows),
+/// every other field kept as JSON. Both parsers (`NewHire::from_slice` straight from the request
+/// bytes, `NewHire::from_json` from a parsed value) fill this, so both check alike.
+#[derive(Debug, Default)]
+pub struct SentHire<'a> {
+    known: [Option<Field<'a>>; KNOWN_FIELDS.len()],
+    extra: Map<String, Value>,
+}
+
+impl<'a> SentHire<'a> {
+    fn put(&mut self, key: &str, field: Field<'a>) -> bool {
+        match KNOWN_FIELDS.iter().position(|k| *k == key) {
+            Some(i) => {
+                // Later duplicates win, as in a parsed JSON object.
+                self.known[i] = Some(field);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Field<'a>> {
+        KNOWN_FIELDS.iter().position(|k| *k == key).and_then(|i| self.known[i].as_ref())
+    }
+
+    /// A field's text when it was sent as a string (for the audit line of a refused body).
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Field::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Checks the fields. Missing required fields are reported together; then the first field of
+    /// the wrong type or form.
+    pub fn check(&self) -> Result<NewHire, InvalidNewHire> {
         // A field that is absent, null or blank counts as missing.
-        let present = |k: &str| match obj.get(k) {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => !s.trim().is_empty(),
+        let present = |k: &str| match self.get(k) {
+            None | Some(Field::Null) => false,
+            Some(Field::Text(s)) => !s.trim().is_empty(),
             Some(_) => true,
         };
         let missing: Vec<&'static str> = REQUIRED_FIELDS.iter().copied().filter(|k| !present(k)).collect();
         if !missing.is_empty() {
             return Err(InvalidNewHire::MissingFields(missing));
         }
-        let text = |k: &str| -> Result<Option<String>, InvalidNewHire> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
+        let text = |k: &str| -> Result<Option<&str>, InvalidNewHire> {
+            match self.get(k) {
+                None | Some(Field::Null) => Ok(None),
+                Some(Field::Text(s)) => Ok(Some(s)),
                 Some(_) => Err(InvalidNewHire::WrongType { field: k.to_string(), expected: "a string" }),
             }
         };
+        let owned = |k: &str| text(k).map(|t| t.map(str::to_string));
         for k in REQUIRED_FIELDS.iter().chain(OPTIONAL_TEXT_FIELDS) {
             text(k)?;
         }
         let email =
-            EmailAddress::parse(&text("email")?.unwrap_or_default()).ok_or(InvalidNewHire::InvalidEmail("email"))?;
+            EmailAddress::parse(text("email")?.unwrap_or_default()).ok_or(InvalidNewHire::InvalidEmail("email"))?;
         let manager_email = match text("managerEmail")? {
             Some(m) if !m.trim().is_empty() => {
-                Some(EmailAddress::parse(&m).ok_or(InvalidNewHire::InvalidEmail("managerEmail"))?)
+                Some(EmailAddress::parse(m).ok_or(InvalidNewHire::InvalidEmail("managerEmail"))?)
             }
             _ => None,
         };
         // HR systems send employee numbers as text or as numbers; both mean the same.
-        let employee_number = match obj.get("employeeNumber") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(_) => {
+        let employee_number = match self.get("employeeNumber") {
+            None | Some(Field::Null) => None,
+            Some(Field::Text(s)) => Some(s.to_string()),
+            Some(Field::Number(n)) => Some(n.to_string()),
+            Some(Field::Other) => {
                 return Err(InvalidNewHire::WrongType {
                     field: "employeeNumber".into(),
                     expected: "a string or a number",
@@ -134,38 +192,166 @@ impl NewHire {
         };
         let hire_date = match text("hireDate")? {
             Some(d) => {
-                chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| InvalidNewHire::InvalidDate)?;
-                Some(d)
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| InvalidNewHire::InvalidDate)?;
+                Some(d.to_string())
             }
             None => None,
         };
-        let known = [
-            "id",
-            "email",
-            "firstName",
-            "lastName",
-            "departmentCode",
-            "title",
-            "employeeNumber",
-            "hireDate",
-            "managerEmail",
-            "phone",
-        ];
-        let extra =
-            obj.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(NewHire {
-            id: text("id")?,
+            id: owned("id")?,
             email,
-            first_name: text("firstName")?,
-            last_name: text("lastName")?,
+            first_name: owned("firstName")?,
+            last_name: owned("lastName")?,
             department_code: text("departmentCode")?.unwrap_or_default().trim().to_string(),
-            title: text("title")?,
+            title: owned("title")?,
             employee_number,
             hire_date,
             manager_email,
-            phone: text("phone")?,
-            extra,
+            phone: owned("phone")?,
+            extra: self.extra.clone(),
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for SentHire<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SentHireVisitor)
+    }
+}
+
+struct SentHireVisitor;
+
+impl<'de> Visitor<'de> for SentHireVisitor {
+    type Value = SentHire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SentHire<'de>, A::Error> {
+        let mut sent = SentHire::default();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if KNOWN_FIELDS.contains(&&*key) {
+                let field = map.next_value::<Field<'de>>()?;
+                sent.put(&key, field);
+            } else {
+                let value = map.next_value::<Value>()?;
+                sent.extra.insert(key.into_owned(), value);
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+                Ok(serde_json::Number::from_f64(v).map_or(Field::Other, Field::Number))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Why a request body is not a new hire: not JSON at all, or JSON that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableHire {
+    #[error("Malformed JSON: {0}")]
+    Malformed(serde_json::Error),
+    #[error(transparent)]
+    Invalid(#[from] InvalidNewHire),
+}
+
+impl NewHire {
+    /// Reads a webhook body straight from its bytes, without building a JSON tree first (the
+    /// intake's hot path). Only the body's syntax is checked here; `SentHire::check` does the rest.
+    pub fn read(body: &[u8]) -> Result<SentHire<'_>, UnreadableHire> {
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            // Valid JSON of another shape (an array, a string, ...).
+            serde_json::error::Category::Data => UnreadableHire::Invalid(InvalidNewHire::NotAnObject),
+            _ => UnreadableHire::Malformed(e),
+        })
+    }
+
+    /// Parses a webhook body that is already a JSON value (as stored, or in tests).
+    pub fn from_json(body: &Value) -> Result<NewHire, InvalidNewHire> {
+        let obj = body.as_object().ok_or(InvalidNewHire::NotAnObject)?;
+        let mut sent = SentHire::default();
+        for (k, v) in obj {
+            let field = match v {
+                Value::Null => Field::Null,
+                Value::String(s) => Field::Text(Cow::Borrowed(s)),
+                Value::Number(n) => Field::Number(n.clone()),
+                _ => Field::Other,
+            };
+            if !sent.put(k, field) {
+                sent.extra.insert(k.clone(), v.clone());
+            }
+        }
+        sent.check()
     }
 }
 
@@ -222,6 +408,46 @@ mod tests {
             e(json!({"email": "a@b.co", "departmentCode": "ENG", "managerEmail": "boss"})),
             "Invalid field managerEmail: not an email address"
         );
+    }
+
+    /// The intake reads bodies straight from bytes; stored payloads and tests go through a `Value`.
+    /// Both must accept and refuse exactly alike.
+    #[test]
+    fn reading_bytes_and_parsing_a_value_agree() {
+        let bodies = [
+            r#"{"id":"evt-1","email":"Jane.Doe@Example.com","firstName":"Jane","lastName":"Doe","departmentCode":" ENG ","employeeNumber":1042,"hireDate":"2026-12-01","managerEmail":"boss@example.com","costCenter":"CC-7","tags":["a",{"b":null}]}"#,
+            r#"{"email":"j\u00e9r\u00f4me@example.com","departmentCode":"SALES","title":"Lead \"A\"","employeeNumber":"E-7"}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","employeeNumber":12.5,"phone":null}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","email":"c@d.co","extra":1,"extra":2}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","employeeNumber":true}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","firstName":{"x":[1,2]}}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","lastName":false}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","managerEmail":"  "}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","managerEmail":"boss"}"#,
+            r#"{"email":"a@b.co","departmentCode":"ENG","hireDate":"2026-02-30"}"#,
+            r#"{"email":"  ","departmentCode":null}"#,
+            r#"{"email":5,"departmentCode":"ENG"}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#""a string""#,
+        ];
+        for body in bodies {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let by_value = NewHire::from_json(&value).map_err(|e| e.to_string());
+            let by_bytes = NewHire::read(body.as_bytes()).map_err(|e| e.to_string()).and_then(|sent| {
+                assert_eq!(sent.text("email"), value.get("email").and_then(Value::as_str), "{body}");
+                sent.check().map_err(|e| e.to_string())
+            });
+            assert_eq!(by_bytes, by_value, "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_as_malformed_json() {
+        for body in ["", "{", r#"{"email":"a@b.co",}"#, r#"{"email":"a@b.co"} trailing"#, "\u{0}"] {
+            let e = NewHire::read(body.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("Malformed JSON: "), "{body:?}: {e}");
+        }
     }
 
     #[test]

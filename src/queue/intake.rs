@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Enqueued, JobRecord, JobStore, NewJob, QueueError};
+use super::{Enqueued, JobRecord, JobStore, QueueError};
 use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
@@ -34,9 +34,9 @@ impl Intake {
     }
 
     /// Stores one job; returns once it is committed (or was already stored under the same event id).
-    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, QueueError> {
+    pub async fn enqueue(&self, job: JobRecord) -> Result<Enqueued, QueueError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((JobRecord::from(&job), reply)).await.map_err(|_| QueueError::Closed)?;
+        self.tx.send((job, reply)).await.map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
     }
 }

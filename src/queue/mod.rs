@@ -95,16 +95,23 @@ pub struct JobRecord {
     payload: String,
 }
 
+impl JobRecord {
+    /// A job whose payload is already JSON text (the intake serialises straight from its typed event).
+    pub fn new(audit_id: Uuid, kind: &str, webhook_id: &str, payload: String) -> Self {
+        JobRecord {
+            audit_id,
+            audit_id_text: audit_id.to_string(),
+            idempotency_key: format!("{kind}:{webhook_id}"),
+            kind: kind.to_string(),
+            webhook_id: webhook_id.to_string(),
+            payload,
+        }
+    }
+}
+
 impl From<&NewJob> for JobRecord {
     fn from(job: &NewJob) -> Self {
-        JobRecord {
-            audit_id: job.audit_id,
-            audit_id_text: job.audit_id.to_string(),
-            idempotency_key: format!("{}:{}", job.kind, job.webhook_id),
-            kind: job.kind.clone(),
-            webhook_id: job.webhook_id.clone(),
-            payload: job.payload.to_string(),
-        }
+        JobRecord::new(job.audit_id, &job.kind, &job.webhook_id, job.payload.to_string())
     }
 }
 
