@@ -32,6 +32,9 @@ pub struct AuditRecord {
     pub retry_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The webhook endpoint an intake decision is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<&'static str>,
     /// Extra fields a later feature adds (scimId, groupId, genesysResponseCode, ...).
     #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -54,6 +57,11 @@ impl AuditRecord {
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn endpoint(mut self, endpoint: &'static str) -> Self {
+        self.endpoint = Some(endpoint);
         self
     }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::genesys::GenesysClient;
-use crate::http::AppState;
+use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::{Committer, Intake};
@@ -113,7 +113,7 @@ impl App {
             metrics.clone(),
             wake.clone(),
         ));
-        let state = AppState { config: Arc::new(config), intake, store, audit, metrics, wake };
+        let state = AppState::new(Shared { config: Arc::new(config), intake, store, audit, metrics, wake });
         let run_workers = state.config.queue.run_workers;
         Ok(App { listener, addr, state, worker, committer, run_workers })
     }

@@ -23,9 +23,26 @@ use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::Intake;
 
-/// What every handler can reach.
+/// What every handler can reach. axum clones the state for every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of `AppState`.
+pub struct Shared {
     pub config: Arc<Config>,
     pub intake: Intake,
     pub store: JobStore,
@@ -197,7 +214,7 @@ pub fn refuse(
     state.metrics.webhook(refusal.outcome);
     let mut line = AuditRecord::new("intake.rejected", "rejected")
         .detail(refusal.error.to_string())
-        .field("endpoint", endpoint)
+        .endpoint(endpoint)
         .field("httpStatus", refusal.error.status().as_u16());
     // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
     if let Some(id) = headers.get(signature::HEADER_ID).and_then(|v| v.to_str().ok()) {
@@ -226,8 +243,7 @@ pub async fn enqueue_event(
         ("intake.duplicate", "duplicate", "duplicate")
     };
     state.metrics.webhook(outcome);
-    let line =
-        AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).field("endpoint", endpoint);
+    let line = AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).endpoint(endpoint);
     state.audit.record(describe(line));
     Ok(enqueued)
 }
