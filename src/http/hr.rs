@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{AppState, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
-use crate::pipeline::new_hire::UnreadableHire;
-use crate::pipeline::{KIND_NEW_HIRE, NewHire};
+use crate::pipeline::KIND_NEW_HIRE;
+use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
 
@@ -30,7 +30,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
     };
     // The body is read once, straight into its fields; the job's payload is written from them.
-    let sent = match NewHire::read(&bytes) {
+    let sent = match SentHire::read(&bytes) {
         Ok(sent) => sent,
         Err(e) => {
             let error = match e {

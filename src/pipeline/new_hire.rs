@@ -114,7 +114,7 @@ enum Field<'a> {
 }
 
 /// A new-hire body as sent: the known fields by name (borrowed from the body where the JSON allows),
-/// every other field kept as JSON. Both parsers (`NewHire::from_slice` straight from the request
+/// every other field kept as JSON. Both parsers (`SentHire::read` straight from the request
 /// bytes, `NewHire::from_json` from a parsed value) fill this, so both check alike.
 #[derive(Debug, Default)]
 pub struct SentHire<'a> {
@@ -122,9 +122,24 @@ pub struct SentHire<'a> {
     extra: Map<String, Value>,
 }
 
+/// Where a known field is kept in `SentHire::known`.
+fn slot(key: &str) -> Option<usize> {
+    KNOWN_FIELDS.iter().position(|k| *k == key)
+}
+
 impl<'a> SentHire<'a> {
+    /// Reads a webhook body straight from its bytes, without building a JSON tree first (the
+    /// intake's hot path). Only the body's syntax is checked here; `check` does the rest.
+    pub fn read(body: &'a [u8]) -> Result<SentHire<'a>, UnreadableHire> {
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            // Valid JSON of another shape (an array, a string, ...).
+            serde_json::error::Category::Data => UnreadableHire::Invalid(InvalidNewHire::NotAnObject),
+            _ => UnreadableHire::Malformed(e),
+        })
+    }
+
     fn put(&mut self, key: &str, field: Field<'a>) -> bool {
-        match KNOWN_FIELDS.iter().position(|k| *k == key) {
+        match slot(key) {
             Some(i) => {
                 // Later duplicates win, as in a parsed JSON object.
                 self.known[i] = Some(field);
@@ -135,7 +150,7 @@ impl<'a> SentHire<'a> {
     }
 
     fn get(&self, key: &str) -> Option<&Field<'a>> {
-        KNOWN_FIELDS.iter().position(|k| *k == key).and_then(|i| self.known[i].as_ref())
+        slot(key).and_then(|i| self.known[i].as_ref())
     }
 
     /// A field's text when it was sent as a string (for the audit line of a refused body).
@@ -230,41 +245,17 @@ impl<'de> Visitor<'de> for SentHireVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SentHire<'de>, A::Error> {
         let mut sent = SentHire::default();
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            if KNOWN_FIELDS.contains(&&*key) {
-                let field = map.next_value::<Field<'de>>()?;
-                sent.put(&key, field);
-            } else {
-                let value = map.next_value::<Value>()?;
-                sent.extra.insert(key.into_owned(), value);
+        // Keys come through `Field` too, borrowed when they have no escapes; JSON keys are strings.
+        while let Some(key) = map.next_key::<Field<'de>>()? {
+            let Field::Text(key) = key else { return Err(de::Error::custom("an object key is not a string")) };
+            match slot(&key) {
+                Some(i) => sent.known[i] = Some(map.next_value()?),
+                None => {
+                    sent.extra.insert(key.into_owned(), map.next_value()?);
+                }
             }
         }
         Ok(sent)
-    }
-}
-
-/// A JSON string, borrowed from the input when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(V)
     }
 }
 
@@ -326,16 +317,6 @@ pub enum UnreadableHire {
 }
 
 impl NewHire {
-    /// Reads a webhook body straight from its bytes, without building a JSON tree first (the
-    /// intake's hot path). Only the body's syntax is checked here; `SentHire::check` does the rest.
-    pub fn read(body: &[u8]) -> Result<SentHire<'_>, UnreadableHire> {
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
-            // Valid JSON of another shape (an array, a string, ...).
-            serde_json::error::Category::Data => UnreadableHire::Invalid(InvalidNewHire::NotAnObject),
-            _ => UnreadableHire::Malformed(e),
-        })
-    }
-
     /// Parses a webhook body that is already a JSON value (as stored, or in tests).
     pub fn from_json(body: &Value) -> Result<NewHire, InvalidNewHire> {
         let obj = body.as_object().ok_or(InvalidNewHire::NotAnObject)?;
@@ -434,7 +415,7 @@ mod tests {
         for body in bodies {
             let value: Value = serde_json::from_str(body).unwrap();
             let by_value = NewHire::from_json(&value).map_err(|e| e.to_string());
-            let by_bytes = NewHire::read(body.as_bytes()).map_err(|e| e.to_string()).and_then(|sent| {
+            let by_bytes = SentHire::read(body.as_bytes()).map_err(|e| e.to_string()).and_then(|sent| {
                 assert_eq!(sent.text("email"), value.get("email").and_then(Value::as_str), "{body}");
                 sent.check().map_err(|e| e.to_string())
             });
@@ -445,7 +426,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_refused_as_malformed_json() {
         for body in ["", "{", r#"{"email":"a@b.co",}"#, r#"{"email":"a@b.co"} trailing"#, "\u{0}"] {
-            let e = NewHire::read(body.as_bytes()).unwrap_err().to_string();
+            let e = SentHire::read(body.as_bytes()).unwrap_err().to_string();
             assert!(e.starts_with("Malformed JSON: "), "{body:?}: {e}");
         }
     }
