@@ -35,10 +35,12 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         Err(e) => {
             let error = match e {
                 UnreadableHire::Malformed(_) => ApiError::BadRequest(e.to_string()),
-                UnreadableHire::Invalid(_) if header_id.is_none() => {
-                    ApiError::BadRequest("Missing event id: send a webhook-id header or an id field".to_string())
-                }
-                UnreadableHire::Invalid(invalid) => ApiError::BadRequest(invalid.to_string()),
+                // A body that is JSON but not an object has no `id`: a missing or invalid event id
+                // is reported first, as for any other body.
+                UnreadableHire::Invalid(invalid) => match event_id(header_id.as_deref(), None) {
+                    Err(no_id) => no_id,
+                    Ok(_) => ApiError::BadRequest(invalid.to_string()),
+                },
             };
             return refuse(&state, ENDPOINT, &headers, Refusal::from(error), |line| line);
         }

@@ -235,6 +235,9 @@ async fn verification_off_needs_an_event_id_and_uses_the_body_id() {
     body.as_object_mut().unwrap().remove("id");
     let (status, answer) = app.post_raw(HR_PATH, serde_json::to_vec(&body).unwrap(), &ct).await;
     assert_eq!((status, answer), (400, json!({"error": "Missing event id: send a webhook-id header or an id field"})));
+    // JSON that is not an object has no id either; the missing id is what the answer names first.
+    let (status, answer) = app.post_raw(HR_PATH, b"[1]".to_vec(), &ct).await;
+    assert_eq!((status, answer), (400, json!({"error": "Missing event id: send a webhook-id header or an id field"})));
     app.shutdown().await;
 }
 
