@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, Refusal, VerifiedWebhook, enqueue_event, refuse, verify_webhook};
+use super::{AppState, Refusal, VerifiedWebhook, checked_event_id, enqueue_event, refuse, verify_webhook};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::pipeline::KIND_DIRECTORY_SYNC;
@@ -111,10 +111,7 @@ fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
                 (_, Some(batch)) => format!("{batch}#{i}"),
                 _ => return Err("Missing event id: give the item an id or send a webhook-id header".to_string()),
             };
-            if id.len() > 255 || id.chars().any(char::is_control) {
-                return Err("Invalid event id: at most 255 printable characters".to_string());
-            }
-            Ok((id, event))
+            Ok((checked_event_id(id)?, event))
         })
         .collect())
 }

@@ -197,10 +197,15 @@ pub fn event_id(header_id: Option<&str>, body_id: Option<&str>) -> Result<String
         .or(body_id)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("Missing event id: send a webhook-id header or an id field".to_string()))?;
-    if id.len() > 255 || id.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("Invalid event id: at most 255 printable characters".to_string()));
+    checked_event_id(id.to_string()).map_err(ApiError::BadRequest)
+}
+
+/// An event id as given, unless it is longer than 255 characters or holds control characters.
+pub fn checked_event_id(id: String) -> Result<String, String> {
+    match id.len() > 255 || id.chars().any(char::is_control) {
+        true => Err("Invalid event id: at most 255 printable characters".to_string()),
+        false => Ok(id),
     }
-    Ok(id.to_string())
 }
 
 /// Audits and counts a refused webhook, and turns it into the answer.
