@@ -1,15 +1,17 @@
 //! The JSON-lines audit trail: one line per decision (intake accepted or refused, each job attempt,
 //! dead letter, replay), in daily files under `AUDIT_DIR`, apart from the operational logs.
 //!
-//! Lines go through tracing-appender's non-blocking writer in its lossless mode: when the disk falls
-//! behind, callers wait instead of lines being dropped.
+//! Callers append lines to a shared buffer; one writer thread hands whatever has gathered to
+//! tracing-appender's daily rolling file in a single write. Nothing is dropped: when the disk falls
+//! behind and the buffer holds `BUFFER_LIMIT` bytes, callers wait. A quiet line is written at once
+//! (the first line into an empty buffer wakes the writer); under load a burst goes out in one system
+//! call. The writer sleeps on a condition variable, so an idle or busy writer costs no spinning.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::Serialize;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use uuid::Uuid;
 
@@ -95,17 +97,80 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Writes audit lines. Cheap to clone; all clones share one file writer.
+/// Writes audit lines. Cheap to clone; all clones share one buffer and one writer thread, which
+/// writes out what is left and stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct AuditLog {
-    writer: NonBlocking,
-    // Flushes the background writer when the last clone is dropped.
-    _guard: Arc<WorkerGuard>,
+    writer: Arc<Writer>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuditLog")
+    }
+}
+
+/// Bytes of lines waiting for the writer before callers wait for it.
+const BUFFER_LIMIT: usize = 4 << 20;
+
+/// The shared buffer and the thread that empties it.
+struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    /// `BUFFER_LIMIT`, smaller in tests.
+    limit: usize,
+    /// Signalled when the buffer stops being empty, and on close.
+    filled: Condvar,
+    /// Signalled when the writer has taken the buffer (room for waiting callers).
+    drained: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer thread: takes everything gathered so far and writes it in one call, until closed
+    /// and empty.
+    fn write_out(&self, mut file: impl Write) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut pending = self.lock();
+                while pending.lines.is_empty() && !pending.closed {
+                    pending = self.filled.wait(pending).unwrap_or_else(|p| p.into_inner());
+                }
+                if pending.lines.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut pending.lines);
+            }
+            self.drained.notify_all();
+            if let Err(e) = file.write_all(&batch).and_then(|()| file.flush()) {
+                tracing::error!(error = %e, bytes = batch.len(), "audit lines could not be written");
+            }
+            batch.clear();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.filled.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -116,6 +181,10 @@ pub const FILE_SUFFIX: &str = "jsonl";
 impl AuditLog {
     /// Opens (creating) the audit folder, rotating daily and keeping `keep_files` files.
     pub fn open(dir: &Path, keep_files: usize) -> Result<Self, String> {
+        Self::open_with_limit(dir, keep_files, BUFFER_LIMIT)
+    }
+
+    fn open_with_limit(dir: &Path, keep_files: usize, limit: usize) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create audit folder {}: {e}", dir.display()))?;
         let appender = RollingFileAppender::builder()
             .rotation(Rotation::DAILY)
@@ -124,30 +193,93 @@ impl AuditLog {
             .max_log_files(keep_files)
             .build(dir)
             .map_err(|e| format!("cannot open audit file in {}: {e}", dir.display()))?;
-        // The writer thread flushes whenever it has emptied its queue, so under load a burst of lines
-        // goes out in one write instead of one system call per line; a quiet line is written at once.
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
-            .buffered_lines_limit(64 * 1024)
-            .thread_name("audit-writer")
-            .finish(std::io::BufWriter::with_capacity(64 * 1024, appender));
-        Ok(AuditLog { writer, _guard: Arc::new(guard) })
+        let shared =
+            Arc::new(Shared { pending: Mutex::default(), limit, filled: Condvar::new(), drained: Condvar::new() });
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || shared.write_out(appender)
+            })
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
+        Ok(AuditLog { writer: Arc::new(Writer { shared, thread: Some(thread) }) })
     }
 
     /// Appends one line.
     pub fn record(&self, record: AuditRecord) {
-        let mut line = match serde_json::to_vec(&record) {
-            Ok(line) => line,
+        let shared = &self.writer.shared;
+        let mut pending = shared.lock();
+        while pending.lines.len() >= shared.limit {
+            pending = shared.drained.wait(pending).unwrap_or_else(|p| p.into_inner());
+        }
+        let was_empty = pending.lines.is_empty();
+        let start = pending.lines.len();
+        // Serialised straight into the buffer, under the lock, so lines never interleave.
+        match serde_json::to_writer(&mut pending.lines, &record) {
+            Ok(()) => pending.lines.push(b'\n'),
             Err(e) => {
+                pending.lines.truncate(start);
+                drop(pending);
                 tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
                 return;
             }
-        };
-        line.push(b'\n');
-        // Each write is one message to the writer thread, so lines never interleave.
-        let mut w = self.writer.clone();
-        if let Err(e) = w.write_all(&line) {
-            tracing::error!(error = %e, event = record.event, "audit line could not be written");
         }
+        drop(pending);
+        if was_empty {
+            shared.filled.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_in(dir: &Path) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            lines.extend(text.lines().map(|l| serde_json::from_str(l).expect("every line is one JSON object")));
+        }
+        lines
+    }
+
+    #[test]
+    fn concurrent_lines_are_whole_and_all_written_when_the_buffer_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 1 KiB buffer holds a few lines, so writers keep waiting for the writer thread.
+        let log = AuditLog::open_with_limit(dir.path(), 3, 1024).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for n in 0..2000 {
+                        log.record(AuditRecord::new("intake", "accepted").detail(format!("{t}-{n}")));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        drop(log); // the last clone: the writer thread writes what is left, then stops
+        let mut details: Vec<String> =
+            lines_in(dir.path()).iter().map(|l| l["detail"].as_str().unwrap().to_string()).collect();
+        details.sort();
+        let mut expected: Vec<String> = (0..8).flat_map(|t| (0..2000).map(move |n| format!("{t}-{n}"))).collect();
+        expected.sort();
+        assert_eq!(details, expected);
+    }
+
+    #[test]
+    fn a_quiet_line_is_written_without_waiting_for_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), 3).unwrap();
+        log.record(AuditRecord::new("replay", "queued").webhook_id("evt-1"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lines_in(dir.path()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the line was not written while the log stayed open");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(lines_in(dir.path())[0]["webhookId"], "evt-1");
+        drop(log);
     }
 }
