@@ -125,6 +125,9 @@ fn main() {
     if let Some(first) = lines.first() {
         println!("  first: {}", first.chars().take(240).collect::<String>());
     }
+    if let Some(last) = lines.last().filter(|_| lines.len() > 1) {
+        println!("  last: {}", last.chars().take(400).collect::<String>());
+    }
     drop(server);
 }
 

@@ -4,6 +4,7 @@
 //! only the claim differs (`FOR UPDATE SKIP LOCKED` on PostgreSQL, where several processes share a queue).
 
 pub mod intake;
+pub mod wal_gather;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -390,7 +391,12 @@ impl JobStore {
     pub async fn connect(url: &DatabaseUrl, max_attempts: u32) -> Result<Self, QueueError> {
         let (db, writer) = match url {
             DatabaseUrl::Sqlite(url) => {
+                let vfs =
+                    wal_gather::register().map_err(|e| QueueError::Database(sqlx::Error::Configuration(e.into())))?;
                 let opts = SqliteConnectOptions::from_str(url)?
+                    // The WAL frames of a commit go to the kernel in one write (see `wal_gather`);
+                    // it relies on `synchronous = FULL` below.
+                    .vfs(vfs)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     // FULL: a commit is on disk before the 202 goes out, even across power loss.
