@@ -97,7 +97,11 @@ unsafe extern "C" fn open(
         let real = file.cast::<u8>().add(REAL_OFFSET).cast::<ffi::sqlite3_file>();
         let rc = base_open(base, name, real, flags, out_flags);
         if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
-            // SQLite does not close a file whose open failed when its methods pointer is null.
+            // SQLite does not close a file whose open failed when its methods pointer is null, so a
+            // half-opened file of the default VFS is closed here.
+            if let Some(close) = (*real).pMethods.as_ref().and_then(|m| m.xClose) {
+                close(real);
+            }
             (*file).pMethods = std::ptr::null();
             return if rc == ffi::SQLITE_OK { ffi::SQLITE_CANTOPEN } else { rc };
         }
