@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
 
 use crate::config::DatabaseUrl;
@@ -391,25 +391,18 @@ impl JobStore {
     pub async fn connect(url: &DatabaseUrl, max_attempts: u32) -> Result<Self, QueueError> {
         let (db, writer) = match url {
             DatabaseUrl::Sqlite(url) => {
-                let vfs =
-                    wal_gather::register().map_err(|e| QueueError::Database(sqlx::Error::Configuration(e.into())))?;
+                let configuration = |e: String| QueueError::Database(sqlx::Error::Configuration(e.into()));
                 let opts = SqliteConnectOptions::from_str(url)?
-                    // The WAL frames of a commit go to the kernel in one write (see `wal_gather`);
-                    // it relies on `synchronous = FULL` below.
-                    .vfs(vfs)
                     .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // FULL: a commit is on disk before the 202 goes out, even across power loss.
-                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
+                // WAL with `synchronous = FULL` (a commit is on disk before the 202 goes out, even
+                // across power loss) and the VFS that writes a commit's WAL frames in one call.
+                let opts = wal_gather::durable_wal(opts).map_err(configuration)?;
                 let file = opts.get_filename();
                 if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        QueueError::Database(sqlx::Error::Configuration(
-                            format!("cannot create database folder {}: {e}", dir.display()).into(),
-                        ))
-                    })?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| configuration(format!("cannot create database folder {}: {e}", dir.display())))?;
                 }
                 // Checkpoints run in the background (`checkpoint`), off the commit path: SQLite's
                 // automatic one runs inside the commit that crosses its threshold and fsyncs the

@@ -10,8 +10,9 @@
 //!
 //! Why this keeps SQLite's guarantees: the writes reach the file in the order SQLite made them, and
 //! all of them before any sync, read or size check of that file; only their timing moves. With
-//! `synchronous = FULL` (the only mode `JobStore` opens) a commit syncs the WAL before it updates
-//! the WAL index, so no other connection can look for a frame that is still in the buffer. A
+//! `synchronous = FULL` a commit syncs the WAL before it updates the WAL index, so no other
+//! connection can look for a frame that is still in the buffer; `durable_wal` therefore sets the
+//! VFS, the WAL journal and FULL together, and is the only way the service selects the VFS. A
 //! failed gathered write fails the sync that flushes it, so the commit fails and nobody is answered.
 //! Each file handle belongs to one connection, which SQLite never uses from two threads at once.
 
@@ -19,12 +20,19 @@ use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
 
 use libsqlite3_sys as ffi;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 /// The VFS name to give `SqliteConnectOptions::vfs`.
 pub const NAME: &CStr = c"wal-gather";
 
 /// Gathered bytes that are written at once, sync or not: bounds the buffer for a huge transaction.
 const FLUSH_AT: usize = 4 << 20;
+
+/// `opts` with the WAL journal, `synchronous = FULL` and this VFS: the three belong together, since
+/// the VFS is only safe when every commit syncs the WAL (see the module's notes).
+pub fn durable_wal(opts: SqliteConnectOptions) -> Result<SqliteConnectOptions, String> {
+    Ok(opts.vfs(register()?).journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full))
+}
 
 /// Registers the VFS once per process (not as the default); returns its name, or why it could not.
 pub fn register() -> Result<&'static str, String> {
@@ -167,6 +175,17 @@ unsafe fn flush(gather: &mut GatherFile, methods: &ffi::sqlite3_io_methods) -> c
     rc
 }
 
+/// Runs `then` on the default VFS's file, with its methods.
+unsafe fn on_real(
+    file: *mut ffi::sqlite3_file,
+    then: impl FnOnce(*mut ffi::sqlite3_file, &ffi::sqlite3_io_methods) -> c_int,
+) -> c_int {
+    unsafe {
+        let (gather, methods) = parts(file);
+        then(gather.real, methods)
+    }
+}
+
 /// Flushes, then runs `then` on the default VFS's file.
 unsafe fn flushed(
     file: *mut ffi::sqlite3_file,
@@ -230,63 +249,50 @@ unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: 
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe {
-        let (gather, m) = parts(file);
-        m.xLock.expect("files can be locked")(gather.real, level)
-    }
+    unsafe { on_real(file, |real, m| m.xLock.expect("files can be locked")(real, level)) }
 }
 
 unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe {
-        let (gather, m) = parts(file);
-        m.xUnlock.expect("files can be unlocked")(gather.real, level)
-    }
+    unsafe { on_real(file, |real, m| m.xUnlock.expect("files can be unlocked")(real, level)) }
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    unsafe {
-        let (gather, m) = parts(file);
-        m.xCheckReservedLock.expect("files have locks")(gather.real, out)
-    }
+    unsafe { on_real(file, |real, m| m.xCheckReservedLock.expect("files have locks")(real, out)) }
 }
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe {
-        let (gather, m) = parts(file);
-        m.xSectorSize.map_or(4096, |f| f(gather.real))
-    }
+    unsafe { on_real(file, |real, m| m.xSectorSize.map_or(4096, |f| f(real))) }
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe {
-        let (gather, m) = parts(file);
-        m.xDeviceCharacteristics.map_or(0, |f| f(gather.real))
-    }
+    unsafe { on_real(file, |real, m| m.xDeviceCharacteristics.map_or(0, |f| f(real))) }
 }
 
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
 
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    use sqlx::{ConnectOptions, Connection, SqliteConnection};
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+    use sqlx::{ConnectOptions, Connection, FromRow, SqliteConnection};
 
     async fn open(path: &std::path::Path, gather: bool) -> SqliteConnection {
-        let mut opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .unwrap()
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
             // A small page cache, so that a big transaction spills pages into the WAL before its
             // commit and then writes some of them again: SQLite then rewrites frames in place.
             .pragma("cache_size", "-256");
-        if gather {
-            opts = opts.vfs(super::register().unwrap());
-        }
+        let opts = match gather {
+            true => super::durable_wal(opts).unwrap(),
+            false => opts.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full),
+        };
         opts.connect().await.unwrap()
     }
 
-    async fn scalar(conn: &mut SqliteConnection, sql: &'static str) -> (i64, i64) {
+    async fn fetch<T>(conn: &mut SqliteConnection, sql: &'static str) -> T
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
         sqlx::query_as(sql).fetch_one(conn).await.unwrap()
     }
 
@@ -324,15 +330,15 @@ mod tests {
         // The writer stays open (nothing checkpointed or closed): what the reader sees came from
         // the WAL, which the commits flushed before they synced.
         let mut reader = open(&path, false).await;
-        let (rows, bytes) = scalar(&mut reader, "SELECT COUNT(*), SUM(length(v)) FROM t").await;
+        let (rows, bytes): (i64, i64) = fetch(&mut reader, "SELECT COUNT(*), SUM(length(v)) FROM t").await;
         assert_eq!((rows, bytes), (3200, 200 * 300 + 3000 * 1000));
-        let (zeroed, _) = scalar(&mut reader, "SELECT COUNT(*), 0 FROM t WHERE v = zeroblob(1000)").await;
+        let (zeroed,): (i64,) = fetch(&mut reader, "SELECT COUNT(*) FROM t WHERE v = zeroblob(1000)").await;
         assert_eq!(zeroed, 3000);
-        let check: (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut reader).await.unwrap();
+        let check: (String,) = fetch(&mut reader, "PRAGMA integrity_check").await;
         assert_eq!(check.0, "ok");
 
         // And the writer's own reads (its cache is smaller than the table) find the same.
-        let (rows, bytes) = scalar(&mut writer, "SELECT COUNT(*), SUM(length(v)) FROM t").await;
+        let (rows, bytes): (i64, i64) = fetch(&mut writer, "SELECT COUNT(*), SUM(length(v)) FROM t").await;
         assert_eq!((rows, bytes), (3200, 200 * 300 + 3000 * 1000));
         writer.close().await.unwrap();
         reader.close().await.unwrap();
