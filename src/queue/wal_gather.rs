@@ -159,6 +159,9 @@ unsafe fn parts<'a>(file: *mut ffi::sqlite3_file) -> (&'a mut GatherFile, &'a ff
 /// and reports a longer write as a full disk.
 const WRITE_MAX: usize = 124 << 10;
 
+/// Buffer capacity a WAL file keeps between commits.
+const KEEP_CAPACITY: usize = 1 << 20;
+
 /// Writes what has gathered, in as few calls as the default VFS takes.
 unsafe fn flush(gather: &mut GatherFile, methods: &ffi::sqlite3_io_methods) -> c_int {
     let write = methods.xWrite.expect("files can be written");
@@ -172,6 +175,8 @@ unsafe fn flush(gather: &mut GatherFile, methods: &ffi::sqlite3_io_methods) -> c
         offset += chunk.len() as i64;
     }
     gather.pending.clear();
+    // A commit of the intake needs well under this; what one huge transaction grew is given back.
+    gather.pending.shrink_to(KEEP_CAPACITY);
     rc
 }
 
