@@ -132,12 +132,18 @@ struct Shared {
     filled: Condvar,
     /// Signalled when the writer has taken the buffer (room for waiting callers).
     drained: Condvar,
+    /// Signalled when the writer has handed a batch to the file (for `AuditLog::flush`).
+    written: Condvar,
 }
 
 #[derive(Default)]
 struct Pending {
     lines: Vec<u8>,
     closed: bool,
+    /// Lines recorded since the log opened.
+    recorded: u64,
+    /// Of those, how many the writer has handed to the file.
+    written: u64,
 }
 
 impl Shared {
@@ -149,6 +155,7 @@ impl Shared {
     /// everything and writes it in one call; until closed and empty.
     fn write_out(&self, mut file: impl Write) {
         let mut batch = Vec::new();
+        let mut taken;
         loop {
             {
                 let mut pending = self.lock();
@@ -164,12 +171,15 @@ impl Shared {
                     pending = self.lock();
                 }
                 std::mem::swap(&mut batch, &mut pending.lines);
+                taken = pending.recorded;
             }
             self.drained.notify_all();
             if let Err(e) = file.write_all(&batch).and_then(|()| file.flush()) {
                 tracing::error!(error = %e, bytes = batch.len(), "audit lines could not be written");
             }
             batch.clear();
+            self.lock().written = taken;
+            self.written.notify_all();
         }
     }
 }
@@ -203,8 +213,13 @@ impl AuditLog {
             .max_log_files(keep_files)
             .build(dir)
             .map_err(|e| format!("cannot open audit file in {}: {e}", dir.display()))?;
-        let shared =
-            Arc::new(Shared { pending: Mutex::default(), limit, filled: Condvar::new(), drained: Condvar::new() });
+        let shared = Arc::new(Shared {
+            pending: Mutex::default(),
+            limit,
+            filled: Condvar::new(),
+            drained: Condvar::new(),
+            written: Condvar::new(),
+        });
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn({
@@ -226,7 +241,10 @@ impl AuditLog {
         let start = pending.lines.len();
         // Serialised straight into the buffer, under the lock, so lines never interleave.
         match serde_json::to_writer(&mut pending.lines, &record) {
-            Ok(()) => pending.lines.push(b'\n'),
+            Ok(()) => {
+                pending.lines.push(b'\n');
+                pending.recorded += 1;
+            }
             Err(e) => {
                 pending.lines.truncate(start);
                 drop(pending);
@@ -237,6 +255,18 @@ impl AuditLog {
         drop(pending);
         if was_empty {
             shared.filled.notify_one();
+        }
+    }
+
+    /// Blocks until every line recorded before the call has been handed to the file (at most
+    /// `GATHER` plus one write later). Whoever reads the trail right after a decision (tests, an
+    /// operator's tool in-process) calls this first; the service itself never waits for it.
+    pub fn flush(&self) {
+        let shared = &self.writer.shared;
+        let mut pending = shared.lock();
+        let target = pending.recorded;
+        while pending.written < target {
+            pending = shared.written.wait(pending).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -277,6 +307,31 @@ mod tests {
         let mut expected: Vec<String> = (0..8).flat_map(|t| (0..2000).map(move |n| format!("{t}-{n}"))).collect();
         expected.sort();
         assert_eq!(details, expected);
+    }
+
+    #[test]
+    fn flush_returns_once_every_line_recorded_before_it_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), 3).unwrap();
+        for round in 1..=3 {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let log = log.clone();
+                    std::thread::spawn(move || {
+                        for n in 0..50 {
+                            log.record(AuditRecord::new("intake", "accepted").detail(format!("{t}-{n}")));
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            // Read at once, without polling: the writer is still gathering unless flush waited.
+            log.flush();
+            assert_eq!(lines_in(dir.path()).len(), round * 200);
+        }
+        // Nothing recorded since: returns at once.
+        log.flush();
+        drop(log);
     }
 
     #[test]

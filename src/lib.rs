@@ -139,6 +139,10 @@ impl App {
         self.state.metrics.clone()
     }
 
+    pub fn audit(&self) -> AuditLog {
+        self.state.audit.clone()
+    }
+
     /// Serve HTTP but run no workers: jobs wait in the queue (tests drive them with `Worker::drain`,
     /// and an intake-only replica can leave the work to others).
     pub fn without_workers(mut self) -> Self {

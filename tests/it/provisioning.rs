@@ -349,6 +349,7 @@ async fn a_token_endpoint_refusal_names_region_and_status_never_the_secret() {
     let job = app.wait_for_state(id, "dead", Duration::from_secs(15)).await;
     let error = job["lastError"].as_str().unwrap();
     assert!(error.contains("Genesys token request failed (region mypurecloud.com): HTTP 401"), "{error}");
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.dead_lettered").await;
     let everything = serde_json::to_string(&app.audit_lines()).unwrap() + &job.to_string();
     assert!(!everything.contains("a-wrong-secret-that-must-not-show"));
     assert!(emulator.users().is_empty());

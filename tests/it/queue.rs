@@ -35,9 +35,11 @@ async fn a_retryable_failure_is_retried_with_backoff_until_it_succeeds() {
         assert_eq!(outcomes, ["retry", "retry", "succeeded"]);
         assert_eq!(history[0]["error"], "upstream 503 (attempt 1)");
         assert_eq!(handler.runs_of(id), 3);
-        let lines = app.audit_lines();
-        let attempts: Vec<_> =
-            lines.iter().filter(|l| l["event"] == "job.attempt" && l["auditId"] == id.to_string()).collect();
+        let attempts = app
+            .wait_for_audit_lines(Duration::from_secs(5), 3, |l| {
+                l["event"] == "job.attempt" && l["auditId"] == id.to_string()
+            })
+            .await;
         assert_eq!(attempts.len(), 3);
         assert_eq!(attempts[0]["status"], "retry");
         assert_eq!(attempts[0]["retryCount"], 0);
@@ -243,9 +245,14 @@ async fn two_worker_pools_on_one_postgres_queue_run_each_job_once() {
         assert_eq!(handler.runs_of(job.audit_id), 1, "job {} ran more than once", job.webhook_id);
     }
     assert_eq!(handler.calls.load(Ordering::SeqCst), 300);
-    // Both pools took part.
-    let a_lines = a.audit_lines().iter().filter(|l| l["event"] == "job.attempt").count();
-    let b_lines = b.audit_lines().iter().filter(|l| l["event"] == "job.attempt").count();
+    // Both pools took part. Each writes an attempt's line just after committing its outcome.
+    let attempt_lines = |app: &TestApp| app.audit_lines().iter().filter(|l| l["event"] == "job.attempt").count();
+    let (a_lines, b_lines) = eventually(Duration::from_secs(5), || async {
+        let (a_lines, b_lines) = (attempt_lines(&a), attempt_lines(&b));
+        (a_lines + b_lines >= 300).then_some((a_lines, b_lines))
+    })
+    .await
+    .unwrap_or_else(|| (attempt_lines(&a), attempt_lines(&b)));
     assert_eq!(a_lines + b_lines, 300);
     assert!(a_lines > 0 && b_lines > 0, "a={a_lines} b={b_lines}");
     a.shutdown().await;

@@ -181,6 +181,8 @@ pub struct TestApp {
     pub store: JobStore,
     pub worker: Arc<Worker>,
     pub audit_dir: PathBuf,
+    /// The app's audit log, to flush before reading the trail.
+    pub audit: genesys_provisioner::audit::AuditLog,
     pub db: TestDb,
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<Result<(), genesys_provisioner::StartError>>>,
@@ -277,6 +279,7 @@ impl Spawn {
         let store = app.store();
         let worker = app.worker();
         let metrics = app.metrics();
+        let audit = app.audit();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone()));
         Some(TestApp {
@@ -285,6 +288,7 @@ impl Spawn {
             store,
             worker,
             audit_dir,
+            audit,
             db,
             stop,
             task: Some(task),
@@ -380,7 +384,9 @@ impl TestApp {
     }
 
     /// Every audit line written so far.
+    /// Every audit line recorded so far (the writer is asynchronous: flushed first).
     pub fn audit_lines(&self) -> Vec<Value> {
+        self.audit.flush();
         read_audit(&self.audit_dir)
     }
 
@@ -389,6 +395,23 @@ impl TestApp {
         eventually(within, || async { self.audit_lines().into_iter().find(|l| pred(l)) })
             .await
             .unwrap_or_else(|| panic!("no such audit line; have {:#?}", self.audit_lines()))
+    }
+
+    /// Waits until `count` audit lines satisfy `pred` and returns those. A worker writes an attempt's
+    /// line after committing its outcome, so a job's new state can be seen a moment before its line.
+    pub async fn wait_for_audit_lines(
+        &self,
+        within: Duration,
+        count: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let matching = || self.audit_lines().into_iter().filter(|l| pred(l)).collect::<Vec<_>>();
+        eventually(within, || async {
+            let lines = matching();
+            (lines.len() >= count).then_some(lines)
+        })
+        .await
+        .unwrap_or_else(|| panic!("wanted {count} such audit lines; have {:#?}", matching()))
     }
 
     pub async fn shutdown(mut self) -> TestDb {
