@@ -30,7 +30,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
     };
     // The body is read once, straight into its fields; the job's payload is written from them.
-    let sent = match SentHire::read(&bytes) {
+    let mut sent = match SentHire::read(&bytes) {
         Ok(sent) => sent,
         Err(e) => {
             let error = match e {
@@ -45,7 +45,6 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
             return refuse(&state, ENDPOINT, &headers, Refusal::from(error), |line| line);
         }
     };
-    let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
     let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
         let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if state.config.departments.get(&hire.department_code).is_none() {
@@ -53,6 +52,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         }
         Ok((id, hire))
     });
+    let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
     let (webhook_id, hire) = match parsed {
         Ok(p) => p,
         Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), subject),
