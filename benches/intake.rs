@@ -321,6 +321,11 @@ impl Phase {
     }
 
     /// CPU microseconds per counted request, from CPU seconds.
+    /// Busy time of the service's own CPU per answered request, when it has one (`BENCH_PIN`).
+    fn core_seconds_per_request(&self) -> Option<f64> {
+        self.usage.service_core.map(|t| t.busy_seconds() / self.ok().max(1) as f64)
+    }
+
     fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
         cpu.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6 / self.ok().max(1) as f64))
     }
@@ -627,6 +632,19 @@ fn report(
     let note = if connections == TARGET_CONNECTIONS { "" } else { " (measured at a different connection count)" };
     println!("  ratio {ratio:.3} >= {TARGET_RATIO}: {}{note}", verdict(ratio >= TARGET_RATIO));
     println!("  intake p99 {p99:.2} ms < {TARGET_INTAKE_P99_MS} ms: {}", verdict(p99 < TARGET_INTAKE_P99_MS));
+    // Which side limited each phase: the measured ratio compares the service's whole cost of an
+    // intake with whatever limited /healthz, which on one shared machine is often the generator.
+    if let (Some(h), Some(i)) = (healthz.core_seconds_per_request(), intake.core_seconds_per_request()) {
+        println!(
+            "service core per request: /healthz {:.1} µs ({}% busy), intake {:.1} µs ({}% busy); with the \
+             service's core the limit in both phases (a load generator elsewhere) the ratio would be {:.3}",
+            h * 1e6,
+            healthz.core_busy_percent(),
+            i * 1e6,
+            intake.core_busy_percent(),
+            h / i.max(f64::EPSILON)
+        );
+    }
 
     let accepted = intake.ok() + intake.warm_up_accepted;
     let stored = jobs_in_database(metrics);
