@@ -320,12 +320,12 @@ impl Phase {
         ms(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
     }
 
-    /// CPU microseconds per counted request, from CPU seconds.
     /// Busy time of the service's own CPU per answered request, when it has one (`BENCH_PIN`).
     fn core_seconds_per_request(&self) -> Option<f64> {
         self.usage.service_core.map(|t| t.busy_seconds() / self.ok().max(1) as f64)
     }
 
+    /// CPU microseconds per counted request, from CPU seconds.
     fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
         cpu.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6 / self.ok().max(1) as f64))
     }

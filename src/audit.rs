@@ -118,6 +118,9 @@ const BUFFER_LIMIT: usize = 4 << 20;
 /// most this much later.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The longest `AuditLog::flush` waits for the writer.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The shared buffer and the thread that empties it.
 struct Writer {
     shared: Arc<Shared>,
@@ -258,16 +261,19 @@ impl AuditLog {
         }
     }
 
-    /// Blocks until every line recorded before the call has been handed to the file (at most
-    /// `GATHER` plus one write later). Whoever reads the trail right after a decision (tests, an
-    /// operator's tool in-process) calls this first; the service itself never waits for it.
-    pub fn flush(&self) {
+    /// Blocks until every line recorded before the call has been handed to the file (normally
+    /// `GATHER` plus one write later), for at most `FLUSH_WAIT`; false if that ran out (a disk that
+    /// stopped answering). Whoever reads the trail right after a decision (tests, an operator's tool
+    /// in-process) calls this first; the service itself never waits for it.
+    pub fn flush(&self) -> bool {
         let shared = &self.writer.shared;
-        let mut pending = shared.lock();
+        let pending = shared.lock();
         let target = pending.recorded;
-        while pending.written < target {
-            pending = shared.written.wait(pending).unwrap_or_else(|p| p.into_inner());
-        }
+        let (pending, _) = shared
+            .written
+            .wait_timeout_while(pending, FLUSH_WAIT, |p| p.written < target)
+            .unwrap_or_else(|p| p.into_inner());
+        pending.written >= target
     }
 }
 
@@ -326,11 +332,11 @@ mod tests {
                 .collect();
             threads.into_iter().for_each(|t| t.join().unwrap());
             // Read at once, without polling: the writer is still gathering unless flush waited.
-            log.flush();
+            assert!(log.flush());
             assert_eq!(lines_in(dir.path()).len(), round * 200);
         }
         // Nothing recorded since: returns at once.
-        log.flush();
+        assert!(log.flush());
         drop(log);
     }
 

@@ -383,10 +383,9 @@ impl TestApp {
         found.unwrap_or_else(|| panic!("job {id} did not reach {state}; last seen {}", last.lock().unwrap()))
     }
 
-    /// Every audit line written so far.
     /// Every audit line recorded so far (the writer is asynchronous: flushed first).
     pub fn audit_lines(&self) -> Vec<Value> {
-        self.audit.flush();
+        assert!(self.audit.flush(), "the audit writer did not write within 10 s");
         read_audit(&self.audit_dir)
     }
 
