@@ -13,7 +13,8 @@
 //! `synchronous = FULL` a commit syncs the WAL before it updates the WAL index, so no other
 //! connection can look for a frame that is still in the buffer; `durable_wal` therefore sets the
 //! VFS, the WAL journal and FULL together, and is the only way the service selects the VFS. A
-//! failed gathered write fails the sync that flushes it, so the commit fails and nobody is answered.
+//! failed gathered write fails the sync that flushes it, so the commit fails and nobody is answered;
+//! the unwritten bytes stay gathered, so no later sync can succeed over the hole they would leave.
 //! Each file handle belongs to one connection, which SQLite never uses from two threads at once.
 
 use std::ffi::{CStr, c_int, c_void};
@@ -162,22 +163,27 @@ const WRITE_MAX: usize = 124 << 10;
 /// Buffer capacity a WAL file keeps between commits.
 const KEEP_CAPACITY: usize = 1 << 20;
 
-/// Writes what has gathered, in as few calls as the default VFS takes.
+/// Writes what has gathered, in as few calls as the default VFS takes. What a failed call left
+/// unwritten stays gathered: SQLite was told those writes succeeded, so every later flush (the
+/// commit's sync at the latest) tries them again and fails as long as they fail, instead of
+/// syncing a WAL with a hole in it.
 unsafe fn flush(gather: &mut GatherFile, methods: &ffi::sqlite3_io_methods) -> c_int {
     let write = methods.xWrite.expect("files can be written");
-    let mut offset = gather.pending_at;
-    let mut rc = ffi::SQLITE_OK;
+    let mut written = 0;
     for chunk in gather.pending.chunks(WRITE_MAX) {
-        rc = unsafe { write(gather.real, chunk.as_ptr().cast::<c_void>(), chunk.len() as c_int, offset) };
+        let offset = gather.pending_at + written as i64;
+        let rc = unsafe { write(gather.real, chunk.as_ptr().cast::<c_void>(), chunk.len() as c_int, offset) };
         if rc != ffi::SQLITE_OK {
-            break;
+            gather.pending.drain(..written);
+            gather.pending_at += written as i64;
+            return rc;
         }
-        offset += chunk.len() as i64;
+        written += chunk.len();
     }
     gather.pending.clear();
     // A commit of the intake needs well under this; what one huge transaction grew is given back.
     gather.pending.shrink_to(KEEP_CAPACITY);
-    rc
+    ffi::SQLITE_OK
 }
 
 /// Runs `then` on the default VFS's file, with its methods.
@@ -280,6 +286,8 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
     use sqlx::{ConnectOptions, Connection, FromRow, SqliteConnection};
 
+    use super::ffi;
+
     async fn open(path: &std::path::Path, gather: bool) -> SqliteConnection {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .unwrap()
@@ -347,6 +355,84 @@ mod tests {
         assert_eq!((rows, bytes), (3200, 200 * 300 + 3000 * 1000));
         writer.close().await.unwrap();
         reader.close().await.unwrap();
+    }
+
+    /// A stand-in for the default VFS's file: records writes, fails the next one when told to.
+    mod fake {
+        use std::cell::RefCell;
+        use std::ffi::{c_int, c_void};
+
+        use libsqlite3_sys as ffi;
+
+        thread_local! {
+            pub static FAIL_NEXT_WRITE: RefCell<bool> = const { RefCell::new(false) };
+            pub static WRITES: RefCell<Vec<(i64, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+        }
+
+        unsafe extern "C" fn write(
+            _: *mut ffi::sqlite3_file,
+            data: *const c_void,
+            amount: c_int,
+            offset: i64,
+        ) -> c_int {
+            if FAIL_NEXT_WRITE.with(|f| f.replace(false)) {
+                return ffi::SQLITE_IOERR_WRITE;
+            }
+            let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), amount as usize) }.to_vec();
+            WRITES.with(|w| w.borrow_mut().push((offset, bytes)));
+            ffi::SQLITE_OK
+        }
+
+        unsafe extern "C" fn sync(_: *mut ffi::sqlite3_file, _: c_int) -> c_int {
+            ffi::SQLITE_OK
+        }
+
+        pub static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+            iVersion: 1,
+            xClose: None,
+            xRead: None,
+            xWrite: Some(write),
+            xTruncate: None,
+            xSync: Some(sync),
+            xFileSize: None,
+            xLock: None,
+            xUnlock: None,
+            xCheckReservedLock: None,
+            xFileControl: None,
+            xSectorSize: None,
+            xDeviceCharacteristics: None,
+            xShmMap: None,
+            xShmLock: None,
+            xShmBarrier: None,
+            xShmUnmap: None,
+            xFetch: None,
+            xUnfetch: None,
+        };
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_the_writes_so_the_sync_fails_until_they_are_on_file() {
+        let mut real = ffi::sqlite3_file { pMethods: &fake::METHODS };
+        let mut file = super::GatherFile {
+            base: ffi::sqlite3_file { pMethods: &super::METHODS },
+            real: &mut real,
+            pending: Vec::new(),
+            pending_at: 0,
+        };
+        let file_ptr = (&raw mut file).cast::<ffi::sqlite3_file>();
+        let (header, page) = ([1u8; 24], [2u8; 64]);
+        unsafe {
+            assert_eq!(super::write(file_ptr, header.as_ptr().cast(), 24, 4096), ffi::SQLITE_OK);
+            assert_eq!(super::write(file_ptr, page.as_ptr().cast(), 64, 4096 + 24), ffi::SQLITE_OK);
+            fake::FAIL_NEXT_WRITE.with(|f| *f.borrow_mut() = true);
+            assert_eq!(super::sync(file_ptr, ffi::SQLITE_SYNC_FULL), ffi::SQLITE_IOERR_WRITE);
+            assert!(fake::WRITES.with(|w| w.borrow().is_empty()));
+            // The next sync writes what SQLite was told was written, then syncs.
+            assert_eq!(super::sync(file_ptr, ffi::SQLITE_SYNC_FULL), ffi::SQLITE_OK);
+        }
+        let writes = fake::WRITES.with(|w| w.take());
+        assert_eq!(writes, vec![(4096, [header.as_slice(), &page].concat())]);
+        assert!(file.pending.is_empty());
     }
 
     #[test]
