@@ -145,8 +145,10 @@ struct Pending {
     closed: bool,
     /// Lines recorded since the log opened.
     recorded: u64,
-    /// Of those, how many the writer has handed to the file.
+    /// Of those, how many the writer has handed to the file, or tried to.
     written: u64,
+    /// A write failed: some recorded lines are not in the file.
+    lost: bool,
 }
 
 impl Shared {
@@ -177,11 +179,16 @@ impl Shared {
                 taken = pending.recorded;
             }
             self.drained.notify_all();
-            if let Err(e) = file.write_all(&batch).and_then(|()| file.flush()) {
+            let result = file.write_all(&batch).and_then(|()| file.flush());
+            if let Err(e) = &result {
                 tracing::error!(error = %e, bytes = batch.len(), "audit lines could not be written");
             }
             batch.clear();
-            self.lock().written = taken;
+            {
+                let mut pending = self.lock();
+                pending.written = taken;
+                pending.lost |= result.is_err();
+            }
             self.written.notify_all();
         }
     }
@@ -216,6 +223,11 @@ impl AuditLog {
             .max_log_files(keep_files)
             .build(dir)
             .map_err(|e| format!("cannot open audit file in {}: {e}", dir.display()))?;
+        Self::start(appender, limit)
+    }
+
+    /// Starts the writer thread on `file`.
+    fn start(file: impl Write + Send + 'static, limit: usize) -> Result<Self, String> {
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
             limit,
@@ -227,7 +239,7 @@ impl AuditLog {
             .name("audit-writer".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || shared.write_out(appender)
+                move || shared.write_out(file)
             })
             .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
         Ok(AuditLog { writer: Arc::new(Writer { shared, thread: Some(thread) }) })
@@ -263,7 +275,7 @@ impl AuditLog {
 
     /// Blocks until every line recorded before the call has been handed to the file (normally
     /// `GATHER` plus one write later), for at most `FLUSH_WAIT`; false if that ran out (a disk that
-    /// stopped answering). Whoever reads the trail right after a decision (tests, an operator's tool
+    /// stopped answering) or if a write failed since the log opened (lines are missing). Whoever reads the trail right after a decision (tests, an operator's tool
     /// in-process) calls this first; the service itself never waits for it.
     pub fn flush(&self) -> bool {
         let shared = &self.writer.shared;
@@ -273,7 +285,7 @@ impl AuditLog {
             .written
             .wait_timeout_while(pending, FLUSH_WAIT, |p| p.written < target)
             .unwrap_or_else(|p| p.into_inner());
-        pending.written >= target
+        pending.written >= target && !pending.lost
     }
 }
 
@@ -290,22 +302,27 @@ mod tests {
         lines
     }
 
-    #[test]
-    fn concurrent_lines_are_whole_and_all_written_when_the_buffer_is_full() {
-        let dir = tempfile::tempdir().unwrap();
-        // A 1 KiB buffer holds a few lines, so writers keep waiting for the writer thread.
-        let log = AuditLog::open_with_limit(dir.path(), 3, 1024).unwrap();
-        let threads: Vec<_> = (0..8)
+    /// Records `per_thread` lines from each of `threads` threads at once; the details are "t-n".
+    fn record_from_threads(log: &AuditLog, threads: usize, per_thread: usize) {
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let log = log.clone();
                 std::thread::spawn(move || {
-                    for n in 0..2000 {
+                    for n in 0..per_thread {
                         log.record(AuditRecord::new("intake", "accepted").detail(format!("{t}-{n}")));
                     }
                 })
             })
             .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
+        handles.into_iter().for_each(|h| h.join().unwrap());
+    }
+
+    #[test]
+    fn concurrent_lines_are_whole_and_all_written_when_the_buffer_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 1 KiB buffer holds a few lines, so writers keep waiting for the writer thread.
+        let log = AuditLog::open_with_limit(dir.path(), 3, 1024).unwrap();
+        record_from_threads(&log, 8, 2000);
         drop(log); // the last clone: the writer thread writes what is left, then stops
         let mut details: Vec<String> =
             lines_in(dir.path()).iter().map(|l| l["detail"].as_str().unwrap().to_string()).collect();
@@ -320,23 +337,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path(), 3).unwrap();
         for round in 1..=3 {
-            let threads: Vec<_> = (0..4)
-                .map(|t| {
-                    let log = log.clone();
-                    std::thread::spawn(move || {
-                        for n in 0..50 {
-                            log.record(AuditRecord::new("intake", "accepted").detail(format!("{t}-{n}")));
-                        }
-                    })
-                })
-                .collect();
-            threads.into_iter().for_each(|t| t.join().unwrap());
+            record_from_threads(&log, 4, 50);
             // Read at once, without polling: the writer is still gathering unless flush waited.
             assert!(log.flush());
             assert_eq!(lines_in(dir.path()).len(), round * 200);
         }
         // Nothing recorded since: returns at once.
         assert!(log.flush());
+        drop(log);
+    }
+
+    /// A file whose every write fails, like a full or vanished disk.
+    struct FailingFile;
+
+    impl Write for FailingFile {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk gone"))
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_says_false_at_once_when_lines_could_not_be_written() {
+        let log = AuditLog::start(FailingFile, BUFFER_LIMIT).unwrap();
+        log.record(AuditRecord::new("intake", "accepted"));
+        let started = std::time::Instant::now();
+        assert!(!log.flush(), "a line is missing from the file");
+        assert!(started.elapsed() < FLUSH_WAIT / 2, "answered when the write failed, not at the deadline");
         drop(log);
     }
 
