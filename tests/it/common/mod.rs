@@ -391,9 +391,7 @@ impl TestApp {
 
     /// Waits until an audit line satisfies `pred`.
     pub async fn wait_for_audit(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        eventually(within, || async { self.audit_lines().into_iter().find(|l| pred(l)) })
-            .await
-            .unwrap_or_else(|| panic!("no such audit line; have {:#?}", self.audit_lines()))
+        self.wait_for_audit_lines(within, 1, pred).await.swap_remove(0)
     }
 
     /// Waits until `count` audit lines satisfy `pred` and returns those. A worker writes an attempt's
@@ -410,7 +408,7 @@ impl TestApp {
             (lines.len() >= count).then_some(lines)
         })
         .await
-        .unwrap_or_else(|| panic!("wanted {count} such audit lines; have {:#?}", matching()))
+        .unwrap_or_else(|| panic!("wanted {count} such audit line(s); have {:#?}", self.audit_lines()))
     }
 
     pub async fn shutdown(mut self) -> TestDb {
