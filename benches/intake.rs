@@ -320,14 +320,19 @@ impl Phase {
         ms(self.latencies[rank.clamp(1, self.latencies.len()) - 1])
     }
 
-    /// Busy time of the service's own CPU per answered request, when it has one (`BENCH_PIN`).
-    fn core_seconds_per_request(&self) -> Option<f64> {
-        self.usage.service_core.map(|t| t.busy_seconds() / self.ok().max(1) as f64)
+    /// CPU seconds per counted request, from CPU seconds.
+    fn per_request(&self, cpu: Option<f64>) -> Option<f64> {
+        cpu.map(|s| s / self.ok().max(1) as f64)
     }
 
-    /// CPU microseconds per counted request, from CPU seconds.
+    /// Busy time of the service's own CPU per answered request, when it has one (`BENCH_PIN`).
+    fn core_seconds_per_request(&self) -> Option<f64> {
+        self.per_request(self.usage.service_core.map(CpuTicks::busy_seconds))
+    }
+
+    /// CPU microseconds per counted request, from CPU seconds, for the table.
     fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
-        cpu.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6 / self.ok().max(1) as f64))
+        self.per_request(cpu).map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6))
     }
 
     fn max_ms(&self) -> f64 {
