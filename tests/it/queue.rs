@@ -340,3 +340,64 @@ async fn batches_of_any_size_store_new_events_once_and_answer_repeats_with_their
     })
     .await;
 }
+
+/// A database made before the state CHECK became comparisons keeps its jobs and their attempt
+/// history through the table rebuild, and the rebuilt table writes rows without a temporary index.
+#[tokio::test]
+async fn the_state_check_rebuild_keeps_jobs_and_attempts() {
+    use sqlx::sqlite::SqlitePoolOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let old = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    sqlx::migrate!("migrations/sqlite").run_to(20261123000002, &old).await.unwrap();
+    let (done, queued) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    for (id, state, finished) in [(&done, "succeeded", Some(5_i64)), (&queued, "queued", None)] {
+        sqlx::query(
+            "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, attempts, max_attempts, \
+             run_at, created_at, updated_at, finished_at) VALUES (?, ?, 'hr.user_created', ?, '{}', ?, 1, 5, 1, 1, 2, ?)",
+        )
+        .bind(id)
+        .bind(format!("hr.user_created:evt-{id}"))
+        .bind(format!("evt-{id}"))
+        .bind(state)
+        .bind(finished)
+        .execute(&old)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO job_attempts VALUES (?, 1, 3, 4, 'succeeded', NULL)")
+        .bind(&done)
+        .execute(&old)
+        .await
+        .unwrap();
+    old.close().await;
+
+    let store = JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&url).unwrap(), 5).await.unwrap();
+    let job = store.get(done.parse().unwrap()).await.unwrap().expect("the finished job survived the rebuild");
+    assert_eq!(
+        (job.state.as_str(), job.finished_at, job.webhook_id.as_str()),
+        ("succeeded", Some(5), &*format!("evt-{done}"))
+    );
+    let attempts = store.attempts(done.parse().unwrap()).await.unwrap();
+    assert_eq!(attempts.len(), 1, "dropping the old table must not cascade into job_attempts");
+    assert_eq!(attempts[0].outcome, "succeeded");
+    assert!(store.get(queued.parse().unwrap()).await.unwrap().is_some());
+    store.close().await;
+
+    let check = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    let insert = "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, max_attempts, run_at, \
+                  created_at, updated_at) VALUES ('x', 'k', 'hr.user_created', 'w', '{}', ?, 5, 1, 1, 1)";
+    let plan =
+        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {insert}"))).bind("queued").fetch_all(&check).await.unwrap();
+    let opcodes: Vec<String> = plan.iter().map(|row| sqlx::Row::get(row, "opcode")).collect();
+    assert!(opcodes.iter().any(|op| op == "Insert"), "{opcodes:?}");
+    assert!(!opcodes.iter().any(|op| op == "OpenEphemeral"), "the CHECK still builds a temporary index: {opcodes:?}");
+    let refused = sqlx::query(insert).bind("paused").execute(&check).await.unwrap_err();
+    assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
+    let orphan =
+        sqlx::query("INSERT INTO job_attempts VALUES ('no-such-job', 1, 1, 1, 'retry', NULL)").execute(&check).await;
+    assert!(orphan.is_err(), "foreign keys are enforced again after the rebuild");
+    let (fk_problems,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM pragma_foreign_key_check").fetch_one(&check).await.unwrap();
+    assert_eq!(fk_problems, 0);
+}
