@@ -93,6 +93,46 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// Appends the record as one JSON object, the same text its `Serialize` writes (a unit test
+    /// compares them). Written field by field because the derived form goes through serde's map
+    /// machinery (`extra` is flattened) and escapes every key: a third of an intake's audit cost.
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        /// `,"key":` and the value as a JSON string; the keys are plain ASCII and need no escaping.
+        fn text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> serde_json::Result<()> {
+            let Some(value) = value else { return Ok(()) };
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut *out, value)
+        }
+        out.extend_from_slice(b"{\"timestamp\":");
+        serde_json::to_writer(&mut *out, &self.timestamp)?;
+        if let Some(id) = self.audit_id {
+            text(out, "auditId", Some(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())))?;
+        }
+        text(out, "event", Some(self.event))?;
+        text(out, "webhookId", self.webhook_id.as_deref())?;
+        text(out, "userEmail", self.user_email.as_deref())?;
+        text(out, "departmentCode", self.department_code.as_deref())?;
+        text(out, "status", Some(self.status))?;
+        if let Some(n) = self.retry_count {
+            out.extend_from_slice(b",\"retryCount\":");
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        text(out, "detail", self.detail.as_deref())?;
+        text(out, "endpoint", self.endpoint)?;
+        for (key, value) in &self.extra {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -255,7 +295,7 @@ impl AuditLog {
         let was_empty = pending.lines.is_empty();
         let start = pending.lines.len();
         // Serialised straight into the buffer, under the lock, so lines never interleave.
-        match serde_json::to_writer(&mut pending.lines, &record) {
+        match record.write_json(&mut pending.lines) {
             Ok(()) => {
                 pending.lines.push(b'\n');
                 pending.recorded += 1;
@@ -292,6 +332,27 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_is_the_text_the_record_serialises_to() {
+        let id = Uuid::now_v7();
+        let full = AuditRecord::new("intake.rejected", "rejected")
+            .audit_id(id)
+            .webhook_id("evt \"quoted\" \\ \u{1}")
+            .subject_of(Some("ann@example.com"), Some("ENG"))
+            .retry_count(3)
+            .detail("line one\nline two \u{e9}")
+            .endpoint("/webhooks/hr/user-created")
+            .field("httpStatus", 400)
+            .field("groups", ["a", "b"])
+            .field("we\"ird", serde_json::json!({"k": null}));
+        let bare = AuditRecord::new("job.attempt", "retry");
+        for record in [full, bare] {
+            let mut line = Vec::new();
+            record.write_json(&mut line).unwrap();
+            assert_eq!(String::from_utf8(line).unwrap(), serde_json::to_string(&record).unwrap());
+        }
+    }
 
     fn lines_in(dir: &Path) -> Vec<serde_json::Value> {
         let mut lines = Vec::new();

@@ -2,9 +2,8 @@
 //! HR directory changes, stored as jobs before they are acknowledged.
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -20,37 +19,41 @@ const BATCH_ENDPOINT: &str = "/webhooks/directory-sync/batch";
 /// Most events in one batch.
 pub const BATCH_MAX: usize = 1_000;
 
-pub async fn sync_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let webhook = match verify_webhook(&state, &headers, body).await {
+pub async fn sync_event(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, headers, refusal, |line| line),
     };
     let parsed = webhook.event_id().and_then(|id| {
         SyncEvent::from_json(&webhook.json).map(|e| (id, e)).map_err(|e| ApiError::BadRequest(e.to_string()))
     });
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
     };
     match store(&state, ENDPOINT, webhook_id, &event).await {
         Ok(enqueued) => {
             (StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response()
         }
-        Err(e) => refuse(&state, ENDPOINT, &headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
     }
 }
 
 /// Validates item by item: every valid event is stored, whatever its neighbours. The answer lists,
 /// in order, an auditId or an error per item: 202 when all were stored, 207 when some were, 400
 /// when none was.
-pub async fn sync_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let webhook = match verify_webhook(&state, &headers, body).await {
+pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, headers, refusal, |line| line),
     };
     let items = match batch_items(&webhook) {
         Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, &headers, Refusal::from(e), |line| line),
+        Err(e) => return refuse(&state, BATCH_ENDPOINT, headers, Refusal::from(e), |line| line),
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();

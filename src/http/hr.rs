@@ -1,11 +1,8 @@
 //! `POST /webhooks/hr/user-created`: a new hire, stored as a job before it is acknowledged.
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::{AppState, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
@@ -16,18 +13,22 @@ use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
 
-/// The 202 answer.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Queued {
-    status: &'static str,
-    audit_id: Uuid,
+/// The 202 answer, `{"status":"provisioning_queued","auditId":"..."}`: a UUID needs no escaping, so
+/// the text is put together directly.
+fn queued(audit_id: Uuid) -> Response {
+    let mut id = Uuid::encode_buffer();
+    let body = [r#"{"status":"provisioning_queued","auditId":""#, audit_id.hyphenated().encode_lower(&mut id), r#""}"#]
+        .concat();
+    (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
-pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let SignedBody { bytes, header_id } = match verify_signed(&state, &headers, body).await {
+pub async fn user_created(State(state): State<AppState>, request: Request) -> Response {
+    // The request taken apart rather than its headers extracted: that extractor copies the header map.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let SignedBody { bytes, header_id } = match verify_signed(&state, headers, body).await {
         Ok(b) => b,
-        Err(refusal) => return refuse(&state, ENDPOINT, &headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, headers, refusal, |line| line),
     };
     // The body is read once, straight into its fields; the job's payload is written from them.
     let mut sent = match SentHire::read(&bytes) {
@@ -42,7 +43,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
                     Ok(_) => ApiError::BadRequest(invalid.to_string()),
                 },
             };
-            return refuse(&state, ENDPOINT, &headers, Refusal::from(error), |line| line);
+            return refuse(&state, ENDPOINT, headers, Refusal::from(error), |line| line);
         }
     };
     let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
@@ -55,7 +56,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
     let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
     let (webhook_id, hire) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &headers, Refusal::from(e), subject),
+        Err(e) => return refuse(&state, ENDPOINT, headers, Refusal::from(e), subject),
     };
     let payload = match serde_json::to_string(&hire) {
         Ok(p) => p,
@@ -65,10 +66,7 @@ pub async fn user_created(State(state): State<AppState>, headers: HeaderMap, bod
         line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
     });
     match stored.await {
-        Ok(enqueued) => {
-            let answer = Queued { status: "provisioning_queued", audit_id: enqueued.audit_id };
-            (StatusCode::ACCEPTED, Json(answer)).into_response()
-        }
-        Err(e) => refuse(&state, ENDPOINT, &headers, Refusal::from(e), subject),
+        Ok(enqueued) => queued(enqueued.audit_id),
+        Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), subject),
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use uuid::Uuid;
@@ -134,8 +134,7 @@ pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -
 /// Content type, size and signature; the endpoint parses the body itself.
 pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+    if !is_json_media_type(content_type) {
         return Err(Refusal::new(
             ApiError::UnsupportedMediaType("Content-Type must be application/json".to_string()),
             "unsupported_media_type",
@@ -158,12 +157,14 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
             ));
         }
     };
-    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Looked up by prepared names: a header looked up by text is parsed and checked on every call.
+    let header_text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let header_id = header_text(&signature::ID_HEADER);
     if state.config.webhooks.verify_signatures {
         let request = signature::SignedRequest {
-            id: header_text(signature::HEADER_ID),
-            timestamp: header_text(signature::HEADER_TIMESTAMP),
-            signature: header_text(signature::HEADER_SIGNATURE),
+            id: header_id,
+            timestamp: header_text(&signature::TIMESTAMP_HEADER),
+            signature: header_text(&signature::SIGNATURE_HEADER),
         };
         let now = chrono::Utc::now().timestamp();
         signature::verify(
@@ -175,8 +176,19 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         )
         .map_err(|e| Refusal::new(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
     }
-    let header_id = header_text(signature::HEADER_ID).map(str::to_string).filter(|s| !s.is_empty());
+    let header_id = header_id.filter(|s| !s.is_empty()).map(str::to_string);
     Ok(SignedBody { bytes, header_id })
+}
+
+/// `application/json` or any `application/*+json`, parameters (charset) and letter case ignored.
+fn is_json_media_type(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().as_bytes();
+    let starts =
+        |prefix: &str| mime.len() >= prefix.len() && mime[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes());
+    let ends = |suffix: &str| {
+        mime.len() >= suffix.len() && mime[mime.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    mime.eq_ignore_ascii_case(b"application/json") || (starts("application/") && ends("+json"))
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -222,7 +234,7 @@ pub fn refuse(
         .endpoint(endpoint)
         .field("httpStatus", refusal.error.status().as_u16());
     // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
-    if let Some(id) = headers.get(signature::HEADER_ID).and_then(|v| v.to_str().ok()) {
+    if let Some(id) = headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok()) {
         line = line.webhook_id(id.chars().take(255).collect::<String>());
     }
     state.audit.record(describe(line));
@@ -266,5 +278,25 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditIdPath {
         Uuid::parse_str(&raw)
             .map(AuditIdPath)
             .map_err(|_| ApiError::BadRequest(format!("Invalid auditId {raw:?}: expected a UUID")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn json_media_types_are_recognised_in_any_letter_case_and_with_parameters() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/cloudevents+json",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for refused in ["", "text/plain", "application/jsonp", "text/x+json", "application/", "+json", "json"] {
+            assert!(!is_json_media_type(refused), "{refused}");
+        }
     }
 }

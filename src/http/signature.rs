@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -18,6 +19,10 @@ type HmacSha256 = Hmac<Sha256>;
 pub const HEADER_ID: &str = "webhook-id";
 pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
+/// The same three names, ready for header lookups.
+pub const ID_HEADER: HeaderName = HeaderName::from_static(HEADER_ID);
+pub const TIMESTAMP_HEADER: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
+pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
 
 /// A signing key decoded from its `whsec_<base64>` form. Never printed.
 #[derive(Clone)]
