@@ -197,7 +197,7 @@ unsafe fn on_real(
     }
 }
 
-/// Flushes, then runs `then` on the default VFS's file.
+/// Flushes, then runs `then` on the default VFS's file (`on_real`).
 unsafe fn flushed(
     file: *mut ffi::sqlite3_file,
     then: impl FnOnce(*mut ffi::sqlite3_file, &ffi::sqlite3_io_methods) -> c_int,
@@ -205,7 +205,7 @@ unsafe fn flushed(
     unsafe {
         let (gather, methods) = parts(file);
         match flush(gather, methods) {
-            ffi::SQLITE_OK => then(gather.real, methods),
+            ffi::SQLITE_OK => on_real(file, then),
             rc => rc,
         }
     }
