@@ -91,9 +91,7 @@ impl AuditRecord {
         }
         self
     }
-}
 
-impl AuditRecord {
     /// Appends the record as one JSON object, the same text its `Serialize` writes (a unit test
     /// compares them). Written field by field because the derived form goes through serde's map
     /// machinery (`extra` is flattened) and escapes every key: a third of an intake's audit cost.
@@ -117,8 +115,7 @@ impl AuditRecord {
         text(out, "departmentCode", self.department_code.as_deref())?;
         text(out, "status", Some(self.status))?;
         if let Some(n) = self.retry_count {
-            out.extend_from_slice(b",\"retryCount\":");
-            out.extend_from_slice(n.to_string().as_bytes());
+            write!(out, ",\"retryCount\":{n}").map_err(serde_json::Error::io)?;
         }
         text(out, "detail", self.detail.as_deref())?;
         text(out, "endpoint", self.endpoint)?;
@@ -315,8 +312,9 @@ impl AuditLog {
 
     /// Blocks until every line recorded before the call has been handed to the file (normally
     /// `GATHER` plus one write later), for at most `FLUSH_WAIT`; false if that ran out (a disk that
-    /// stopped answering) or if a write failed since the log opened (lines are missing). Whoever reads the trail right after a decision (tests, an operator's tool
-    /// in-process) calls this first; the service itself never waits for it.
+    /// stopped answering) or if a write failed since the log opened (lines are missing). Whoever
+    /// reads the trail right after a decision (tests, an operator's tool in-process) calls this
+    /// first; the service itself never waits for it.
     pub fn flush(&self) -> bool {
         let shared = &self.writer.shared;
         let pending = shared.lock();
@@ -336,16 +334,24 @@ mod tests {
     #[test]
     fn a_line_is_the_text_the_record_serialises_to() {
         let id = Uuid::now_v7();
-        let full = AuditRecord::new("intake.rejected", "rejected")
-            .audit_id(id)
-            .webhook_id("evt \"quoted\" \\ \u{1}")
-            .subject_of(Some("ann@example.com"), Some("ENG"))
-            .retry_count(3)
-            .detail("line one\nline two \u{e9}")
-            .endpoint("/webhooks/hr/user-created")
-            .field("httpStatus", 400)
-            .field("groups", ["a", "b"])
-            .field("we\"ird", serde_json::json!({"k": null}));
+        // Every field named, none defaulted: a field added to the record fails to compile here
+        // until it is set, and then this test fails until `write_json` writes it.
+        let full = AuditRecord {
+            timestamp: now_rfc3339(),
+            audit_id: Some(id),
+            event: "intake.rejected",
+            webhook_id: Some("evt \"quoted\" \\ \u{1}".to_string()),
+            user_email: Some("ann@example.com".to_string()),
+            department_code: Some("ENG".to_string()),
+            status: "rejected",
+            retry_count: Some(3),
+            detail: Some("line one\nline two \u{e9}".to_string()),
+            endpoint: Some("/webhooks/hr/user-created"),
+            extra: serde_json::Map::new(),
+        }
+        .field("httpStatus", 400)
+        .field("groups", ["a", "b"])
+        .field("we\"ird", serde_json::json!({"k": null}));
         let bare = AuditRecord::new("job.attempt", "retry");
         for record in [full, bare] {
             let mut line = Vec::new();
