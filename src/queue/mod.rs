@@ -850,6 +850,19 @@ impl JobStore {
 mod tests {
     use super::insert_sql;
 
+    /// The state-CHECK migration switches foreign keys off on the connection it runs on, which is
+    /// the writer the store keeps; they must be on again when the store is ready.
+    #[tokio::test]
+    async fn the_writer_enforces_foreign_keys_after_the_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("fk.db").display());
+        let store = super::JobStore::connect(&crate::config::DatabaseUrl::parse(&url).unwrap(), 3).await.unwrap();
+        let super::Db::Sqlite(writer) = &store.writer else { unreachable!("a sqlite: URL") };
+        let (on,): (i64,) = sqlx::query_as("PRAGMA foreign_keys").fetch_one(writer).await.unwrap();
+        assert_eq!(on, 1);
+        store.close().await;
+    }
+
     #[test]
     fn insert_placeholders_match_what_each_backend_binds() {
         let numbered = insert_sql(2, true);
