@@ -330,11 +330,6 @@ impl Phase {
         self.per_request(self.usage.service_core.map(CpuTicks::busy_seconds))
     }
 
-    /// CPU microseconds per counted request, from CPU seconds, for the table.
-    fn cpu_us_per_request(&self, cpu: Option<f64>) -> String {
-        self.per_request(cpu).map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6))
-    }
-
     fn max_ms(&self) -> f64 {
         self.latencies.last().map_or(f64::NAN, |d| ms(*d))
     }
@@ -345,6 +340,11 @@ fn percent(counts: Option<(u64, u64)>) -> String {
     counts
         .filter(|(_, total)| *total > 0)
         .map_or("n/a".to_string(), |(part, total)| format!("{:.0}", 100.0 * part as f64 / total as f64))
+}
+
+/// Seconds as whole microseconds for the table; "n/a" when not measured.
+fn whole_us(seconds: Option<f64>) -> String {
+    seconds.map_or("n/a".to_string(), |s| format!("{:.0}", s * 1e6))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -603,10 +603,10 @@ fn report(
             phase.percentile_ms(99.0),
             phase.max_ms(),
             phase.error_count(),
-            phase.cpu_us_per_request(phase.usage.service),
-            phase.cpu_us_per_request(phase.usage.generator),
+            whole_us(phase.per_request(phase.usage.service)),
+            whole_us(phase.per_request(phase.usage.generator)),
             phase.steal_percent(),
-            phase.cpu_us_per_request(phase.usage.service_core.map(CpuTicks::busy_seconds)),
+            whole_us(phase.core_seconds_per_request()),
             phase.core_busy_percent()
         );
         for (error, count) in &phase.errors {
