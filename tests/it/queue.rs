@@ -132,12 +132,14 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
     on_each_backend(|backend| async move {
         let app = Spawn::new(backend).no_workers().start().await.unwrap();
         let id = app.hire(&new_hire("ENG")).await;
-        // A worker claims the job and then "crashes": it never finishes or extends the lease.
-        let claimed = app.store.claim(10, Duration::from_millis(300)).await.unwrap();
+        // A worker claims the job and then "crashes": it never finishes or extends the lease. The
+        // lease is long enough that the two checks below run inside it on a busy CI machine too
+        // (300 ms once ran out before the second check, with the whole suite in parallel).
+        let claimed = app.store.claim(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "held while leased");
         assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty(), "lease still valid");
-        let again = eventually(Duration::from_secs(5), || async {
+        let again = eventually(Duration::from_secs(10), || async {
             let jobs = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
             (!jobs.is_empty()).then_some(jobs)
         })
