@@ -107,6 +107,23 @@ pub struct ServerConfig {
     pub database_url: DatabaseUrl,
     /// Largest webhook body accepted; larger ones are answered 413.
     pub max_body_bytes: usize,
+    /// Transport limits against slow, idle and too many connections (`http::serve`).
+    pub limits: ServerLimits,
+}
+
+/// How long a sender may take and how many connections it may hold (see `http::serve`).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// A request head must arrive within this, from accept or from its first byte.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, from the end of its head; else 408.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog, not accepted.
+    pub max_connections: usize,
+    /// A too-large body up to this size is read and discarded so the sender can read its 413.
+    pub max_drain_bytes: u64,
 }
 
 /// Where jobs are stored. The URL is kept as a secret because it may carry a password.
@@ -273,6 +290,11 @@ struct RawServer {
     listen_addr: Option<String>,
     database_url: Option<String>,
     max_body_bytes: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_drain_bytes: Option<u64>,
     // Accepted in the [server] section too, as the design's sample has it.
     audit_dir: Option<PathBuf>,
 }
@@ -503,6 +525,17 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     });
 
     let max_body_bytes = raw.server.max_body_bytes.unwrap_or(1024 * 1024);
+    let limits = build_limits(
+        [
+            raw.server.header_timeout_secs,
+            raw.server.body_timeout_secs,
+            raw.server.idle_timeout_secs,
+            raw.server.max_connections.map(|n| n as u64),
+        ],
+        raw.server.max_drain_bytes,
+        max_body_bytes,
+        &mut problems,
+    );
 
     // Webhook secrets: required unless verification is explicitly off.
     let verify_signatures = match env.var("VERIFY_SIGNATURES") {
@@ -615,7 +648,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         _ => return Err(ConfigError { problems }),
     };
     Ok(Config {
-        server: ServerConfig { listen_addr, database_url, max_body_bytes },
+        server: ServerConfig { listen_addr, database_url, max_body_bytes, limits },
         webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
         admin_token,
         audit: AuditConfig { dir: audit_dir, keep_files },
@@ -631,6 +664,31 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         },
         log_format,
     })
+}
+
+/// The transport limits; each at least 1 (a zero timeout or cap would refuse every request).
+fn build_limits(
+    [header, body, idle, connections]: [Option<u64>; 4],
+    max_drain_bytes: Option<u64>,
+    max_body_bytes: usize,
+    problems: &mut Vec<String>,
+) -> ServerLimits {
+    let mut at_least_one = |name: &str, value: Option<u64>, default: u64| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            problems.push(format!("server.{name} must be at least 1"));
+        }
+        value.max(1)
+    };
+    let header_timeout = Duration::from_secs(at_least_one("header_timeout_secs", header, 10));
+    let body_timeout = Duration::from_secs(at_least_one("body_timeout_secs", body, 30));
+    let idle_timeout = Duration::from_secs(at_least_one("idle_timeout_secs", idle, 60));
+    let max_connections = at_least_one("max_connections", connections, 512) as usize;
+    let max_drain_bytes = max_drain_bytes.unwrap_or(8 * 1024 * 1024);
+    if max_drain_bytes < max_body_bytes as u64 {
+        problems.push(format!("server.max_drain_bytes must be at least max_body_bytes ({max_body_bytes})"));
+    }
+    ServerLimits { header_timeout, body_timeout, idle_timeout, max_connections, max_drain_bytes }
 }
 
 fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<String>) -> GenesysConfig {
