@@ -455,6 +455,14 @@ impl Config {
                 self.webhooks.secrets.len(),
                 self.webhooks.timestamp_tolerance.as_secs()
             ),
+            format!(
+                "http limits         header {} s, body {} s, idle {} s, {} connections, drain {} bytes",
+                self.server.limits.header_timeout.as_secs(),
+                self.server.limits.body_timeout.as_secs(),
+                self.server.limits.idle_timeout.as_secs(),
+                self.server.limits.max_connections,
+                self.server.limits.max_drain_bytes
+            ),
             format!("admin token         {}", set(!self.admin_token.expose_secret().is_empty())),
             format!("genesys region      {}", self.genesys.region),
             format!("genesys api         {}", self.genesys.api_url),
@@ -899,6 +907,24 @@ mod tests {
         assert_eq!(err.problems.len(), 1, "{err}");
         assert!(err.problems[0].starts_with("sync.mapping: mapping"), "{err}");
         assert!(err.problems[0].contains("line 3, column 12"), "{err}");
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_zero() {
+        let text = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let limits = Config::from_toml(text, &good_env()).unwrap().server.limits;
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_drain_bytes, 8 * 1024 * 1024);
+        let zeros = format!(
+            "[server]\nheader_timeout_secs = 0\nbody_timeout_secs = 0\nidle_timeout_secs = 0\nmax_connections = 0\nmax_drain_bytes = 10\n{text}"
+        );
+        let err = Config::from_toml(&zeros, &good_env()).unwrap_err();
+        assert_eq!(err.problems.len(), 5, "{err}");
+        assert!(err.problems.iter().any(|p| p == "server.max_connections must be at least 1"), "{err}");
+        assert!(err.problems.iter().any(|p| p.starts_with("server.max_drain_bytes must be at least")), "{err}");
     }
 
     #[test]

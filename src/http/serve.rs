@@ -322,13 +322,13 @@ impl Service<Request<Incoming>> for ConnectionService {
         let now = self.clock.enter(HANDLING);
         let limit = self.body_timeout;
         let request = request.map(|inner| TimedBody { inner, deadline: now + limit, limit, timer: None });
-        ResponseFuture { inner: self.router.call(request), clock: Some(self.clock.clone()) }
+        ResponseFuture { inner: self.router.call(request), clock: self.clock.clone() }
     }
 }
 
 struct ResponseFuture {
     inner: TowerToHyperServiceFuture<Router, Request<TimedBody>>,
-    clock: Option<Arc<Clock>>,
+    clock: Arc<Clock>,
 }
 
 impl Future for ResponseFuture {
@@ -336,7 +336,7 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = ready!(Pin::new(&mut self.inner).poll(cx));
-        let clock = self.clock.take().unwrap_or_else(|| Arc::new(Clock::new()));
+        let clock = self.clock.clone();
         Poll::Ready(response.map(|r| r.map(|inner| WatchedBody { inner, clock, started: false })))
     }
 }
