@@ -295,6 +295,7 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
     .await;
     assert!(up.is_some(), "service did not come up: {}", read(&stderr_path));
 
+    let flood_started = Instant::now();
     // 100 idle connections, held open by this side: more than the process has descriptors for.
     let mut held = Vec::new();
     for _ in 0..100 {
@@ -319,9 +320,13 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
         .unwrap_or_else(|| panic!("no accept error counter in {metrics}"));
     let log = read(&stderr_path);
     let warnings = log.matches("cannot accept connections").count() as u64;
+    eprintln!("{warnings} warning(s) for {errors} failed accepts");
     assert!(errors >= 1, "{metrics}");
-    // Logged once per burst, not once per failed accept; and no spinning (a 100 ms pause per error).
-    assert!(warnings <= 3 && warnings <= errors, "{warnings} warnings for {errors} errors:\n{log}");
+    // Logged once per burst (a burst ends with a successful accept), not once per failed accept.
+    assert!(warnings <= 5 && warnings < errors, "{warnings} warnings for {errors} errors:\n{log}");
+    // No spinning: a 100 ms pause after each failure, so at most about 10 failures a second.
+    let most = flood_started.elapsed().as_secs() * 10 + 10;
+    assert!(errors <= most, "{errors} failed accepts in {:?}: the loop spins", flood_started.elapsed());
     assert!(log.contains("Too many open files"), "{log}");
     drop(held);
     let _ = child.kill();
