@@ -336,3 +336,38 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn stopping_closes_idle_connections_and_lets_a_request_in_flight_finish() {
+    let app = app_with("").await;
+    let mut idle = TcpStream::connect(addr(&app)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut idle, Duration::from_secs(5)).await.map(|(s, _)| s), Some(200));
+
+    // A webhook in flight: its head is in, and the endpoint is waiting for the body (the service
+    // says "100 Continue" when the endpoint starts reading it).
+    let body = serde_json::to_vec(&new_hire("ENG")).unwrap();
+    let mut head = format!(
+        "POST {HR_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+        body.len()
+    );
+    for (name, value) in signed_headers(SECRET, "msg_in_flight_at_stop", now(), &body) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut busy = TcpStream::connect(addr(&app)).await.unwrap();
+    busy.write_all(head.as_bytes()).await.unwrap();
+    let mut continue_line = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), busy.read_exact(&mut continue_line)).await.unwrap().unwrap();
+    assert!(continue_line.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&continue_line));
+
+    app.stop.cancel();
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await, "the idle connection is closed at stop");
+    let refused = eventually(Duration::from_secs(5), || async { TcpStream::connect(addr(&app)).await.err() }).await;
+    assert!(refused.is_some(), "new connections are refused after stop");
+    busy.write_all(&body).await.unwrap();
+    let (status, answer) =
+        read_response(&mut busy, Duration::from_secs(5)).await.expect("the request in flight is answered");
+    assert_eq!(status, 202, "{answer}");
+    app.shutdown().await;
+}
