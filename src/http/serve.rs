@@ -10,8 +10,8 @@
 //!   connection, from its first byte; else the connection is closed;
 //! - a request body must arrive within `body_timeout` from the end of its head (`TimedBody`); the
 //!   endpoint answers 408;
-//! - a kept-alive connection with no request for `idle_timeout` is closed, and so is one whose
-//!   response the client does not take within `body_timeout`;
+//! - a kept-alive connection with no request for `idle_timeout` is closed, and so is one where a
+//!   write waits `body_timeout` for room because the client does not read its answers;
 //! - when accept fails (out of descriptors: EMFILE, ENFILE) the loop pauses 100 ms per failure
 //!   instead of spinning, logs once per burst and counts each failure in the metrics.
 //!
@@ -134,22 +134,31 @@ struct Clock {
     phase: AtomicU8,
     /// Milliseconds from `opened` to the start of the phase.
     since_ms: AtomicU64,
+    /// Milliseconds from `opened` to when a write to the client started waiting for room, or
+    /// `NOT_BLOCKED`: a client that does not take its answers stalls our writes.
+    write_blocked_ms: AtomicU64,
 }
+
+const NOT_BLOCKED: u64 = u64::MAX;
 
 /// Accepted; no byte of the first request yet (the header timeout runs from accept).
 const FRESH: u8 = 0;
 /// Part of a request head received.
 const HEAD: u8 = 1;
-/// Head complete: the endpoint runs (the body's own timeout is `TimedBody`'s).
+/// Head complete: the endpoint runs and its answer is written (the request body's timeout is
+/// `TimedBody`'s, a stalled write's is the watchdog's).
 const HANDLING: u8 = 2;
-/// The response is being written.
-const RESPONDING: u8 = 3;
 /// Kept alive between requests.
-const IDLE: u8 = 4;
+const IDLE: u8 = 3;
 
 impl Clock {
     fn new() -> Self {
-        Clock { opened: Instant::now(), phase: AtomicU8::new(FRESH), since_ms: AtomicU64::new(0) }
+        Clock {
+            opened: Instant::now(),
+            phase: AtomicU8::new(FRESH),
+            since_ms: AtomicU64::new(0),
+            write_blocked_ms: AtomicU64::new(NOT_BLOCKED),
+        }
     }
 
     fn enter(&self, phase: u8) -> Instant {
@@ -157,6 +166,22 @@ impl Clock {
         self.since_ms.store(now.duration_since(self.opened).as_millis() as u64, Relaxed);
         self.phase.store(phase, Relaxed);
         now
+    }
+
+    fn millis(&self, ms: u64) -> Instant {
+        self.opened + Duration::from_millis(ms)
+    }
+
+    /// A write to the client finished (`blocked` false) or found no room (true).
+    fn on_write(&self, blocked: bool) {
+        let since = self.write_blocked_ms.load(Relaxed);
+        match (blocked, since == NOT_BLOCKED) {
+            (true, true) => {
+                self.write_blocked_ms.store(Instant::now().duration_since(self.opened).as_millis() as u64, Relaxed)
+            }
+            (false, false) => self.write_blocked_ms.store(NOT_BLOCKED, Relaxed),
+            _ => {}
+        }
     }
 
     fn phase(&self) -> u8 {
@@ -197,15 +222,24 @@ impl Future for Watchdog {
     type Output = &'static str;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'static str> {
-        let (limit, reason) = match self.clock.phase() {
-            FRESH | HEAD => (self.limits.header_timeout, "header_timeout"),
-            RESPONDING => (self.limits.body_timeout, "response_timeout"),
-            IDLE => (self.limits.idle_timeout, "idle_timeout"),
-            // An endpoint at work is not the sender's doing; the phase only changes while the
-            // connection is polled, and this is polled right after it.
-            _ => return Poll::Pending,
+        let clock = &self.clock;
+        let limits = &self.limits;
+        let since = clock.millis(clock.since_ms.load(Relaxed));
+        let phase_deadline = match clock.phase() {
+            FRESH | HEAD => Some((since + limits.header_timeout, "header_timeout")),
+            IDLE => Some((since + limits.idle_timeout, "idle_timeout")),
+            // An endpoint at work is not the sender's doing.
+            _ => None,
         };
-        let deadline = self.clock.opened + Duration::from_millis(self.clock.since_ms.load(Relaxed)) + limit;
+        let write_deadline = match clock.write_blocked_ms.load(Relaxed) {
+            NOT_BLOCKED => None,
+            blocked => Some((clock.millis(blocked) + limits.body_timeout, "response_timeout")),
+        };
+        // Nothing to time: the phase and the writes only change while the connection is polled,
+        // and this is polled right after it.
+        let Some((deadline, reason)) = [phase_deadline, write_deadline].into_iter().flatten().min() else {
+            return Poll::Pending;
+        };
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
         }
@@ -281,7 +315,9 @@ impl AsyncRead for WatchedStream {
 
 impl AsyncWrite for WatchedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.clock.on_write(written.is_pending());
+        written
     }
 
     fn poll_write_vectored(
@@ -289,7 +325,9 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.clock.on_write(written.is_pending());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -337,15 +375,14 @@ impl Future for ResponseFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = ready!(Pin::new(&mut self.inner).poll(cx));
         let clock = self.clock.clone();
-        Poll::Ready(response.map(|r| r.map(|inner| WatchedBody { inner, clock, started: false })))
+        Poll::Ready(response.map(|r| r.map(|inner| WatchedBody { inner, clock })))
     }
 }
 
-/// A response body: the clock is in RESPONDING while it is written, IDLE once it is gone.
+/// A response body: the clock goes to IDLE once it has been written (or dropped).
 struct WatchedBody {
     inner: Body,
     clock: Arc<Clock>,
-    started: bool,
 }
 
 impl HttpBody for WatchedBody {
@@ -353,10 +390,6 @@ impl HttpBody for WatchedBody {
     type Error = axum::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        if !self.started {
-            self.started = true;
-            self.clock.enter(RESPONDING);
-        }
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

@@ -371,3 +371,44 @@ async fn stopping_closes_idle_connections_and_lets_a_request_in_flight_finish() 
     assert_eq!(status, 202, "{answer}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_responses_is_disconnected() {
+    let app = app_with("body_timeout_secs = 1\nidle_timeout_secs = 30\nheader_timeout_secs = 30").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4 * 1024).unwrap();
+    let tcp = socket.connect(addr(&app).parse().unwrap()).await.unwrap();
+    let (_unread, mut write) = tcp.into_split();
+    // Requests pipelined without ever reading an answer: the answers pile up until the service
+    // cannot write any more.
+    let requests = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+    let started = Instant::now();
+    let cut_off = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if write.write_all(&requests).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(cut_off.is_ok(), "still connected after 20 s");
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    eprintln!("cut off after {:?}", started.elapsed());
+    assert!(metrics.contains("provisioner_http_connections_closed_total{reason=\"response_timeout\"} 1"), "{metrics}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_announced_with_expect_100_continue_is_refused_before_it_is_sent() {
+    let app = app_with("").await;
+    let mut tcp = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = format!(
+        "POST {HR_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        1024 * 1024 + 1
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // No "100 Continue": the 413 comes first, and the body is never sent.
+    let answer = read_response(&mut tcp, Duration::from_secs(5)).await;
+    assert_eq!(answer, Some((413, TOO_LARGE.to_string())));
+    app.shutdown().await;
+}
