@@ -84,7 +84,6 @@ pub async fn serve(
                     metrics.connections.accept_errors.fetch_add(1, Relaxed);
                     if failed_in_a_row == 0 {
                         tracing::warn!(
-                            error = %e,
                             "cannot accept connections: {e}; retrying every {} ms until it works \
                              (raise the open-files limit or lower server.max_connections)",
                             ACCEPT_PAUSE.as_millis()
