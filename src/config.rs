@@ -62,6 +62,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica; no Genesys credentials: false"),
     ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
+    ("PROVISIONER_ENV_FILE", "file of variables read at start (default .env in the current folder; none: no file)"),
 ];
 
 /// Everything the service needs, typed and checked.
