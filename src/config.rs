@@ -258,6 +258,9 @@ struct RawSync {
     on_terminate: Option<String>,
     remove_groups_on_terminate: Option<bool>,
     chunk_size: Option<usize>,
+    max_record_bytes: Option<usize>,
+    max_result_bytes: Option<usize>,
+    mapping_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -594,8 +597,20 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     };
     let remove_groups_on_terminate = raw.sync.remove_groups_on_terminate.unwrap_or(true);
     let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
+    let defaults = crate::mapping::MappingLimits::default();
+    let limits = crate::mapping::MappingLimits {
+        max_record_bytes: raw.sync.max_record_bytes.unwrap_or(defaults.max_record_bytes),
+        max_result_bytes: raw.sync.max_result_bytes.unwrap_or(defaults.max_result_bytes),
+        threads: raw.sync.mapping_threads.unwrap_or(defaults.threads),
+    };
+    if limits.threads == 0 {
+        problems.push("sync.mapping_threads must be at least 1".to_string());
+    }
+    if limits.max_record_bytes < 1024 || limits.max_result_bytes < 1024 {
+        problems.push("sync.max_record_bytes and sync.max_result_bytes must be at least 1024".to_string());
+    }
     let mapping = match crate::mapping::Mapping::load(&mapping_path) {
-        Ok(m) => Some(m),
+        Ok(m) => Some(m.with_limits(limits)),
         Err(e) => {
             problems.push(format!("sync.mapping: {e}"));
             None

@@ -172,7 +172,7 @@ pub async fn apply(
 ) -> Result<Synced, SyncError> {
     let client = cx.client;
     // A termination needs only the identifier; HR systems often send nothing else with it.
-    let mapped = match (event.event, cx.mapping.apply(&event.data)) {
+    let mapped = match (event.event, cx.mapping.evaluate(&event.data).await) {
         (_, Ok(m)) => m,
         (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
         (_, Err(e)) => return Err(e.into()),
