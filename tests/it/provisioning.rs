@@ -210,8 +210,9 @@ async fn a_failing_upstream_ends_in_a_dead_letter_whose_replay_succeeds_after_re
     let app = provisioning_app(&emulator).await;
     emulator.faults().set_server_error_rate(1.0);
     let id = app.hire(&new_hire("SUPPORT")).await;
+    // Retried until the test config's 3 s retry window has passed.
     let job = app.wait_for_state(id, "dead", Duration::from_secs(30)).await;
-    assert_eq!(job["attempts"], 3);
+    assert!(job["attempts"].as_u64().unwrap() >= 2, "{job}");
     emulator.faults().set_server_error_rate(0.0);
     let (status, _) = app.admin(reqwest::Method::POST, &format!("/admin/dead-letters/{id}/replay")).await;
     assert_eq!(status, 202);
@@ -341,16 +342,17 @@ async fn a_token_endpoint_refusal_names_region_and_status_never_the_secret() {
     let app = Spawn::new(Backend::Sqlite)
         .provisioning(&emulator)
         .env("GENESYS_CLIENT_SECRET", "a-wrong-secret-that-must-not-show")
-        .env("JOB_MAX_ATTEMPTS", "1")
         .start()
         .await
         .unwrap();
     let id = app.hire(&new_hire("ENG")).await;
-    let job = app.wait_for_state(id, "dead", Duration::from_secs(15)).await;
-    let error = job["lastError"].as_str().unwrap();
-    assert!(error.contains("Genesys token request failed (region mypurecloud.com): HTTP 401"), "{error}");
-    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.dead_lettered").await;
-    let everything = serde_json::to_string(&app.audit_lines()).unwrap() + &job.to_string();
+    let line = app.wait_for_audit(Duration::from_secs(15), |l| l["event"] == "genesys.auth_failed").await;
+    let detail = line["detail"].as_str().unwrap();
+    assert!(detail.contains("Genesys token request failed (region mypurecloud.com): HTTP 401"), "{detail}");
+    let (_, job) = app.admin_get(&format!("/jobs/{id}")).await;
+    assert_eq!(job["state"], "queued", "the job waits for working credentials: {job}");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+    let everything = serde_json::to_string(&app.audit_lines()).unwrap() + &job.to_string() + &ready;
     assert!(!everything.contains("a-wrong-secret-that-must-not-show"));
     assert!(emulator.users().is_empty());
     app.shutdown().await;
@@ -445,9 +447,11 @@ async fn a_genesys_outage_longer_than_five_attempts_is_survived_within_the_retry
     let outlasted = eventually(Duration::from_secs(60), || async {
         let (_, job) = app.admin_get(&format!("/jobs/{id}")).await;
         assert_ne!(job["state"], "dead", "gave up during the outage: {job}");
-        (job["attempts"].as_u64().unwrap_or(0) >= 6).then_some(())
+        let failed =
+            job["attemptHistory"].as_array().map_or(0, |h| h.iter().filter(|a| a["outcome"] == "retry").count());
+        (failed >= 6).then_some(())
     });
-    assert!(outlasted.await.is_some(), "six attempts within a minute");
+    assert!(outlasted.await.is_some(), "six failed attempts within a minute");
     emulator.faults().set_server_error_rate(0.0);
     let job = app.wait_for_state(id, "succeeded", Duration::from_secs(20)).await;
     let outcomes: Vec<_> = job["attemptHistory"].as_array().unwrap().iter().map(|a| a["outcome"].clone()).collect();
