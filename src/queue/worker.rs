@@ -281,6 +281,9 @@ impl Worker {
         if expired {
             self.reap().await;
             jobs = self.store.claim_expired(limit, self.config.lease).await?;
+            for job in &jobs {
+                self.audit_lost(job);
+            }
         }
         if jobs.len() < limit {
             jobs.extend(self.store.claim(limit - jobs.len(), self.config.lease).await?);
@@ -413,6 +416,22 @@ impl Worker {
         if status == "dead" {
             self.audit_dead(&job, detail.as_deref().unwrap_or_default());
         }
+    }
+
+    /// The attempt before this claim was lost: its worker stopped or crashed while it ran.
+    fn audit_lost(&self, job: &Job) {
+        let lost = job.attempts.saturating_sub(1);
+        let reason = "its lease expired: the worker stopped or crashed during the attempt";
+        tracing::warn!(audit_id = %job.audit_id, attempt = lost, reason, "job attempt lost; another attempt takes over");
+        self.audit.record(
+            AuditRecord::new("job.attempt", "lost")
+                .audit_id(job.audit_id)
+                .webhook_id(&job.webhook_id)
+                .subject(&job.payload)
+                .retry_count(lost.saturating_sub(1))
+                .field("attempt", lost)
+                .detail(reason),
+        );
     }
 
     fn audit_dead(&self, job: &Job, reason: &str) {

@@ -465,6 +465,9 @@ async fn an_attempt_lost_to_a_crash_shows_in_the_history_as_lost() {
         assert!(history[0]["error"].as_str().unwrap().contains("lease expired"), "{job}");
         assert_eq!((history[1]["attempt"].as_u64(), history[1]["outcome"].as_str()), (Some(2), Some("succeeded")));
         assert_eq!(job["lastError"], serde_json::Value::Null, "{job}");
+        let lost =
+            app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "job.attempt" && l["status"] == "lost").await;
+        assert_eq!((lost["auditId"].as_str(), lost["attempt"].as_u64()), (Some(&*id.to_string()), Some(1)));
         app.shutdown().await;
     })
     .await;
