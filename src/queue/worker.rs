@@ -81,6 +81,14 @@ struct Paused {
     next_check: tokio::time::Instant,
 }
 
+/// When a failed attempt's job runs again: after `delay`, but at the retry window's end at the
+/// latest, so the last retry is not lost to a delay that overshoots it; a `retry_after` hint from
+/// upstream is still honoured (that attempt, if it fails, is the last).
+fn next_attempt_at(now: i64, delay: Duration, retry_after: Option<Duration>, window_ends: i64) -> i64 {
+    let floor = now + retry_after.unwrap_or(Duration::ZERO).as_millis() as i64;
+    (now + delay.as_millis() as i64).min(window_ends.max(floor))
+}
+
 /// Runs queued jobs.
 pub struct Worker {
     store: JobStore,
@@ -355,9 +363,7 @@ impl Worker {
             Ok(success) => (Finish::Succeeded { result: &success.result }, "succeeded", None),
             Err(JobFailure::Retryable { error, retry_after }) if now < window_ends => {
                 let delay = backoff(job.run_attempts, self.config.backoff_base, self.config.backoff_max, *retry_after);
-                let floor = now + retry_after.unwrap_or(Duration::ZERO).as_millis() as i64;
-                // The last retry is at the window's end at the latest (unless Genesys asks for longer).
-                let run_at = (now + delay.as_millis() as i64).min(window_ends.max(floor));
+                let run_at = next_attempt_at(now, delay, *retry_after, window_ends);
                 (Finish::Retry { run_at, error }, "retry", Some(error.clone()))
             }
             Err(JobFailure::Retryable { error, .. }) => {
@@ -489,5 +495,14 @@ mod tests {
         // Full jitter: the delays spread over the window rather than clustering at its top.
         let spread: Vec<_> = (0..200).map(|_| backoff(4, base, max, None)).collect();
         assert!(spread.iter().any(|d| *d < base * 2) && spread.iter().any(|d| *d > base * 6));
+    }
+
+    #[test]
+    fn the_last_retry_lands_at_the_end_of_the_window_unless_upstream_asks_for_longer() {
+        let secs = Duration::from_secs;
+        assert_eq!(next_attempt_at(1_000, secs(5), None, 100_000), 6_000, "well inside the window");
+        assert_eq!(next_attempt_at(1_000, secs(500), None, 100_000), 100_000, "capped at the window's end");
+        let hinted = next_attempt_at(1_000, secs(500), Some(secs(200)), 100_000);
+        assert_eq!(hinted, 201_000, "a Retry-After past the window is honoured");
     }
 }
