@@ -60,7 +60,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("GENESYS_LOGIN_URL", "override of https://login.<region>"),
     ("WORKER_CONCURRENCY", "jobs run at once by this process"),
     ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica; no Genesys credentials: false"),
-    ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
+    ("JOB_RETRY_WINDOW_SECS", "how long a failing job is retried after it was accepted (default 86400)"),
+    ("JOB_MAX_LOST_ATTEMPTS", "attempts of a job lost to crashes (lease expired) before it becomes a dead letter"),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
     ("PROVISIONER_ENV_FILE", "file of variables read at start (default .env in the current folder; none: no file)"),
 ];
@@ -174,8 +175,14 @@ pub struct QueueConfig {
     pub run_workers: bool,
     /// Jobs this process runs at once.
     pub concurrency: usize,
-    /// Attempts before a job is parked as a dead letter.
-    pub max_attempts: u32,
+    /// Attempts of one run lost to a crash (lease expired) before the job becomes a dead letter: a
+    /// job that kills its worker every time must not loop for the whole retry window.
+    pub max_lost_attempts: u32,
+    /// A job whose attempt fails is retried (backoff below) until this long after it was accepted
+    /// (or replayed); the first failure after that makes it a dead letter.
+    pub retry_window: Duration,
+    /// While Genesys refuses the client credentials the workers pause and ask for a token this often.
+    pub auth_retry_interval: Duration,
     /// How long a claimed job is held before another worker may take it over.
     pub lease: Duration,
     /// First retry delay; doubles each attempt, with full jitter.
@@ -313,7 +320,11 @@ struct RawGenesys {
 struct RawQueue {
     run_workers: Option<bool>,
     concurrency: Option<usize>,
+    /// Replaced by `retry_window_secs` and `max_lost_attempts`; kept to say so clearly.
     max_attempts: Option<u32>,
+    max_lost_attempts: Option<u32>,
+    retry_window_secs: Option<u64>,
+    auth_retry_interval_ms: Option<u64>,
     lease_secs: Option<u64>,
     backoff_base_ms: Option<u64>,
     backoff_max_secs: Option<u64>,
@@ -444,10 +455,11 @@ impl Config {
             format!("genesys client id   {}", self.genesys.client_id.as_deref().unwrap_or("NOT SET")),
             format!("genesys secret      {}", set(self.genesys.client_secret.is_some())),
             format!(
-                "queue               {} worker(s){}, {} attempts, lease {} s",
+                "queue               {} worker(s){}, retry window {} s, {} lost attempts, lease {} s",
                 self.queue.concurrency,
                 if self.queue.run_workers { "" } else { " (NOT RUN: intake only)" },
-                self.queue.max_attempts,
+                self.queue.retry_window.as_secs(),
+                self.queue.max_lost_attempts,
                 self.queue.lease.as_secs()
             ),
             format!("sync mapping        {:?} (compiled)", self.sync.mapping),
@@ -698,6 +710,15 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         }),
         None => raw.run_workers.unwrap_or(true),
     };
+    // Jobs retry by time now; an old count would silently mean something else.
+    if raw.max_attempts.is_some() || env.var("JOB_MAX_ATTEMPTS").is_some() {
+        problems.push(
+            "queue.max_attempts / JOB_MAX_ATTEMPTS are gone: jobs retry until queue.retry_window_secs \
+             (JOB_RETRY_WINDOW_SECS) has passed; queue.max_lost_attempts (JOB_MAX_LOST_ATTEMPTS) caps attempts \
+             lost to crashes"
+                .to_string(),
+        );
+    }
     let mut number = |name: &str, file: Option<u64>, default: u64, min: u64| -> u64 {
         let value = match env.var(name) {
             Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
@@ -712,7 +733,8 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         value
     };
     let concurrency = number("WORKER_CONCURRENCY", raw.concurrency.map(|v| v as u64), 8, 1) as usize;
-    let max_attempts = number("JOB_MAX_ATTEMPTS", raw.max_attempts.map(u64::from), 5, 1) as u32;
+    let max_lost_attempts = number("JOB_MAX_LOST_ATTEMPTS", raw.max_lost_attempts.map(u64::from), 5, 1) as u32;
+    let retry_window_secs = number("JOB_RETRY_WINDOW_SECS", raw.retry_window_secs, 24 * 3600, 1);
     let lease_secs = raw.lease_secs.unwrap_or(60);
     if lease_secs < 2 {
         problems.push("queue.lease_secs must be at least 2".to_string());
@@ -720,7 +742,9 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
     QueueConfig {
         run_workers,
         concurrency,
-        max_attempts,
+        max_lost_attempts,
+        retry_window: Duration::from_secs(retry_window_secs),
+        auth_retry_interval: Duration::from_millis(raw.auth_retry_interval_ms.unwrap_or(60_000).max(10)),
         lease: Duration::from_secs(lease_secs),
         backoff_base: Duration::from_millis(raw.backoff_base_ms.unwrap_or(2_000)),
         backoff_max: Duration::from_secs(raw.backoff_max_secs.unwrap_or(15 * 60)),
@@ -857,6 +881,24 @@ mod tests {
         assert_eq!(err.problems.len(), 1, "{err}");
         assert!(err.problems[0].starts_with("sync.mapping: mapping"), "{err}");
         assert!(err.problems[0].contains("line 3, column 12"), "{err}");
+    }
+
+    #[test]
+    fn jobs_retry_by_time_and_the_old_attempt_count_is_refused_by_name() {
+        let dept = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let cfg = Config::from_toml(dept, &good_env()).unwrap();
+        assert_eq!(cfg.queue.retry_window, Duration::from_secs(24 * 3600));
+        assert_eq!(cfg.queue.auth_retry_interval, Duration::from_secs(60));
+        let mut e = good_env();
+        e.insert("JOB_RETRY_WINDOW_SECS".into(), "120".into());
+        e.insert("JOB_MAX_LOST_ATTEMPTS".into(), "2".into());
+        let cfg = Config::from_toml(dept, &e).unwrap();
+        assert_eq!((cfg.queue.retry_window, cfg.queue.max_lost_attempts), (Duration::from_secs(120), 2));
+        let old = format!("[queue]\nmax_attempts = 5\n{dept}");
+        let err = Config::from_toml(&old, &good_env()).unwrap_err();
+        assert!(err.to_string().contains("JOB_RETRY_WINDOW_SECS"), "{err}");
+        e.insert("JOB_MAX_ATTEMPTS".into(), "5".into());
+        assert!(Config::from_toml(dept, &e).unwrap_err().to_string().contains("JOB_MAX_ATTEMPTS are gone"));
     }
 
     #[test]

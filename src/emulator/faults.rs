@@ -38,6 +38,10 @@ struct State {
     concurrent_group_changes: u32,
     concurrent_user_changes: u32,
     keep_title: bool,
+    /// Group PATCHes still to fail, and with which status.
+    failing_group_patches: Option<FailWrites>,
+    /// While set, the token endpoint refuses every client (401 `invalid_client`).
+    refuse_credentials: bool,
 }
 
 /// The fault controls of a running emulator.
@@ -68,6 +72,8 @@ impl Faults {
                 concurrent_group_changes: 0,
                 concurrent_user_changes: 0,
                 keep_title: false,
+                failing_group_patches: None,
+                refuse_credentials: false,
             }),
         }
     }
@@ -135,6 +141,34 @@ impl Faults {
         let pending = s.concurrent_user_changes > 0;
         s.concurrent_user_changes = s.concurrent_user_changes.saturating_sub(1);
         pending
+    }
+
+    /// The next `n` group PATCHes answer `status` (after auth), whatever other writes do: a step that
+    /// fails after the user was created. `n == 0` cancels.
+    pub fn fail_next_group_patches(&self, n: u32, status: u16) {
+        self.lock().failing_group_patches = (n > 0).then_some(FailWrites { count: n, status });
+    }
+
+    /// Takes one scripted group PATCH failure, if any is pending.
+    pub(super) fn take_group_patch_failure(&self) -> Option<u16> {
+        let mut s = self.lock();
+        let fail = s.failing_group_patches.as_mut()?;
+        let status = fail.status;
+        fail.count -= 1;
+        if fail.count == 0 {
+            s.failing_group_patches = None;
+        }
+        Some(status)
+    }
+
+    /// While true, `POST /oauth/token` answers 401 `invalid_client` to every client, as Genesys does
+    /// for a deleted or disabled OAuth client or a rotated secret.
+    pub fn refuse_credentials(&self, refuse: bool) {
+        self.lock().refuse_credentials = refuse;
+    }
+
+    pub(super) fn refuses_credentials(&self) -> bool {
+        self.lock().refuse_credentials
     }
 
     /// When true (the default), created/changed emails must be trimmed and lower-case and userName must

@@ -219,11 +219,12 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
 
 async fn token(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     Shared::bump(&shared.counters.token_requests);
-    let valid = basic_credentials(&headers).is_some_and(|(id, secret)| {
-        let id_ok = id.as_bytes().ct_eq(shared.client_id.as_bytes());
-        let secret_ok = secret.as_bytes().ct_eq(shared.client_secret.as_bytes());
-        bool::from(id_ok & secret_ok)
-    });
+    let valid = !shared.faults.refuses_credentials()
+        && basic_credentials(&headers).is_some_and(|(id, secret)| {
+            let id_ok = id.as_bytes().ct_eq(shared.client_id.as_bytes());
+            let secret_ok = secret.as_bytes().ct_eq(shared.client_secret.as_bytes());
+            bool::from(id_ok & secret_ok)
+        });
     if !valid {
         let mut resp = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -348,6 +349,12 @@ async fn get_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap
 }
 
 async fn patch_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(status) = shared.faults.take_group_patch_failure() {
+        if status >= 500 {
+            Shared::bump(&shared.counters.server_errors);
+        }
+        return fail(&Fail::new(status, None, "injected by the Genesys emulator"));
+    }
     if shared.faults.take_concurrent_group_change() {
         shared.store().bump_group_version(&id);
     }

@@ -183,6 +183,11 @@ impl GenesysClient {
         self.tokens.requests()
     }
 
+    /// A token from the cache, or asked for when none is cached: whether Genesys grants our credentials one.
+    pub async fn check_token(&self) -> Result<(), GenesysError> {
+        self.tokens.get(&self.http).await.map(|_| ())
+    }
+
     pub fn api_url(&self) -> &str {
         &self.settings.api_url
     }

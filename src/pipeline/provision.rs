@@ -9,6 +9,7 @@ use crate::config::Department;
 use crate::genesys::scim::quote;
 use crate::genesys::types::ScimUser;
 use crate::genesys::{GenesysClient, GenesysError};
+use crate::queue::{Job, JobStore};
 
 use super::NewHire;
 use super::scim_user;
@@ -26,6 +27,8 @@ pub struct Provisioned {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     pub adopted: bool,
+    /// The user existed because an earlier attempt of this job created it (its checkpoint says so).
+    pub resumed: bool,
     /// An adopted user that was inactive (a rehire) was made active again.
     pub reactivated: bool,
     pub already_member: bool,
@@ -78,6 +81,31 @@ fn is_stale_version(e: &GenesysError) -> bool {
     e.scim_type() == Some("invalidVers")
 }
 
+/// The running job, where an attempt records the user it created before the next step can fail:
+/// the attempt after it then knows the existing user is its own (`resumed`), not someone else's.
+pub struct Checkpoint<'a> {
+    pub store: &'a JobStore,
+    pub job: &'a Job,
+}
+
+impl Checkpoint<'_> {
+    /// The user an earlier attempt of this job created, if it recorded one.
+    fn created_before(&self) -> Option<&str> {
+        self.job.progress.as_ref()?.get("scimId")?.as_str()
+    }
+
+    /// Records the user this attempt created. A failure is logged, not returned: this attempt goes
+    /// on knowing it created the user; only a later attempt would call it adopted.
+    async fn record_created(&self, scim_id: &str) {
+        let audit_id = self.job.audit_id;
+        match self.store.save_progress(self.job, &serde_json::json!({ "scimId": scim_id })).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(%audit_id, "created user not recorded: the job's lease was taken over"),
+            Err(e) => tracing::warn!(%audit_id, error = %e, "created user not recorded on the job"),
+        }
+    }
+}
+
 /// One lock per group: jobs of this process add members to a group one at a time, so concurrent
 /// new hires of one department do not keep invalidating each other's group ETag.
 #[derive(Default)]
@@ -99,6 +127,7 @@ pub async fn new_hire(
     groups: &GroupLocks,
     hire: &NewHire,
     department: &Department,
+    checkpoint: Option<&Checkpoint<'_>>,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
     let manager_id = match &hire.manager_email {
@@ -106,7 +135,7 @@ pub async fn new_hire(
         None => None,
     };
     let body = scim_user::build(hire, department, manager_id.as_deref());
-    let mut done = create_user(client, groups, body, Some(department)).await?;
+    let mut done = create_user(client, groups, body, Some(department), checkpoint).await?;
     done.manager_id = manager_id;
     done.latency_ms = started.elapsed().as_millis() as u64;
     Ok(done)
@@ -119,6 +148,7 @@ pub async fn create_user(
     groups: &GroupLocks,
     mut body: ScimUser,
     department: Option<&Department>,
+    checkpoint: Option<&Checkpoint<'_>>,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
     let mut corrections = Vec::new();
@@ -172,6 +202,12 @@ pub async fn create_user(
             other => ProvisionError::Transient(other.to_string()),
         })?;
     }
+    // The user exists because an earlier attempt of this job created it: resumed, not adopted.
+    let resumed = adopted && checkpoint.and_then(Checkpoint::created_before) == Some(scim_id.as_str());
+    let adopted = adopted && !resumed;
+    if let Some(checkpoint) = checkpoint.filter(|_| !adopted && !resumed) {
+        checkpoint.record_created(&scim_id).await;
+    }
     let group_id = department.map(|d| d.group_id.to_string());
     let already_member = match &group_id {
         Some(group_id) => !set_membership(client, groups, group_id, &scim_id, true).await?,
@@ -181,6 +217,7 @@ pub async fn create_user(
         scim_id,
         group_id,
         adopted,
+        resumed,
         reactivated,
         already_member,
         genesys_response_code: status,

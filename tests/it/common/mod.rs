@@ -54,7 +54,9 @@ pub const TEST_TOML: &str = r#"
 listen_addr = "127.0.0.1:0"
 [queue]
 concurrency = 4
-max_attempts = 3
+max_lost_attempts = 3
+retry_window_secs = 3
+auth_retry_interval_ms = 200
 lease_secs = 2
 backoff_base_ms = 20
 backoff_max_secs = 1
