@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{AppState, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
+use super::{AppState, Event, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::pipeline::KIND_NEW_HIRE;
@@ -62,11 +62,15 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
         Ok(p) => p,
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
-    let stored = enqueue_event(&state, ENDPOINT, KIND_NEW_HIRE, webhook_id, payload, |line| {
+    // The raw body identifies the event: a sender's retry resends it byte for byte (it is signed).
+    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &bytes, derived_id: false };
+    let stored = enqueue_event(&state, ENDPOINT, event, |line| {
         line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
     });
     match stored.await {
         Ok(enqueued) => queued(enqueued.audit_id),
+        // Already audited as `intake.conflict`.
+        Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
         Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), subject),
     }
 }

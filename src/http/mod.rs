@@ -228,32 +228,74 @@ pub fn refuse(
     refusal: Refusal,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Response {
+    // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
+    let header_id = headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
+    record_refusal(state, endpoint, &refusal, header_id, describe);
+    refusal.error.into_response()
+}
+
+/// Counts a refused webhook (or batch item) and writes its `intake.rejected` line.
+pub fn record_refusal(
+    state: &AppState,
+    endpoint: &'static str,
+    refusal: &Refusal,
+    webhook_id: Option<&str>,
+    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+) {
     state.metrics.webhook(refusal.outcome);
     let mut line = AuditRecord::new("intake.rejected", "rejected")
         .detail(refusal.error.to_string())
         .endpoint(endpoint)
         .field("httpStatus", refusal.error.status().as_u16());
-    // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
-    if let Some(id) = headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(id) = webhook_id {
         line = line.webhook_id(id.chars().take(255).collect::<String>());
     }
     state.audit.record(describe(line));
-    refusal.error.into_response()
 }
 
-/// Stores an accepted event (`payload`: its job's JSON text) as a job, counts it and writes its audit line (`intake.accepted`, or
-/// `intake.duplicate` when the event id was stored before). `describe` adds the endpoint's fields.
+/// An accepted event, ready to be stored as a job.
+pub struct Event<'a> {
+    /// The job kind, e.g. `hr.user_created`.
+    pub kind: &'static str,
+    pub webhook_id: String,
+    /// The job's payload, as JSON text.
+    pub payload: String,
+    /// What identifies the event's content; its SHA-256 is kept with the event id, so the same id
+    /// with other content is a conflict (see `canonical_json` for what each endpoint passes).
+    pub content: &'a [u8],
+    /// The service made the id up (`<batch webhook-id>#<n>`): it is keyed apart from sent ids.
+    pub derived_id: bool,
+}
+
+/// Stores an accepted event as a job, counts it and writes its audit line (`intake.accepted`, or
+/// `intake.duplicate` when the event id was stored before with the same content). `describe` adds
+/// the endpoint's fields. An event id stored before with other content is an `ApiError::Conflict`,
+/// already counted and audited (`intake.conflict`): the caller only answers it.
 pub async fn enqueue_event(
     state: &AppState,
     endpoint: &'static str,
-    kind: &str,
-    webhook_id: String,
-    payload: String,
+    event: Event<'_>,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Result<crate::queue::Enqueued, ApiError> {
+    let Event { kind, webhook_id, payload, content, derived_id } = event;
     // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
-    let job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload);
+    let mut job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload).with_content_hash(content);
+    if derived_id {
+        job = job.with_derived_id();
+    }
     let enqueued = state.intake.enqueue(job).await?;
+    if enqueued.conflict {
+        let error = ApiError::Conflict(format!("webhook-id {webhook_id} was already used for a different event"));
+        state.metrics.webhook("conflict");
+        let line = AuditRecord::new("intake.conflict", "rejected")
+            .audit_id(enqueued.audit_id)
+            .webhook_id(webhook_id)
+            .endpoint(endpoint)
+            .detail(error.to_string())
+            .field("httpStatus", error.status().as_u16());
+        state.audit.record(describe(line));
+        return Err(error);
+    }
     let (event, status, outcome) = if enqueued.created {
         ("intake.accepted", "queued", "accepted")
     } else {
@@ -263,6 +305,45 @@ pub async fn enqueue_event(
     let line = AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).endpoint(endpoint);
     state.audit.record(describe(line));
     Ok(enqueued)
+}
+
+/// JSON text with every object's keys in sorted order and no whitespace: the same content gives the
+/// same text whatever order and spacing the sender used. A batch item has no bytes of its own to
+/// hash (the batch's bytes cover its neighbours too), and the same event id may come alone or in a
+/// batch, so directory events hash this text of the event; the HR endpoint hashes its raw body,
+/// which a retrying sender resends byte for byte (the signature covers it).
+pub fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Writing a string or a plain value into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, key);
+                out.push(b':');
+                canonical_json(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
 }
 
 /// The `{audit_id}` path segment as a UUID; anything else is a 400 naming it.
@@ -284,6 +365,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditIdPath {
 #[cfg(test)]
 mod tests {
     use super::is_json_media_type;
+
+    #[test]
+    fn canonical_json_ignores_key_order_and_spacing_only() {
+        let text = |v: &serde_json::Value| {
+            let mut out = Vec::new();
+            super::canonical_json(v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let a: serde_json::Value = serde_json::from_str(r#"{"b": [1, {"y": "\n", "x": null}], "a": true}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":true,"b":[1,{"x":null,"y":"\n"}]}"#).unwrap();
+        assert_eq!(text(&a), r#"{"a":true,"b":[1,{"x":null,"y":"\n"}]}"#);
+        assert_eq!(text(&a), text(&b));
+        let c: serde_json::Value = serde_json::from_str(r#"{"a":true,"b":[{"x":null,"y":"\n"},1]}"#).unwrap();
+        assert_ne!(text(&a), text(&c), "array order is content");
+    }
 
     #[test]
     fn json_media_types_are_recognised_in_any_letter_case_and_with_parameters() {

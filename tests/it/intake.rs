@@ -323,3 +323,53 @@ async fn unknown_routes_and_methods_answer_json() {
     assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reused_webhook_id_with_another_body_is_409_and_audited_as_a_conflict() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let first = new_hire("ENG");
+        let (status, stored) = app.post_signed(HR_PATH, &first, "msg_reused").await;
+        assert_eq!(status, 202, "{stored}");
+        let (status, again) = app.post_signed(HR_PATH, &first, "msg_reused").await;
+        assert_eq!((status, &again["auditId"]), (202, &stored["auditId"]), "the same body again is a duplicate");
+
+        // Another event (a leaver sent under an earlier id): refused, not answered as the first one.
+        let mut other = first.clone();
+        other["departmentCode"] = json!("SALES");
+        let (status, answer) = app.post_signed(HR_PATH, &other, "msg_reused").await;
+        assert_eq!(
+            (status, answer),
+            (409, json!({"error": "webhook-id msg_reused was already used for a different event"}))
+        );
+        let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "intake.conflict").await;
+        assert_eq!(line["webhookId"], "msg_reused");
+        assert_eq!(line["auditId"], stored["auditId"], "names the job that holds the id");
+        assert_eq!(line["httpStatus"], 409);
+        let job = app.store.get(stored["auditId"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(job.payload["departmentCode"], "ENG", "the stored event is unchanged");
+        let total: u64 = app.store.counts_by_state().await.unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 1);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// Rows stored before content hashes were kept have none: a repeat of their id stays a duplicate.
+#[tokio::test]
+async fn an_id_stored_without_a_content_hash_is_still_answered_as_a_duplicate() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let old = genesys_provisioner::queue::NewJob {
+            audit_id: uuid::Uuid::now_v7(),
+            kind: "hr.user_created".into(),
+            webhook_id: "msg_from_before".into(),
+            payload: new_hire("ENG"),
+        };
+        app.store.enqueue_batch(std::slice::from_ref(&old)).await.unwrap();
+        let (status, answer) = app.post_signed(HR_PATH, &new_hire("HR"), "msg_from_before").await;
+        assert_eq!((status, answer["auditId"].as_str()), (202, Some(old.audit_id.to_string().as_str())));
+        app.shutdown().await;
+    })
+    .await;
+}
