@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{
-    AppState, Event, Refusal, VerifiedWebhook, canonical_json, checked_event_id, enqueue_event, record_refusal, refuse,
-    verify_webhook,
+    AppState, Event, Refusal, VerifiedWebhook, canonical_json, check_lengths, checked_event_id, enqueue_event,
+    record_refusal, refuse, verify_webhook,
 };
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
@@ -22,19 +22,46 @@ const BATCH_ENDPOINT: &str = "/webhooks/directory-sync/batch";
 /// Most events in one batch.
 pub const BATCH_MAX: usize = 1_000;
 
+/// The most characters of the identifying and naming fields of an event's `data` (emails as RFC
+/// 5321 allows); checked at the edge so an oversized one is a 400, not a job.
+const DATA_LIMITS: &[(&str, usize)] = &[
+    ("externalId", 256),
+    ("employeeId", 256),
+    ("employeeNumber", 256),
+    ("userName", 256),
+    ("workEmail", 254),
+    ("email", 254),
+    ("managerEmail", 254),
+    ("managerExternalId", 256),
+    ("departmentCode", 256),
+    ("department", 256),
+    ("firstName", 256),
+    ("lastName", 256),
+    ("displayName", 256),
+    ("jobTitle", 256),
+    ("title", 256),
+    ("phone", 256),
+];
+
+/// An event parsed and its `data` fields within `DATA_LIMITS`.
+fn parse_event(json: &Value) -> Result<SyncEvent, String> {
+    let event = SyncEvent::from_json(json).map_err(|e| e.to_string())?;
+    check_lengths(DATA_LIMITS, "data.", |name| event.data.get(name).and_then(Value::as_str))?;
+    Ok(event)
+}
+
 pub async fn sync_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
     };
-    let parsed = webhook.event_id().and_then(|id| {
-        SyncEvent::from_json(&webhook.json).map(|e| (id, e)).map_err(|e| ApiError::BadRequest(e.to_string()))
-    });
+    let parsed =
+        webhook.event_id().and_then(|id| parse_event(&webhook.json).map(|e| (id, e)).map_err(ApiError::BadRequest));
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
     };
     // Hashed as the canonical text of the event, as a batch item is: the same event id may come
     // alone or in a batch (see `canonical_json`).
@@ -46,7 +73,7 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
         }
         // Already audited as `intake.conflict`.
         Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
-        Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
     }
 }
 
@@ -60,11 +87,11 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, |line| line),
     };
     let items = match batch_items(&webhook) {
         Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, headers, Refusal::from(e), |line| line),
+        Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), |line| line),
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
@@ -175,9 +202,7 @@ fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
                     (Err("Missing event id: give the item an id or send a webhook-id header".to_string()), false)
                 }
             };
-            let parsed = SyncEvent::from_json(item)
-                .map_err(|e| e.to_string())
-                .and_then(|event| id.clone().and_then(checked_event_id).map(|_| event));
+            let parsed = parse_event(item).and_then(|event| id.clone().and_then(checked_event_id).map(|_| event));
             let mut content = Vec::new();
             if parsed.is_ok() {
                 canonical_json(item, &mut content);

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -104,11 +106,19 @@ impl VerifiedWebhook {
 pub struct Refusal {
     pub error: ApiError,
     pub outcome: &'static str,
+    /// Refused before the sender was authenticated (content type, size, body read, signature):
+    /// counted and summarised per source instead of audited one line each (`AuditLog::refused`).
+    pub unauthenticated: bool,
 }
 
 impl Refusal {
     fn new(error: ApiError, outcome: &'static str) -> Self {
-        Refusal { error, outcome }
+        Refusal { error, outcome, unauthenticated: false }
+    }
+
+    /// A refusal before the signature was checked.
+    fn unauthenticated(error: ApiError, outcome: &'static str) -> Self {
+        Refusal { error, outcome, unauthenticated: true }
     }
 }
 
@@ -119,7 +129,7 @@ impl From<ApiError> for Refusal {
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "unavailable",
             _ => "bad_request",
         };
-        Refusal { error, outcome }
+        Refusal { error, outcome, unauthenticated: false }
     }
 }
 
@@ -135,13 +145,13 @@ pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -
 pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
-        return Err(Refusal::new(
+        return Err(Refusal::unauthenticated(
             ApiError::UnsupportedMediaType("Content-Type must be application/json".to_string()),
             "unsupported_media_type",
         ));
     }
     let limit = state.config.server.max_body_bytes;
-    let too_large = || Refusal::new(ApiError::PayloadTooLarge { limit }, "too_large");
+    let too_large = || Refusal::unauthenticated(ApiError::PayloadTooLarge { limit }, "too_large");
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -151,7 +161,7 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return Err(too_large()),
         Err(_) => {
-            return Err(Refusal::new(
+            return Err(Refusal::unauthenticated(
                 ApiError::BadRequest("Request body could not be read".to_string()),
                 "bad_request",
             ));
@@ -174,7 +184,7 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
             now,
             state.config.webhooks.timestamp_tolerance,
         )
-        .map_err(|e| Refusal::new(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
+        .map_err(|e| Refusal::unauthenticated(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
     }
     let header_id = header_id.filter(|s| !s.is_empty()).map(str::to_string);
     Ok(SignedBody { bytes, header_id })
@@ -220,16 +230,44 @@ pub fn checked_event_id(id: String) -> Result<String, String> {
     }
 }
 
-/// Audits and counts a refused webhook, and turns it into the answer.
+/// The first of `fields` (name, most characters) whose text in `text(name)` is longer than allowed,
+/// as the 400 naming it (`prefix` goes before the name, e.g. `data.`). Checked at the edge before
+/// anything copies a field: a body may be 1 MiB, a name or an identifier never needs to be.
+pub fn check_lengths<'a>(
+    fields: &[(&'static str, usize)],
+    prefix: &str,
+    text: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), String> {
+    for (name, max) in fields {
+        // Bytes first: at most 4 per character, so the count is only taken near the limit.
+        let too_long = text(name).is_some_and(|t| t.len() > *max && (t.len() > 4 * max || t.chars().count() > *max));
+        if too_long {
+            return Err(format!("Invalid field {prefix}{name}: at most {max} characters"));
+        }
+    }
+    Ok(())
+}
+
+/// Audits and counts a refused webhook, and turns it into the answer. A refusal before the sender
+/// was authenticated is counted and summarised per peer address instead (`AuditLog::refused`):
+/// anyone can send those, and a line each let 20,000 unsigned requests add 9.5 MB to the trail.
 pub fn refuse(
     state: &AppState,
     endpoint: &'static str,
-    headers: &HeaderMap,
+    request: &Parts,
     refusal: Refusal,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Response {
-    // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
-    let header_id = headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
+    if refusal.unauthenticated {
+        state.metrics.webhook(refusal.outcome);
+        let source = match request.extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
+            Some(ConnectInfo(peer)) => peer.ip().to_string(),
+            None => "unknown".to_string(),
+        };
+        state.audit.refused(&source, refusal.outcome, endpoint, || refusal.error.to_string());
+        return refusal.error.into_response();
+    }
+    let header_id = request.headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
     record_refusal(state, endpoint, &refusal, header_id, describe);
     refusal.error.into_response()
 }

@@ -154,6 +154,30 @@ async fn a_sync_intake_line_has_one_event_key_and_names_the_sync_event_apart() {
     app.shutdown().await;
 }
 
+/// A refused batch item is audited as a refused single event is, with its index; an identifier
+/// longer than the edge allows is refused naming it.
+#[tokio::test]
+async fn refused_batch_items_are_audited_with_their_index_and_overlong_identifiers_refused() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let batch = json!([
+        {"id": "i-0", "event": "user.updated", "data": record("E-50", "a@example.com")},
+        {"id": "i-1", "event": "user.fired", "data": record("E-51", "b@example.com")},
+        {"id": "i-2", "event": "user.updated", "data": record(&"X".repeat(10_000), "c@example.com")}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "audited-batch").await;
+    assert_eq!(status, 207, "{answer}");
+    assert_eq!(answer["results"][2]["error"], "Invalid field data.externalId: at most 256 characters");
+    let lines = app.wait_for_audit_lines(Duration::from_secs(5), 2, |l| l["event"] == "intake.rejected").await;
+    let of = |i: usize| lines.iter().find(|l| l["index"] == i).cloned().unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!((&of(1)["webhookId"], &of(1)["detail"]), (&json!("i-1"), &json!("Unsupported event type")));
+    assert_eq!((&of(1)["httpStatus"], &of(1)["endpoint"]), (&json!(400), &json!(BATCH)));
+    assert_eq!(of(2)["webhookId"], "i-2");
+    let (status, answer) =
+        app.post_signed(SYNC, &event("user.updated", record(&"X".repeat(300), "c@example.com")), "long").await;
+    assert_eq!((status, answer), (400, json!({"error": "Invalid field data.externalId: at most 256 characters"})));
+    app.shutdown().await;
+}
+
 fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
     emulator.insert_user(ScimUser {
         user_name: email.into(),
