@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod error;
 pub mod genesys;
 pub mod http;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
