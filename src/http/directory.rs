@@ -95,6 +95,8 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
+    // Which item each task stores, to answer for it should the task fail (a bug: a panic).
+    let mut task_items = std::collections::HashMap::new();
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut conflicts = 0;
     let mut server_error: Option<ApiError> = None;
@@ -103,10 +105,11 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
             Ok(event) => {
                 let state = state.clone();
                 let BatchItem { id, derived_id, content, .. } = item;
-                pending.spawn(async move {
+                let task = pending.spawn(async move {
                     let stored = store(&state, BATCH_ENDPOINT, &id, derived_id, &content, &event, Some(index)).await;
                     (index, id, stored)
                 });
+                task_items.insert(task.id(), index);
             }
             Err(error) => {
                 let refusal = Refusal::from(ApiError::BadRequest(error.clone()));
@@ -118,7 +121,16 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
         }
     }
     while let Some(joined) = pending.join_next().await {
-        let Ok((index, id, outcome)) = joined else { continue };
+        let (index, id, outcome) = match joined {
+            Ok(done) => done,
+            Err(failed) => {
+                let Some(&index) = task_items.get(&failed.id()) else { continue };
+                let error = ApiError::Internal(format!("storing batch item {index} failed: {failed}"));
+                results[index] = json!({"index": index, "error": error.to_string()});
+                server_error.get_or_insert(error);
+                continue;
+            }
+        };
         results[index] = match outcome {
             Ok(e) if e.created => json!({"index": index, "status": "queued", "auditId": e.audit_id}),
             Ok(e) => json!({"index": index, "status": "duplicate", "auditId": e.audit_id}),
