@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod error;
 pub mod genesys;
 pub mod http;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
@@ -167,6 +168,8 @@ impl App {
 
         let store = state.store.clone();
         let router = http::router(state);
+        // The peer address reaches the handlers: refusals before the signature are summarised by it.
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
         // Every request has been answered; commit whatever is still in the channel, then stop.
         committer_stop.cancel();

@@ -286,7 +286,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Control characters from input are escaped, so a value cannot forge a line.
+        LogFormat::Text => builder.fmt_fields(genesys_provisioner::logging::escaped_fields()).init(),
     }
 }
 

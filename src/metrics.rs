@@ -14,6 +14,7 @@ use crate::queue::JobState;
 pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "accepted",
     "duplicate",
+    "conflict",
     "unauthorized",
     "bad_request",
     "unprocessable",

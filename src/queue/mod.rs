@@ -94,6 +94,8 @@ pub struct JobRecord {
     kind: String,
     webhook_id: String,
     payload: String,
+    /// SHA-256 (hex) of what identifies the event's content (see `with_content_hash`).
+    content_hash: Option<String>,
 }
 
 impl JobRecord {
@@ -106,7 +108,25 @@ impl JobRecord {
             kind: kind.to_string(),
             webhook_id: webhook_id.to_string(),
             payload,
+            content_hash: None,
         }
+    }
+
+    /// Stores the SHA-256 of `content` with the key: the same event id sent again with other
+    /// content is then answered as a conflict instead of a duplicate. A job without one (and a
+    /// row stored before hashes were kept) counts as the same content as anything.
+    pub fn with_content_hash(mut self, content: &[u8]) -> Self {
+        use sha2::Digest;
+        self.content_hash = Some(format!("{:x}", sha2::Sha256::digest(content)));
+        self
+    }
+
+    /// Keys the job apart from every event id a sender can give (`kind#item:` instead of `kind:`),
+    /// for a batch item whose id the service made up (`<batch webhook-id>#<n>`): an item sent with
+    /// the explicit id `B#0` then cannot be taken for item 0 of batch `B`, nor the other way round.
+    pub fn with_derived_id(mut self) -> Self {
+        self.idempotency_key = format!("{}#item:{}", self.kind, self.webhook_id);
+        self
     }
 }
 
@@ -121,6 +141,9 @@ impl From<&NewJob> for JobRecord {
 pub struct Enqueued {
     pub audit_id: Uuid,
     pub created: bool,
+    /// Not created because the event id was stored before with other content (`audit_id` is
+    /// that job's); the new content was not stored.
+    pub conflict: bool,
 }
 
 /// A stored job.
@@ -248,9 +271,15 @@ struct AttemptRow {
     error: Option<String>,
 }
 
-/// Rows per INSERT: at most 9 parameters each, far below both backends' limits (SQLite 32,766, PostgreSQL 65,535),
+/// Rows per INSERT: at most 10 parameters each, far below both backends' limits (SQLite 32,766, PostgreSQL 65,535),
 /// and as many as the committer takes in one batch by default.
 const ROWS_PER_STATEMENT: usize = 512;
+
+/// The job stored under a key: its audit id and content hash (none for rows stored before hashes).
+struct StoredKey {
+    audit_id: String,
+    content_hash: Option<String>,
+}
 
 /// Which job holds each of these events' keys (after an insert that skipped some as already stored).
 /// `numbered`: PostgreSQL's `$n` placeholders, else SQLite's `?` (see `insert_sql`).
@@ -258,25 +287,30 @@ async fn stored_under<C>(
     conn: &mut C,
     jobs: &[JobRecord],
     numbered: bool,
-) -> Result<HashMap<String, String>, QueueError>
+) -> Result<HashMap<String, StoredKey>, QueueError>
 where
     C: sqlx::Connection,
     for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
     <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
     for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
-    for<'r> (String, String): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    for<'r> (String, String, Option<String>): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
 {
-    let mut found: HashMap<String, String> = HashMap::with_capacity(jobs.len());
+    let mut found: HashMap<String, StoredKey> = HashMap::with_capacity(jobs.len());
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
+            "SELECT audit_id, idempotency_key, content_hash FROM jobs WHERE idempotency_key IN ({})",
             placeholder_list(chunk.len(), numbered)
         );
-        let mut q = sqlx::query_as::<C::Database, (String, String)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<C::Database, (String, String, Option<String>)>(sqlx::AssertSqlSafe(sql));
         for job in chunk {
             q = q.bind(job.idempotency_key.as_str());
         }
-        found.extend(q.fetch_all(&mut *conn).await?.into_iter().map(|(id, key)| (key, id)));
+        found.extend(
+            q.fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|(audit_id, key, content_hash)| (key, StoredKey { audit_id, content_hash })),
+        );
     }
     Ok(found)
 }
@@ -305,32 +339,33 @@ fn placeholder_list(n: usize, numbered: bool) -> String {
 /// (3% of the service's CPU at 30 rows per commit, measured with perf).
 fn insert_sql(rows: usize, numbered: bool) -> String {
     use std::fmt::Write;
-    const ANONYMOUS_ROW: &str = "(?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)";
+    const ANONYMOUS_ROW: &str = "(?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)";
     let mut sql = String::with_capacity(160 + rows * (ANONYMOUS_ROW.len() + 30));
     sql.push_str(
-        "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, attempts, max_attempts, \
-         run_at, created_at, updated_at) VALUES ",
+        "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, content_hash, state, attempts, \
+         max_attempts, run_at, created_at, updated_at) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
         if numbered {
-            // 7 parameters, the time used three times (run_at, created_at, updated_at).
-            let p = r * 7;
+            // 8 parameters, the time used three times (run_at, created_at, updated_at).
+            let p = r * 8;
             let _ = write!(
                 sql,
-                "(${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${t}, ${t}, ${t})",
+                "(${}, ${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${t}, ${t}, ${t})",
                 p + 1,
                 p + 2,
                 p + 3,
                 p + 4,
                 p + 5,
                 p + 6,
-                t = p + 7
+                p + 7,
+                t = p + 8
             );
         } else {
-            // 9 parameters: the time is bound three times.
+            // 10 parameters: the time is bound three times.
             sql.push_str(ANONYMOUS_ROW);
         }
     }
@@ -556,14 +591,22 @@ impl JobStore {
         // Usually every row is new. Otherwise some events were stored before (or came twice in this
         // batch), and `stored` says which job each key belongs to.
         let Some(stored) = stored else {
-            return Ok(jobs.iter().map(|j| Enqueued { audit_id: j.audit_id, created: true }).collect());
+            return Ok(jobs
+                .iter()
+                .map(|j| Enqueued { audit_id: j.audit_id, created: true, conflict: false })
+                .collect());
         };
         jobs.iter()
             .map(|job| {
                 let key = &job.idempotency_key;
-                let id = stored.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?;
-                let audit_id = Uuid::parse_str(id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-                Ok(Enqueued { audit_id, created: audit_id == job.audit_id })
+                let row = stored.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?;
+                let audit_id = Uuid::parse_str(&row.audit_id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+                let created = audit_id == job.audit_id;
+                // A missing hash on either side (a row from before hashes, a job stored without one)
+                // counts as the same content: such repeats stay duplicates, as they were.
+                let conflict = !created
+                    && matches!((&row.content_hash, &job.content_hash), (Some(stored), Some(sent)) if stored != sent);
+                Ok(Enqueued { audit_id, created, conflict })
             })
             .collect()
     }
@@ -578,6 +621,7 @@ impl JobStore {
     where
         DB: sqlx::Database,
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
         let numbered = self.numbered();
@@ -589,6 +633,7 @@ impl JobStore {
                 .bind(job.kind.as_str())
                 .bind(job.webhook_id.as_str())
                 .bind(job.payload.as_str())
+                .bind(job.content_hash.as_deref())
                 .bind(i64::from(self.max_lost_attempts))
                 .bind(now);
             if !numbered {
@@ -983,12 +1028,12 @@ mod tests {
     #[test]
     fn insert_placeholders_match_what_each_backend_binds() {
         let numbered = insert_sql(2, true);
-        assert!(numbered.contains("($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, $7)"), "{numbered}");
-        assert!(numbered.contains("($8, $9, $10, $11, $12, 'queued', 0, $13, $14, $14, $14)"), "{numbered}");
+        assert!(numbered.contains("($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8)"), "{numbered}");
+        assert!(numbered.contains("($9, $10, $11, $12, $13, $14, 'queued', 0, $15, $16, $16, $16)"), "{numbered}");
         assert_eq!(super::placeholder_list(3, true), "$1, $2, $3");
         assert_eq!(super::placeholder_list(3, false), "?, ?, ?");
         let anonymous = insert_sql(2, false);
-        assert_eq!(anonymous.matches('?').count(), 18, "{anonymous}");
+        assert_eq!(anonymous.matches('?').count(), 20, "{anonymous}");
         assert!(!anonymous.contains('$'), "{anonymous}");
     }
 }

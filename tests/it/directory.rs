@@ -81,6 +81,103 @@ async fn a_batch_stores_every_valid_item_and_names_each_bad_one() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn batch_repeats_are_duplicates_conflicts_are_named_and_derived_ids_stand_apart() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let batch = json!([
+            {"id": "r-0", "event": "user.updated", "data": record("E-20", "a@example.com")},
+            {"event": "user.updated", "data": record("E-21", "b@example.com")}
+        ]);
+        let (status, first) = app.post_signed(BATCH, &batch, "rb").await;
+        assert_eq!(status, 202, "{first}");
+        assert_eq!(first["results"][0]["status"], "queued");
+
+        let (status, again) = app.post_signed(BATCH, &batch, "rb").await;
+        assert_eq!(status, 202, "{again}");
+        for i in 0..2 {
+            assert_eq!(again["results"][i]["status"], "duplicate", "{again}");
+            assert_eq!(again["results"][i]["auditId"], first["results"][i]["auditId"]);
+        }
+
+        // r-0 with other content, and an explicit id that reads like item 1 of batch `rb`.
+        let next = json!([
+            {"id": "r-0", "event": "user.terminated", "data": {"externalId": "E-20"}},
+            {"id": "rb#1", "event": "user.terminated", "data": {"externalId": "E-99"}}
+        ]);
+        let (status, answer) = app.post_signed(BATCH, &next, "rb-next").await;
+        assert_eq!(status, 207, "{answer}");
+        assert_eq!(answer["results"][0]["error"], "webhook-id r-0 was already used for a different event");
+        assert_eq!(answer["results"][1]["status"], "queued", "an explicit id never meets a derived one");
+        assert_ne!(answer["results"][1]["auditId"], first["results"][1]["auditId"]);
+        let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "intake.conflict").await;
+        assert_eq!((&line["webhookId"], &line["index"]), (&json!("r-0"), &json!(0)));
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// A store that fails is the service's fault: the sender must retry, so the batch is a 503.
+#[tokio::test]
+async fn a_batch_the_store_cannot_take_is_503() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    app.store.close().await;
+    let batch = json!([
+        {"id": "s-0", "event": "user.updated", "data": record("E-30", "a@example.com")},
+        {"id": "s-1", "event": "user.fired", "data": record("E-31", "b@example.com")}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "store-down").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "Job store unavailable, retry later");
+    assert_eq!(answer["results"][0]["error"], "Job store unavailable, retry later");
+    let (status, _) = app.post_signed(SYNC, &event("user.updated", record("E-30", "a@example.com")), "one").await;
+    assert_eq!(status, 503, "as the single-event endpoint answers");
+    app.shutdown().await;
+}
+
+/// Each audit line is one JSON object without repeated keys: the sync's own event type is
+/// `syncEvent`, next to the line's `event`.
+#[tokio::test]
+async fn a_sync_intake_line_has_one_event_key_and_names_the_sync_event_apart() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let (status, _) = app.post_signed(SYNC, &event("user.updated", record("E-40", "a@example.com")), "k1").await;
+    assert_eq!(status, 202);
+    assert!(app.audit.flush());
+    let mut raw = String::new();
+    for entry in std::fs::read_dir(&app.audit_dir).unwrap() {
+        raw.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let line = raw.lines().find(|l| l.contains("intake.accepted")).expect("an intake line");
+    assert_eq!(line.matches("\"event\":").count(), 1, "{line}");
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!((&parsed["event"], &parsed["syncEvent"]), (&json!("intake.accepted"), &json!("user.updated")));
+    app.shutdown().await;
+}
+
+/// A refused batch item is audited as a refused single event is, with its index; an identifier
+/// longer than the edge allows is refused naming it.
+#[tokio::test]
+async fn refused_batch_items_are_audited_with_their_index_and_overlong_identifiers_refused() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let batch = json!([
+        {"id": "i-0", "event": "user.updated", "data": record("E-50", "a@example.com")},
+        {"id": "i-1", "event": "user.fired", "data": record("E-51", "b@example.com")},
+        {"id": "i-2", "event": "user.updated", "data": record(&"X".repeat(10_000), "c@example.com")}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "audited-batch").await;
+    assert_eq!(status, 207, "{answer}");
+    assert_eq!(answer["results"][2]["error"], "Invalid field data.externalId: at most 256 characters");
+    let lines = app.wait_for_audit_lines(Duration::from_secs(5), 2, |l| l["event"] == "intake.rejected").await;
+    let of = |i: usize| lines.iter().find(|l| l["index"] == i).cloned().unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!((&of(1)["webhookId"], &of(1)["detail"]), (&json!("i-1"), &json!("Unsupported event type")));
+    assert_eq!((&of(1)["httpStatus"], &of(1)["endpoint"]), (&json!(400), &json!(BATCH)));
+    assert_eq!(of(2)["webhookId"], "i-2");
+    let (status, answer) =
+        app.post_signed(SYNC, &event("user.updated", record(&"X".repeat(300), "c@example.com")), "long").await;
+    assert_eq!((status, answer), (400, json!({"error": "Invalid field data.externalId: at most 256 characters"})));
+    app.shutdown().await;
+}
+
 fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
     emulator.insert_user(ScimUser {
         user_name: email.into(),
