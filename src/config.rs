@@ -780,6 +780,15 @@ mod tests {
     }
 
     #[test]
+    fn a_department_name_defaults_to_its_code() {
+        let text = "[departments.ENG]\nname = \" Engineering \"\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n\
+                    [departments.HR]\ngroup_id = \"d4e5f6a7-8901-23de-fabc-4567890abcde\"\n";
+        let cfg = Config::from_toml(text, &good_env()).unwrap();
+        assert_eq!(cfg.departments.get("ENG").map(|d| d.name.as_str()), Some("Engineering"));
+        assert_eq!(cfg.departments.get("HR").map(|d| d.name.as_str()), Some("HR"));
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let text = "[server]\nlisten_addr = \"127.0.0.1:1\"\n[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
         let mut e = good_env();
