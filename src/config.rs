@@ -211,6 +211,9 @@ pub struct DepartmentMap {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Department {
     pub code: String,
+    /// The department as Genesys shows it (enterprise `department`), written alike by the new-hire and
+    /// the directory-sync paths; `[departments.X] name`, default the code.
+    pub name: String,
     pub group_id: uuid::Uuid,
     pub roles: Vec<String>,
 }
@@ -339,6 +342,16 @@ struct RawDepartment {
     group_id: String,
     #[serde(default)]
     roles: Vec<String>,
+    /// Display name (enterprise `department` in Genesys); default: the code.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl RawDepartment {
+    /// The display name: as configured (trimmed), else the code.
+    fn display_name(&self, code: &str) -> String {
+        self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(code).to_string()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -427,7 +440,8 @@ impl Config {
         for (code, d) in raw.departments {
             match uuid::Uuid::parse_str(&d.group_id) {
                 Ok(group_id) => {
-                    departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+                    let name = d.display_name(&code);
+                    departments.insert(code.clone(), Department { code, name, group_id, roles: d.roles });
                 }
                 Err(_) => problems.push(format!("departments.{code}.group_id {:?} is not a UUID", d.group_id)),
             }
@@ -467,7 +481,7 @@ impl Config {
         ];
         for d in self.departments.iter() {
             let roles = if d.roles.is_empty() { String::new() } else { format!(" roles {}", d.roles.join(", ")) };
-            lines.push(format!("  {:<10} -> group {}{}", d.code, d.group_id, roles));
+            lines.push(format!("  {:<10} -> group {} name {:?}{}", d.code, d.group_id, d.name, roles));
         }
         lines
     }
@@ -587,7 +601,8 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         }
         match uuid::Uuid::parse_str(&d.group_id) {
             Ok(group_id) => {
-                departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+                let name = d.display_name(&code);
+                departments.insert(code.clone(), Department { code, name, group_id, roles: d.roles });
             }
             Err(_) => problems.push(format!(
                 "departments.{code}.group_id {:?} is not a UUID (Genesys group ids are UUIDs)",
@@ -802,6 +817,15 @@ mod tests {
         assert!(all.contains("HR_WEBHOOK_SECRET is missing"), "{all}");
         assert!(all.contains("ADMIN_TOKEN is missing"), "{all}");
         assert_eq!(err.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn a_department_name_defaults_to_its_code() {
+        let text = "[departments.ENG]\nname = \" Engineering \"\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n\
+                    [departments.HR]\ngroup_id = \"d4e5f6a7-8901-23de-fabc-4567890abcde\"\n";
+        let cfg = Config::from_toml(text, &good_env()).unwrap();
+        assert_eq!(cfg.departments.get("ENG").map(|d| d.name.as_str()), Some("Engineering"));
+        assert_eq!(cfg.departments.get("HR").map(|d| d.name.as_str()), Some("HR"));
     }
 
     #[test]

@@ -20,12 +20,9 @@ use directory::{SyncError, SyncEvent};
 pub use new_hire::NewHire;
 use provision::ProvisionError;
 
+/// The person key of a stored directory event (its Genesys `externalId`).
 fn event_external_id(payload: &serde_json::Value) -> String {
-    match payload.get("data").and_then(|d| d.get("externalId")) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
+    payload.get("data").map(directory::person_key).unwrap_or_default()
 }
 
 /// Job kinds, as stored in the queue.
@@ -85,6 +82,7 @@ impl Provisioning {
             mapping: &self.sync.mapping,
             groups: &self.groups,
             target_group: department.map(|d| d.group_id.to_string()),
+            department_name: department.map(|d| d.name.clone()),
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
             on_terminate: self.sync.on_terminate,
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
@@ -122,7 +120,11 @@ impl Provisioning {
             Err(e) => {
                 let retryable = e.is_retryable();
                 let name = if matches!(e, SyncError::Policy(_)) { "policy.violation" } else { "scim.user.sync_failed" };
-                self.audit.record(line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string()));
+                let mut record = line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string());
+                if let Some(status) = e.genesys_status() {
+                    record = record.field("genesysResponseCode", status);
+                }
+                self.audit.record(record);
                 let retry_after = match &e {
                     SyncError::Genesys(g) => g.retry_after(),
                     _ => None,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimName, ScimUser};
+use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimUser};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -185,7 +185,6 @@ fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &s
         active: Some(true),
         external_id: Some(external_id.into()),
         title: Some("Engineer".into()),
-        name: Some(ScimName { given_name: Some("Jane".into()), family_name: Some("Doe".into()), formatted: None }),
         emails: vec![ScimMultiValue { value: email.into(), kind: Some("work".into()), primary: Some(true) }],
         enterprise: Some(genesys_provisioner::genesys::types::EnterpriseUser {
             department: Some("Engineering".into()),
@@ -238,7 +237,6 @@ async fn an_update_sends_only_what_changed_and_a_no_op_sends_nothing() {
         "userName".to_string(),
         "displayName".to_string(),
         "title".to_string(),
-        "name.familyName".to_string(),
         "emails[type eq \"work\"].value".to_string(),
         "phoneNumbers[type eq \"work\"].value".to_string(),
         format!("{SCHEMA_ENTERPRISE}:department"),
@@ -506,5 +504,98 @@ async fn a_large_batch_goes_to_genesys_a_chunk_at_a_time() {
     // all 12 at once (the 12 workers) would take about 200 ms.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(780), "took {took:?}: more than 3 events were in flight at once");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn attributes_genesys_does_not_keep_are_never_patched() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-1100", "kept@example.com");
+    let id = user.id.clone().unwrap();
+    // A mapping that also sends what Genesys has no attribute for: `name`, an enterprise `costCenter`.
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("extra.jsonata");
+    std::fs::write(
+        &mapping,
+        r#"{
+  "externalId": $string(externalId),
+  "userName": $lowercase(workEmail),
+  "displayName": firstName & " " & lastName,
+  "name": {"givenName": firstName, "familyName": lastName},
+  "title": jobTitle,
+  "emails": [{"value": $lowercase(workEmail), "type": "work", "primary": true}],
+  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": department, "costCenter": "CC-7"}
+}"#,
+    )
+    .unwrap();
+    let app = Spawn::new(Backend::Sqlite)
+        .provisioning(&emulator)
+        .toml(&format!("[sync]\nmapping = {:?}", mapping.display().to_string()))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let job = sync(&app, "user.updated", record("E-1100", "kept@example.com")).await;
+        assert_eq!(job["result"]["outcome"], "unchanged", "{job}");
+    }
+    assert!(emulator.patches(&id).is_empty(), "{:?}", emulator.patches(&id));
+    // A lenient Genesys (one that ignores what it does not keep) does not make it PATCH either.
+    emulator.faults().set_strict_attributes(false);
+    let job = sync(&app, "user.updated", record("E-1100", "kept@example.com")).await;
+    assert_eq!(job["result"]["outcome"], "unchanged", "{job}");
+    assert!(emulator.patches(&id).is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_412_on_a_stale_if_match_is_reread_and_applied() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-1200", "precondition@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    // The user PATCH meets a 412 once (as an RFC 7644 server or a proxy answers a stale If-Match).
+    emulator.faults().fail_next_writes(1, 412);
+    let mut changed = record("E-1200", "precondition@example.com");
+    changed["jobTitle"] = json!("Lead");
+    let job = sync(&app, "user.updated", changed.clone()).await;
+    assert_eq!(job["attempts"], 1, "re-read within the attempt: {job}");
+    assert_eq!(job["result"]["tries"], 2, "{job}");
+    let now = emulator.users().into_iter().find(|u| u.id == user.id).unwrap();
+    assert_eq!(now.title.as_deref(), Some("Lead"));
+    // The group PATCH meets a 412 once: re-read, and the membership lands.
+    emulator.faults().fail_next_writes(1, 412);
+    changed["departmentCode"] = json!("SALES");
+    let job = sync(&app, "user.updated", changed).await;
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(members(&emulator, SALES), vec![id.clone()]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sync_create_sends_active_and_a_genesys_refusal_is_named_as_one() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let job = sync(&app, "user.created", record("E-1300", "joined@example.com")).await;
+    assert_eq!(job["result"]["outcome"], "created");
+    let sent = emulator.created_bodies();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["active"], true, "{}", sent[0]);
+
+    // Genesys refuses the create and no correction applies: a Genesys refusal, not a mapping error.
+    emulator.faults().fail_next_writes(1, 400);
+    let (_, answer) =
+        app.post_signed(SYNC, &event("user.created", record("E-1301", "refused@example.com")), "refused-1").await;
+    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let dead = app.wait_for_state(audit_id, "dead", Duration::from_secs(15)).await;
+    assert_eq!(dead["attempts"], 1);
+    let error = dead["lastError"].as_str().unwrap();
+    assert!(!error.contains("mapping"), "{error}");
+    assert!(error.contains("Genesys refused"), "{error}");
+    let line = app
+        .wait_for_audit(Duration::from_secs(5), |l| {
+            l["event"] == "scim.user.sync_failed" && l["auditId"] == audit_id.to_string()
+        })
+        .await;
+    assert_eq!(line["genesysResponseCode"], 400, "{line}");
     app.shutdown().await;
 }

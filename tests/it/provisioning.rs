@@ -50,10 +50,11 @@ async fn a_signed_new_hire_becomes_one_active_user_in_its_group() {
     assert_eq!(user.id.as_deref(), Some(scim_id.as_str()));
     assert_eq!(user.active, Some(true));
     assert_eq!(user.display_name.as_deref(), Some("Jane Doe"));
-    assert_eq!(user.external_id, body["id"].as_str().map(str::to_string));
+    // The person key (the employee number here), never the event id.
+    assert_eq!(user.external_id.as_deref(), Some("E-1042"));
     assert_eq!(user.title.as_deref(), Some("Engineer"));
     let ext = user.enterprise.as_ref().expect("enterprise extension");
-    assert_eq!(ext.department.as_deref(), Some("ENG"));
+    assert_eq!(ext.department.as_deref(), Some("ENG"), "no name configured: the code");
     assert_eq!(ext.employee_number.as_deref(), Some("E-1042"));
     assert_eq!(ext.date_hire.as_deref(), Some("2026-12-01"));
     assert_eq!(user.phone_numbers[0].value, "+1 317 555 0142");
@@ -457,5 +458,77 @@ async fn a_genesys_outage_longer_than_five_attempts_is_survived_within_the_retry
     let outcomes: Vec<_> = job["attemptHistory"].as_array().unwrap().iter().map(|a| a["outcome"].clone()).collect();
     assert!(outcomes.len() >= 7 && outcomes.last() == Some(&json!("succeeded")), "{outcomes:?}");
     assert_eq!(emulator.users().len(), 1);
+    app.shutdown().await;
+}
+
+/// The first ```json block after `heading` in the README.
+fn readme_json_after(heading: &str) -> serde_json::Value {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find(heading).expect("the README has the section")..];
+    let block = &section[section.find("```json\n").expect("a JSON example") + "```json\n".len()..];
+    serde_json::from_str(&block[..block.find("```").unwrap()]).expect("the README example is JSON")
+}
+
+#[tokio::test]
+async fn the_readme_hire_and_its_update_are_one_person_with_one_department_value() {
+    let emulator = start_emulator().await;
+    let mut spawn = Spawn::new(Backend::Sqlite).provisioning(&emulator);
+    spawn.toml = spawn
+        .toml
+        .replace("[departments.ENG]\n", "[departments.ENG]\nname = \"Engineering\"\n")
+        .replace("[departments.SALES]\n", "[departments.SALES]\nname = \"Sales\"\n");
+    let app = spawn.start().await.unwrap();
+    let hire: serde_json::Value = serde_json::from_str(include_str!("../../config/samples/new-hire.json")).unwrap();
+    let id = app.hire(&hire).await;
+    app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let users = emulator.users();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].external_id.as_deref(), Some("E-1042"), "the employee id, never the event id");
+    assert_eq!(users[0].enterprise.as_ref().unwrap().department.as_deref(), Some("Engineering"));
+
+    // The README's directory update for the same employee (a mover to SALES, with a new email).
+    let update = readme_json_after("## Directory sync");
+    assert_eq!(update["event"], "user.updated");
+    let (status, answer) = app.post_signed("/webhooks/directory-sync", &update, "readme-update").await;
+    assert_eq!(status, 202, "{answer}");
+    let job_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.wait_for_state(job_id, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(job["result"]["outcome"], "updated", "{job}");
+    let users = emulator.users();
+    assert_eq!(users.len(), 1, "one person, one Genesys user: {users:?}");
+    assert_eq!(users[0].external_id.as_deref(), Some("E-1042"));
+    assert_eq!(users[0].enterprise.as_ref().unwrap().department.as_deref(), Some("Sales"));
+
+    // Back to ENG from the directory, whatever the HR label: the value the new-hire path wrote.
+    let mut back = update.clone();
+    back["data"]["departmentCode"] = serde_json::json!("ENG");
+    back["data"]["department"] = serde_json::json!("Eng. (HR label)");
+    let (_, answer) = app.post_signed("/webhooks/directory-sync", &back, "readme-update-back").await;
+    let job_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    app.wait_for_state(job_id, "succeeded", Duration::from_secs(15)).await;
+    let users = emulator.users();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].enterprise.as_ref().unwrap().department.as_deref(), Some("Engineering"));
+    let sent = serde_json::to_string(&emulator.created_bodies()).unwrap();
+    assert!(!sent.contains("evt-"), "the event id never reaches Genesys: {sent}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_manager_lookup_refused_by_genesys_does_not_fail_the_hire() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    // The lookup (the hire's first request, a read) is refused: 403, as without directory:user:view.
+    emulator.faults().fail_next_reads(1, 403);
+    let mut body = new_hire("ENG");
+    body["managerEmail"] = json!("maria.lopez@example.com");
+    let id = app.hire(&body).await;
+    let job = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let reason = job["result"]["managerUnresolved"].as_str().expect("the result says why").to_string();
+    assert!(reason.contains("403"), "{reason}");
+    let user = &user_named(&emulator, body["email"].as_str().unwrap())[0];
+    assert!(user.enterprise.as_ref().and_then(|e| e.manager.as_ref()).is_none());
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "scim.user.created").await;
+    assert_eq!(line["managerUnresolved"], reason.as_str());
     app.shutdown().await;
 }
