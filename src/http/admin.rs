@@ -205,7 +205,8 @@ pub async fn discrepancies(
             json!({
                 "kind": "sync_failure",
                 "auditId": j.audit_id,
-                "externalId": j.payload.get("data").and_then(|d| d.get("externalId")),
+                // The person key, however the event named the person (employeeId, externalId, ...).
+                "externalId": j.payload.get("data").map(crate::pipeline::directory::person_key),
                 "error": j.last_error,
                 "at": j.finished_at.map(ms_to_rfc3339),
             })

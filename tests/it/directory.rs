@@ -421,8 +421,8 @@ async fn a_value_genesys_did_not_store_is_reported_as_a_discrepancy() {
         job["result"]["discrepancies"],
         json!([{"field": "title", "expected": "Director", "actual": "Engineer"}])
     );
-    // A failed sync in the same window.
-    let (_, answer) = app.post_signed(SYNC, &event("user.updated", json!({"externalId": "E-951"})), "drift-bad").await;
+    // A failed sync in the same window, naming the person by employeeId: the report shows that key.
+    let (_, answer) = app.post_signed(SYNC, &event("user.updated", json!({"employeeId": "E-951"})), "drift-bad").await;
     let bad: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
     app.wait_for_state(bad, "dead", Duration::from_secs(15)).await;
 
