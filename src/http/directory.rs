@@ -13,6 +13,7 @@ use super::{
 };
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::mapping::Mapping;
 use crate::pipeline::KIND_DIRECTORY_SYNC;
 use crate::pipeline::directory::SyncEvent;
 use crate::queue::Enqueued;
@@ -43,10 +44,13 @@ const DATA_LIMITS: &[(&str, usize)] = &[
     ("phone", 256),
 ];
 
-/// An event parsed and its `data` fields within `DATA_LIMITS`.
-fn parse_event(json: &Value) -> Result<SyncEvent, String> {
+/// An event parsed, its `data` fields within `DATA_LIMITS` and the whole record within what the
+/// mapping takes in (`[sync] max_record_bytes`): a record the job could never map is refused here,
+/// where the sender can still be told, instead of becoming a dead letter.
+fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
     let event = SyncEvent::from_json(json).map_err(|e| e.to_string())?;
     check_lengths(DATA_LIMITS, "data.", |name| event.data.get(name).and_then(Value::as_str))?;
+    mapping.check_record(&event.data).map_err(|e| format!("Invalid field data: {e}"))?;
     Ok(event)
 }
 
@@ -57,8 +61,9 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
         Ok(w) => w,
         Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
     };
-    let parsed =
-        webhook.event_id().and_then(|id| parse_event(&webhook.json).map(|e| (id, e)).map_err(ApiError::BadRequest));
+    let parsed = webhook.event_id().and_then(|id| {
+        parse_event(&webhook.json, &state.config.sync.mapping).map(|e| (id, e)).map_err(ApiError::BadRequest)
+    });
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
         Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
@@ -89,7 +94,7 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
         Ok(w) => w,
         Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, |line| line),
     };
-    let items = match batch_items(&webhook) {
+    let items = match batch_items(&webhook, &state.config.sync.mapping) {
         Ok(items) => items,
         Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), |line| line),
     };
@@ -189,7 +194,7 @@ struct BatchItem {
 }
 
 /// The batch's items, each parsed or refused with its reason.
-fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
+fn batch_items(webhook: &VerifiedWebhook, mapping: &Mapping) -> Result<Vec<BatchItem>, ApiError> {
     let Value::Array(items) = &webhook.json else {
         return Err(ApiError::BadRequest("Batch body must be a JSON array of events".to_string()));
     };
@@ -214,7 +219,8 @@ fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
                     (Err("Missing event id: give the item an id or send a webhook-id header".to_string()), false)
                 }
             };
-            let parsed = parse_event(item).and_then(|event| id.clone().and_then(checked_event_id).map(|_| event));
+            let parsed =
+                parse_event(item, mapping).and_then(|event| id.clone().and_then(checked_event_id).map(|_| event));
             let mut content = Vec::new();
             if parsed.is_ok() {
                 canonical_json(item, &mut content);

@@ -138,7 +138,8 @@ impl Mapping {
         }
     }
 
-    fn check_record(&self, record: &Value) -> Result<(), MappingError> {
+    /// Whether a record is small enough to be mapped (also checked at intake).
+    pub fn check_record(&self, record: &Value) -> Result<(), MappingError> {
         let size = json_size(record);
         match size > self.limits.max_record_bytes {
             true => Err(MappingError::RecordTooLarge { size, limit: self.limits.max_record_bytes }),

@@ -599,3 +599,26 @@ async fn a_sync_create_sends_active_and_a_genesys_refusal_is_named_as_one() {
     assert_eq!(line["genesysResponseCode"], 400, "{line}");
     app.shutdown().await;
 }
+
+/// A record larger than the mapping takes in (`[sync] max_record_bytes`, 64 KiB by default) could
+/// only ever be a dead letter: it is refused at intake, naming the limit, and nothing is stored.
+#[tokio::test]
+async fn a_record_too_large_to_map_is_refused_at_intake() {
+    let app = Spawn::new(Backend::Sqlite).start().await.unwrap();
+    let mut data = json!({"externalId": "E-77", "workEmail": "big@example.com"});
+    data["notes"] = json!("x".repeat(100_000));
+    let (status, answer) = app.post_signed(SYNC, &event("user.updated", data.clone()), "too-big-1").await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.starts_with("Invalid field data: the HR record is") && error.contains("at most 65536"), "{error}");
+    // In a batch, the one item is refused and its neighbour stored.
+    let batch = json!([
+        {"id": "big-item", "event": "user.updated", "data": data},
+        {"id": "small-item", "event": "user.updated", "data": {"externalId": "E-78", "workEmail": "s@example.com"}}
+    ]);
+    let (status, answer) = app.post_signed(&format!("{SYNC}/batch"), &batch, "too-big-batch").await;
+    assert_eq!(status, 207, "{answer}");
+    assert!(answer["results"][0]["error"].as_str().unwrap().contains("at most 65536"), "{answer}");
+    assert_eq!(answer["results"][1]["status"], "queued");
+    app.shutdown().await;
+}
