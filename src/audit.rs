@@ -294,6 +294,25 @@ struct Pending {
     lost: bool,
 }
 
+impl Pending {
+    /// Serialises one record straight into the buffer, as one line; on failure the buffer is left
+    /// as it was.
+    fn push(&mut self, record: &AuditRecord) -> serde_json::Result<()> {
+        let start = self.lines.len();
+        match record.write_json(&mut self.lines) {
+            Ok(()) => {
+                self.lines.push(b'\n');
+                self.recorded += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.lines.truncate(start);
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
@@ -315,16 +334,8 @@ impl Shared {
     /// last handle closing the log, calls this: nobody else would make room).
     fn append_now(&self, pending: &mut Pending, lines: &[AuditRecord]) {
         for record in lines {
-            let start = pending.lines.len();
-            match record.write_json(&mut pending.lines) {
-                Ok(()) => {
-                    pending.lines.push(b'\n');
-                    pending.recorded += 1;
-                }
-                Err(e) => {
-                    pending.lines.truncate(start);
-                    tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
-                }
+            if let Err(e) = pending.push(record) {
+                tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
             }
         }
     }
@@ -440,19 +451,11 @@ impl AuditLog {
             pending = shared.drained.wait(pending).unwrap_or_else(|p| p.into_inner());
         }
         let was_empty = pending.lines.is_empty();
-        let start = pending.lines.len();
         // Serialised straight into the buffer, under the lock, so lines never interleave.
-        match record.write_json(&mut pending.lines) {
-            Ok(()) => {
-                pending.lines.push(b'\n');
-                pending.recorded += 1;
-            }
-            Err(e) => {
-                pending.lines.truncate(start);
-                drop(pending);
-                tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
-                return;
-            }
+        if let Err(e) = pending.push(&record) {
+            drop(pending);
+            tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
+            return;
         }
         drop(pending);
         if was_empty {
