@@ -42,6 +42,56 @@ pub struct AuditRecord {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The keys the record writes itself; `AuditRecord::field` never writes one of them again.
+pub const RECORD_KEYS: [&str; 10] = [
+    "timestamp",
+    "auditId",
+    "event",
+    "webhookId",
+    "userEmail",
+    "departmentCode",
+    "status",
+    "retryCount",
+    "detail",
+    "endpoint",
+];
+
+/// The most bytes of one text value in an audit line (or an error answer that echoes input);
+/// longer ones are cut (see `bounded`). A 500 KB department code made a 1 MB audit line.
+pub const TEXT_MAX: usize = 1024;
+
+/// `text` unchanged when it fits in `TEXT_MAX` bytes, else its start (cut at a character
+/// boundary) followed by `…(truncated, N bytes)`, N being the full length.
+pub fn bounded(text: String) -> String {
+    match text.len() <= TEXT_MAX {
+        true => text,
+        false => bounded_copy(&text),
+    }
+}
+
+/// `bounded` for borrowed text: copies at most `TEXT_MAX` bytes of it.
+pub fn bounded_copy(text: &str) -> String {
+    if text.len() <= TEXT_MAX {
+        return text.to_string();
+    }
+    let mut cut = TEXT_MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…(truncated, {} bytes)", &text[..cut], text.len())
+}
+
+/// `bounded` for every text inside a JSON value.
+fn bounded_value(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(bounded(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(bounded_value).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (bounded(k), bounded_value(v))).collect()),
+        other => other,
+    }
+}
+
 impl AuditRecord {
     pub fn new(event: &'static str, status: &'static str) -> Self {
         AuditRecord { timestamp: now_rfc3339(), event, status, ..Default::default() }
@@ -53,12 +103,12 @@ impl AuditRecord {
     }
 
     pub fn webhook_id(mut self, id: impl Into<String>) -> Self {
-        self.webhook_id = Some(id.into());
+        self.webhook_id = Some(bounded(id.into()));
         self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.detail = Some(bounded(detail.into()));
         self
     }
 
@@ -80,14 +130,25 @@ impl AuditRecord {
 
     /// Sets the user's email and department code, each when known.
     pub fn subject_of(mut self, email: Option<&str>, department_code: Option<&str>) -> Self {
-        self.user_email = email.map(str::to_string).or(self.user_email);
-        self.department_code = department_code.map(str::to_string).or(self.department_code);
+        // Bounded before they are copied: a refused body's fields can be as long as the body.
+        self.user_email = email.map(bounded_copy).or(self.user_email);
+        self.department_code = department_code.map(bounded_copy).or(self.department_code);
         self
     }
 
+    /// Adds a field. A key the record writes itself (`RECORD_KEYS`) is written as `extra<Key>`
+    /// instead (`event` as `extraEvent`), so a line never holds the same key twice.
     pub fn field(mut self, key: &str, value: impl Serialize) -> Self {
         if let Ok(v) = serde_json::to_value(value) {
-            self.extra.insert(key.to_string(), v);
+            let key = match RECORD_KEYS.contains(&key) {
+                true => {
+                    let mut chars = key.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+                    format!("extra{first}{}", chars.as_str())
+                }
+                false => key.to_string(),
+            };
+            self.extra.insert(key, bounded_value(v));
         }
         self
     }
@@ -131,7 +192,50 @@ impl AuditRecord {
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    rfc3339(chrono::Utc::now())
+}
+
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// How long one refusal summary covers: at most one line per source and reason this often.
+pub const SUMMARY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often the writer looks for summary windows that are over while nothing else is written.
+const SUMMARY_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most (source, reason) pairs counted at once; refusals from further sources count as source `other`.
+const SUMMARY_SOURCES_MAX: usize = 10_000;
+
+/// Refusals of one source for one reason, counted since `started`.
+struct RefusalWindow {
+    started: chrono::DateTime<chrono::Utc>,
+    count: u64,
+    endpoint: &'static str,
+    /// The first refusal's reason in words.
+    detail: String,
+}
+
+/// Open refusal windows by (source, reason).
+type Summaries = std::collections::HashMap<(String, &'static str), RefusalWindow>;
+
+/// The `intake.rejected_summary` line of a window, ended at `ended` (its full minute, or earlier
+/// when the service stops).
+fn summary_line(
+    (source, reason): (String, &'static str),
+    window: RefusalWindow,
+    ended: chrono::DateTime<chrono::Utc>,
+) -> AuditRecord {
+    let end = ended.min(window.started + SUMMARY_WINDOW);
+    AuditRecord::new("intake.rejected_summary", "rejected")
+        .endpoint(window.endpoint)
+        .detail(window.detail)
+        .field("source", source)
+        .field("reason", reason)
+        .field("count", window.count)
+        .field("windowStart", rfc3339(window.started))
+        .field("windowEnd", rfc3339(end))
 }
 
 /// Writes audit lines. Cheap to clone; all clones share one buffer and one writer thread, which
@@ -166,6 +270,8 @@ struct Writer {
 
 struct Shared {
     pending: Mutex<Pending>,
+    /// Refusals counted but not written yet. Locked after `pending` when both are held.
+    summaries: Mutex<Summaries>,
     /// `BUFFER_LIMIT`, smaller in tests.
     limit: usize,
     /// Signalled when the buffer stops being empty, and on close.
@@ -188,9 +294,50 @@ struct Pending {
     lost: bool,
 }
 
+impl Pending {
+    /// Serialises one record straight into the buffer, as one line; on failure the buffer is left
+    /// as it was.
+    fn push(&mut self, record: &AuditRecord) -> serde_json::Result<()> {
+        let start = self.lines.len();
+        match record.write_json(&mut self.lines) {
+            Ok(()) => {
+                self.lines.push(b'\n');
+                self.recorded += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.lines.truncate(start);
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The summary lines of the windows that are over at `now`, or of every window (`all`: the
+    /// log is closing), taken out of the open ones.
+    fn take_summaries(&self, now: chrono::DateTime<chrono::Utc>, all: bool) -> Vec<AuditRecord> {
+        let mut open = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+        let over: Vec<(String, &'static str)> =
+            open.iter().filter(|(_, w)| all || now >= w.started + SUMMARY_WINDOW).map(|(k, _)| k.clone()).collect();
+        over.into_iter()
+            .filter_map(|key| open.remove_entry(&key))
+            .map(|(key, window)| summary_line(key, window, now))
+            .collect()
+    }
+
+    /// Appends lines to the buffer without waiting for room (the writer thread itself, or the
+    /// last handle closing the log, calls this: nobody else would make room).
+    fn append_now(&self, pending: &mut Pending, lines: &[AuditRecord]) {
+        for record in lines {
+            if let Err(e) = pending.push(record) {
+                tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
+            }
+        }
     }
 
     /// The writer thread: once woken by a first line, lets lines gather for `GATHER`, then takes
@@ -202,7 +349,14 @@ impl Shared {
             {
                 let mut pending = self.lock();
                 while pending.lines.is_empty() && !pending.closed {
-                    pending = self.filled.wait(pending).unwrap_or_else(|p| p.into_inner());
+                    let (woken, waited) =
+                        self.filled.wait_timeout(pending, SUMMARY_TICK).unwrap_or_else(|p| p.into_inner());
+                    pending = woken;
+                    // A quiet log still writes the summaries of refusal windows that are over.
+                    if waited.timed_out() {
+                        let lines = self.take_summaries(chrono::Utc::now(), false);
+                        self.append_now(&mut pending, &lines);
+                    }
                 }
                 if pending.lines.is_empty() {
                     return;
@@ -233,7 +387,13 @@ impl Shared {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        {
+            // Counted refusals are written, not lost, when the service stops.
+            let mut pending = self.shared.lock();
+            let lines = self.shared.take_summaries(chrono::Utc::now(), true);
+            self.shared.append_now(&mut pending, &lines);
+            pending.closed = true;
+        }
         self.shared.filled.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -267,6 +427,7 @@ impl AuditLog {
     fn start(file: impl Write + Send + 'static, limit: usize) -> Result<Self, String> {
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
+            summaries: Mutex::default(),
             limit,
             filled: Condvar::new(),
             drained: Condvar::new(),
@@ -290,23 +451,49 @@ impl AuditLog {
             pending = shared.drained.wait(pending).unwrap_or_else(|p| p.into_inner());
         }
         let was_empty = pending.lines.is_empty();
-        let start = pending.lines.len();
         // Serialised straight into the buffer, under the lock, so lines never interleave.
-        match record.write_json(&mut pending.lines) {
-            Ok(()) => {
-                pending.lines.push(b'\n');
-                pending.recorded += 1;
-            }
-            Err(e) => {
-                pending.lines.truncate(start);
-                drop(pending);
-                tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
-                return;
-            }
+        if let Err(e) = pending.push(&record) {
+            drop(pending);
+            tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
+            return;
         }
         drop(pending);
         if was_empty {
             shared.filled.notify_one();
+        }
+    }
+
+    /// Counts a refusal that came before the sender was authenticated (unsigned, bad signature,
+    /// wrong content type, too large, ...). Instead of a line each, which lets anyone fill the
+    /// disk, each source and reason gets one `intake.rejected_summary` line per `SUMMARY_WINDOW`
+    /// with the count, written when the next refusal after the window arrives, when the writer
+    /// finds the window over, or when the log closes.
+    pub fn refused(&self, source: &str, reason: &'static str, endpoint: &'static str, detail: impl FnOnce() -> String) {
+        let now = chrono::Utc::now();
+        let fresh = |detail: String| RefusalWindow { started: now, count: 1, endpoint, detail: bounded(detail) };
+        let closed = {
+            let mut open = self.writer.shared.summaries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut key = (source.to_string(), reason);
+            if open.len() >= SUMMARY_SOURCES_MAX && !open.contains_key(&key) {
+                key.0 = "other".to_string();
+            }
+            match open.get_mut(&key) {
+                Some(window) if now < window.started + SUMMARY_WINDOW => {
+                    window.count += 1;
+                    None
+                }
+                Some(window) => {
+                    let over = std::mem::replace(window, fresh(detail()));
+                    Some(summary_line(key, over, now))
+                }
+                None => {
+                    open.insert(key, fresh(detail()));
+                    None
+                }
+            }
+        };
+        if let Some(line) = closed {
+            self.record(line);
         }
     }
 
@@ -358,6 +545,101 @@ mod tests {
             record.write_json(&mut line).unwrap();
             assert_eq!(String::from_utf8(line).unwrap(), serde_json::to_string(&record).unwrap());
         }
+    }
+
+    #[test]
+    fn a_field_never_repeats_a_key_of_the_record() {
+        let record = AuditRecord::new("intake.accepted", "queued").field("event", "user.updated").field("status", 1);
+        let mut line = Vec::new();
+        record.write_json(&mut line).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        for key in RECORD_KEYS {
+            assert!(line.matches(&format!("\"{key}\":")).count() <= 1, "{key} twice in {line}");
+        }
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!((&parsed["event"], &parsed["extraEvent"]), (&"intake.accepted".into(), &"user.updated".into()));
+        assert_eq!(parsed["extraStatus"], 1);
+    }
+
+    #[test]
+    fn long_texts_are_cut_with_a_marker_saying_how_long_they_were() {
+        let long = "é".repeat(3000); // 6,000 bytes, two per character: the cut must fall between them
+        let record = AuditRecord::new("intake.rejected", "rejected")
+            .detail(long.clone())
+            .webhook_id(long.clone())
+            .subject_of(Some(&long), Some(&long))
+            .field("nested", serde_json::json!({"list": [long.clone()]}));
+        for text in [
+            record.detail.as_deref().unwrap(),
+            record.webhook_id.as_deref().unwrap(),
+            record.user_email.as_deref().unwrap(),
+            record.department_code.as_deref().unwrap(),
+            record.extra["nested"]["list"][0].as_str().unwrap(),
+        ] {
+            assert!(text.len() < TEXT_MAX + 40, "{} bytes", text.len());
+            assert!(text.ends_with("…(truncated, 6000 bytes)"), "{text}");
+        }
+        assert_eq!(bounded("short".to_string()), "short");
+        assert_eq!(bounded("x".repeat(TEXT_MAX)), "x".repeat(TEXT_MAX), "exactly the bound is kept whole");
+    }
+
+    #[test]
+    fn refusals_are_one_line_per_source_and_reason_and_window_and_none_is_lost_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), 3).unwrap();
+        let detail = || "Invalid webhook signature".to_string();
+        for _ in 0..5 {
+            log.refused("10.0.0.1", "unauthorized", "/h", detail);
+        }
+        log.refused("10.0.0.2", "unauthorized", "/h", detail);
+        log.refused("10.0.0.1", "too_large", "/h", detail);
+        assert!(log.flush());
+        assert!(lines_in(dir.path()).is_empty(), "nothing written while the windows are open");
+        // The first window is over (moved back a minute): the next refusal writes its summary.
+        for window in log.writer.shared.summaries.lock().unwrap().values_mut() {
+            window.started -= SUMMARY_WINDOW;
+        }
+        log.refused("10.0.0.1", "unauthorized", "/h", detail);
+        assert!(log.flush());
+        let written = lines_in(dir.path());
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(written[0]["event"], "intake.rejected_summary");
+        assert_eq!((&written[0]["count"], &written[0]["source"]), (&5.into(), &"10.0.0.1".into()));
+        assert_eq!(written[0]["reason"], "unauthorized");
+        drop(log); // closing writes every open window, the new one included
+        let mut counts: Vec<(String, String, u64)> = lines_in(dir.path())
+            .iter()
+            .map(|l| {
+                let text = |k: &str| l[k].as_str().unwrap().to_string();
+                (text("source"), text("reason"), l["count"].as_u64().unwrap())
+            })
+            .collect();
+        counts.sort();
+        let expected = [
+            ("10.0.0.1", "too_large", 1),
+            ("10.0.0.1", "unauthorized", 1),
+            ("10.0.0.1", "unauthorized", 5),
+            ("10.0.0.2", "unauthorized", 1),
+        ];
+        assert_eq!(counts, expected.map(|(s, r, n)| (s.to_string(), r.to_string(), n)));
+    }
+
+    #[test]
+    fn a_quiet_log_writes_a_summary_once_its_window_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), 3).unwrap();
+        log.refused("10.0.0.3", "unauthorized", "/h", || "Invalid webhook signature".to_string());
+        for window in log.writer.shared.summaries.lock().unwrap().values_mut() {
+            window.started -= SUMMARY_WINDOW;
+        }
+        // No further refusal and no other line: the writer's own tick finds the window over.
+        let deadline = std::time::Instant::now() + SUMMARY_TICK * 3;
+        while lines_in(dir.path()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the summary was not written while the log stayed open");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(lines_in(dir.path())[0]["count"], 1);
+        drop(log);
     }
 
     fn lines_in(dir: &Path) -> Vec<serde_json::Value> {

@@ -60,8 +60,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("GENESYS_LOGIN_URL", "override of https://login.<region>"),
     ("WORKER_CONCURRENCY", "jobs run at once by this process"),
     ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica; no Genesys credentials: false"),
-    ("JOB_MAX_ATTEMPTS", "attempts before a job becomes a dead letter"),
+    ("JOB_RETRY_WINDOW_SECS", "how long a failing job is retried after it was accepted (default 86400)"),
+    ("JOB_MAX_LOST_ATTEMPTS", "attempts of a job lost to crashes (lease expired) before it becomes a dead letter"),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
+    ("PROVISIONER_ENV_FILE", "file of variables read at start (default .env in the current folder; none: no file)"),
 ];
 
 /// Everything the service needs, typed and checked.
@@ -190,8 +192,14 @@ pub struct QueueConfig {
     pub run_workers: bool,
     /// Jobs this process runs at once.
     pub concurrency: usize,
-    /// Attempts before a job is parked as a dead letter.
-    pub max_attempts: u32,
+    /// Attempts of one run lost to a crash (lease expired) before the job becomes a dead letter: a
+    /// job that kills its worker every time must not loop for the whole retry window.
+    pub max_lost_attempts: u32,
+    /// A job whose attempt fails is retried (backoff below) until this long after it was accepted
+    /// (or replayed); the first failure after that makes it a dead letter.
+    pub retry_window: Duration,
+    /// While Genesys refuses the client credentials the workers pause and ask for a token this often.
+    pub auth_retry_interval: Duration,
     /// How long a claimed job is held before another worker may take it over.
     pub lease: Duration,
     /// First retry delay; doubles each attempt, with full jitter.
@@ -220,6 +228,9 @@ pub struct DepartmentMap {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Department {
     pub code: String,
+    /// The department as Genesys shows it (enterprise `department`), written alike by the new-hire and
+    /// the directory-sync paths; `[departments.X] name`, default the code.
+    pub name: String,
     pub group_id: uuid::Uuid,
     pub roles: Vec<String>,
 }
@@ -274,6 +285,9 @@ struct RawSync {
     on_terminate: Option<String>,
     remove_groups_on_terminate: Option<bool>,
     chunk_size: Option<usize>,
+    max_record_bytes: Option<usize>,
+    max_result_bytes: Option<usize>,
+    mapping_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,7 +345,11 @@ struct RawGenesys {
 struct RawQueue {
     run_workers: Option<bool>,
     concurrency: Option<usize>,
+    /// Replaced by `retry_window_secs` and `max_lost_attempts`; kept to say so clearly.
     max_attempts: Option<u32>,
+    max_lost_attempts: Option<u32>,
+    retry_window_secs: Option<u64>,
+    auth_retry_interval_ms: Option<u64>,
     lease_secs: Option<u64>,
     backoff_base_ms: Option<u64>,
     backoff_max_secs: Option<u64>,
@@ -346,6 +364,16 @@ struct RawDepartment {
     group_id: String,
     #[serde(default)]
     roles: Vec<String>,
+    /// Display name (enterprise `department` in Genesys); default: the code.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl RawDepartment {
+    /// The display name: as configured (trimmed), else the code.
+    fn display_name(&self, code: &str) -> String {
+        self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(code).to_string()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,7 +462,8 @@ impl Config {
         for (code, d) in raw.departments {
             match uuid::Uuid::parse_str(&d.group_id) {
                 Ok(group_id) => {
-                    departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+                    let name = d.display_name(&code);
+                    departments.insert(code.clone(), Department { code, name, group_id, roles: d.roles });
                 }
                 Err(_) => problems.push(format!("departments.{code}.group_id {:?} is not a UUID", d.group_id)),
             }
@@ -470,10 +499,11 @@ impl Config {
             format!("genesys client id   {}", self.genesys.client_id.as_deref().unwrap_or("NOT SET")),
             format!("genesys secret      {}", set(self.genesys.client_secret.is_some())),
             format!(
-                "queue               {} worker(s){}, {} attempts, lease {} s",
+                "queue               {} worker(s){}, retry window {} s, {} lost attempts, lease {} s",
                 self.queue.concurrency,
                 if self.queue.run_workers { "" } else { " (NOT RUN: intake only)" },
-                self.queue.max_attempts,
+                self.queue.retry_window.as_secs(),
+                self.queue.max_lost_attempts,
                 self.queue.lease.as_secs()
             ),
             format!("sync mapping        {:?} (compiled)", self.sync.mapping),
@@ -481,7 +511,7 @@ impl Config {
         ];
         for d in self.departments.iter() {
             let roles = if d.roles.is_empty() { String::new() } else { format!(" roles {}", d.roles.join(", ")) };
-            lines.push(format!("  {:<10} -> group {}{}", d.code, d.group_id, roles));
+            lines.push(format!("  {:<10} -> group {} name {:?}{}", d.code, d.group_id, d.name, roles));
         }
         lines
     }
@@ -533,7 +563,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     });
 
     let max_body_bytes = raw.server.max_body_bytes.unwrap_or(1024 * 1024);
-    let limits = build_limits(
+    let server_limits = build_limits(
         [
             raw.server.header_timeout_secs,
             raw.server.body_timeout_secs,
@@ -612,7 +642,8 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         }
         match uuid::Uuid::parse_str(&d.group_id) {
             Ok(group_id) => {
-                departments.insert(code.clone(), Department { code, group_id, roles: d.roles });
+                let name = d.display_name(&code);
+                departments.insert(code.clone(), Department { code, name, group_id, roles: d.roles });
             }
             Err(_) => problems.push(format!(
                 "departments.{code}.group_id {:?} is not a UUID (Genesys group ids are UUIDs)",
@@ -634,8 +665,20 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     };
     let remove_groups_on_terminate = raw.sync.remove_groups_on_terminate.unwrap_or(true);
     let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
+    let defaults = crate::mapping::MappingLimits::default();
+    let limits = crate::mapping::MappingLimits {
+        max_record_bytes: raw.sync.max_record_bytes.unwrap_or(defaults.max_record_bytes),
+        max_result_bytes: raw.sync.max_result_bytes.unwrap_or(defaults.max_result_bytes),
+        threads: raw.sync.mapping_threads.unwrap_or(defaults.threads),
+    };
+    if limits.threads == 0 {
+        problems.push("sync.mapping_threads must be at least 1".to_string());
+    }
+    if limits.max_record_bytes < 1024 || limits.max_result_bytes < 1024 {
+        problems.push("sync.max_record_bytes and sync.max_result_bytes must be at least 1024".to_string());
+    }
     let mapping = match crate::mapping::Mapping::load(&mapping_path) {
-        Ok(m) => Some(m),
+        Ok(m) => Some(m.with_limits(limits)),
         Err(e) => {
             problems.push(format!("sync.mapping: {e}"));
             None
@@ -656,7 +699,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         _ => return Err(ConfigError { problems }),
     };
     Ok(Config {
-        server: ServerConfig { listen_addr, database_url, max_body_bytes, limits },
+        server: ServerConfig { listen_addr, database_url, max_body_bytes, limits: server_limits },
         webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
         admin_token,
         audit: AuditConfig { dir: audit_dir, keep_files },
@@ -748,6 +791,15 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         }),
         None => raw.run_workers.unwrap_or(true),
     };
+    // Jobs retry by time now; an old count would silently mean something else.
+    if raw.max_attempts.is_some() || env.var("JOB_MAX_ATTEMPTS").is_some() {
+        problems.push(
+            "queue.max_attempts / JOB_MAX_ATTEMPTS are gone: jobs retry until queue.retry_window_secs \
+             (JOB_RETRY_WINDOW_SECS) has passed; queue.max_lost_attempts (JOB_MAX_LOST_ATTEMPTS) caps attempts \
+             lost to crashes"
+                .to_string(),
+        );
+    }
     let mut number = |name: &str, file: Option<u64>, default: u64, min: u64| -> u64 {
         let value = match env.var(name) {
             Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
@@ -762,7 +814,8 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         value
     };
     let concurrency = number("WORKER_CONCURRENCY", raw.concurrency.map(|v| v as u64), 8, 1) as usize;
-    let max_attempts = number("JOB_MAX_ATTEMPTS", raw.max_attempts.map(u64::from), 5, 1) as u32;
+    let max_lost_attempts = number("JOB_MAX_LOST_ATTEMPTS", raw.max_lost_attempts.map(u64::from), 5, 1) as u32;
+    let retry_window_secs = number("JOB_RETRY_WINDOW_SECS", raw.retry_window_secs, 24 * 3600, 1);
     let lease_secs = raw.lease_secs.unwrap_or(60);
     if lease_secs < 2 {
         problems.push("queue.lease_secs must be at least 2".to_string());
@@ -770,7 +823,9 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
     QueueConfig {
         run_workers,
         concurrency,
-        max_attempts,
+        max_lost_attempts,
+        retry_window: Duration::from_secs(retry_window_secs),
+        auth_retry_interval: Duration::from_millis(raw.auth_retry_interval_ms.unwrap_or(60_000).max(10)),
         lease: Duration::from_secs(lease_secs),
         backoff_base: Duration::from_millis(raw.backoff_base_ms.unwrap_or(2_000)),
         backoff_max: Duration::from_secs(raw.backoff_max_secs.unwrap_or(15 * 60)),
@@ -828,6 +883,15 @@ mod tests {
         assert!(all.contains("HR_WEBHOOK_SECRET is missing"), "{all}");
         assert!(all.contains("ADMIN_TOKEN is missing"), "{all}");
         assert_eq!(err.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn a_department_name_defaults_to_its_code() {
+        let text = "[departments.ENG]\nname = \" Engineering \"\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n\
+                    [departments.HR]\ngroup_id = \"d4e5f6a7-8901-23de-fabc-4567890abcde\"\n";
+        let cfg = Config::from_toml(text, &good_env()).unwrap();
+        assert_eq!(cfg.departments.get("ENG").map(|d| d.name.as_str()), Some("Engineering"));
+        assert_eq!(cfg.departments.get("HR").map(|d| d.name.as_str()), Some("HR"));
     }
 
     #[test]
@@ -925,6 +989,24 @@ mod tests {
         assert_eq!(err.problems.len(), 5, "{err}");
         assert!(err.problems.iter().any(|p| p == "server.max_connections must be at least 1"), "{err}");
         assert!(err.problems.iter().any(|p| p.starts_with("server.max_drain_bytes must be at least")), "{err}");
+    }
+
+    #[test]
+    fn jobs_retry_by_time_and_the_old_attempt_count_is_refused_by_name() {
+        let dept = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let cfg = Config::from_toml(dept, &good_env()).unwrap();
+        assert_eq!(cfg.queue.retry_window, Duration::from_secs(24 * 3600));
+        assert_eq!(cfg.queue.auth_retry_interval, Duration::from_secs(60));
+        let mut e = good_env();
+        e.insert("JOB_RETRY_WINDOW_SECS".into(), "120".into());
+        e.insert("JOB_MAX_LOST_ATTEMPTS".into(), "2".into());
+        let cfg = Config::from_toml(dept, &e).unwrap();
+        assert_eq!((cfg.queue.retry_window, cfg.queue.max_lost_attempts), (Duration::from_secs(120), 2));
+        let old = format!("[queue]\nmax_attempts = 5\n{dept}");
+        let err = Config::from_toml(&old, &good_env()).unwrap_err();
+        assert!(err.to_string().contains("JOB_RETRY_WINDOW_SECS"), "{err}");
+        e.insert("JOB_MAX_ATTEMPTS".into(), "5".into());
+        assert!(Config::from_toml(dept, &e).unwrap_err().to_string().contains("JOB_MAX_ATTEMPTS are gone"));
     }
 
     #[test]

@@ -92,6 +92,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) | ApiError::Unavailable(detail) | ApiError::StoreUnavailable(detail) = &self {
             tracing::error!(%status, detail, "request failed");
         }
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        // Bounded: a message may echo input (a department code, an id) as long as the body.
+        (status, Json(ErrorBody { error: crate::audit::bounded(self.to_string()) })).into_response()
     }
 }

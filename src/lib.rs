@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod error;
 pub mod genesys;
 pub mod http;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
@@ -96,7 +97,7 @@ impl App {
         let addr = config.server.listen_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let store = JobStore::connect(&config.server.database_url, config.queue.max_attempts)
+        let store = JobStore::connect(&config.server.database_url, config.queue.max_lost_attempts)
             .await
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;

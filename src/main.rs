@@ -78,8 +78,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // A missing .env is normal (production sets real environment variables).
-    let _ = dotenvy::dotenv();
+    load_env_file();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -99,6 +98,24 @@ fn main() -> ExitCode {
             Command::Healthcheck { url } => healthcheck(url).await,
         }
     })
+}
+
+/// Reads `.env` from the current directory, or the file `PROVISIONER_ENV_FILE` names; `none` reads
+/// nothing (tests run the binary in the checkout, where a developer's `.env` must not leak in).
+/// Variables already set in the environment win over the file. A missing default `.env` is normal
+/// (production sets real environment variables); a named file that cannot be read is reported.
+fn load_env_file() {
+    match std::env::var("PROVISIONER_ENV_FILE").ok().filter(|v| !v.is_empty()) {
+        Some(off) if off.eq_ignore_ascii_case("none") => {}
+        Some(path) => {
+            if let Err(e) = dotenvy::from_path(&path) {
+                eprintln!("warning: PROVISIONER_ENV_FILE {path:?} was not read: {e}");
+            }
+        }
+        None => {
+            let _ = dotenvy::dotenv();
+        }
+    }
 }
 
 /// The config file to read: the one given, else the default when it exists.
@@ -269,7 +286,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Control characters from input are escaped, so a value cannot forge a line.
+        LogFormat::Text => builder.fmt_fields(genesys_provisioner::logging::escaped_fields()).init(),
     }
 }
 

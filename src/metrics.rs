@@ -14,6 +14,7 @@ use crate::queue::JobState;
 pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "accepted",
     "duplicate",
+    "conflict",
     "unauthorized",
     "bad_request",
     "unprocessable",
@@ -24,7 +25,8 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
 ];
 
 /// Outcomes of a job attempt.
-pub const ATTEMPT_OUTCOMES: &[&str] = &["succeeded", "retry", "dead", "released"];
+/// `paused`: given back uncounted because Genesys refused the credentials.
+pub const ATTEMPT_OUTCOMES: &[&str] = &["succeeded", "retry", "dead", "released", "paused"];
 
 const DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
@@ -94,6 +96,8 @@ pub struct Metrics {
     webhooks: Vec<AtomicU64>,
     attempts: Vec<AtomicU64>,
     durations: Mutex<Histogram>,
+    /// Genesys refuses the client credentials: workers are paused (`/readyz` says so too).
+    genesys_auth_failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +122,7 @@ impl Default for Metrics {
             webhooks: WEBHOOK_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             attempts: ATTEMPT_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             durations: Mutex::new(Histogram { buckets: vec![0; DURATION_BUCKETS.len()], ..Default::default() }),
+            genesys_auth_failed: Default::default(),
         }
     }
 }
@@ -132,6 +137,15 @@ impl Metrics {
     /// A registry that also shows the Genesys client's counters.
     pub fn with_genesys(genesys: Option<std::sync::Arc<crate::genesys::GenesysClient>>) -> Self {
         Metrics { genesys, ..Metrics::default() }
+    }
+
+    pub fn set_genesys_auth_failed(&self, failed: bool) {
+        self.genesys_auth_failed.store(failed, Relaxed);
+    }
+
+    /// Whether Genesys refuses the client credentials (the workers are paused).
+    pub fn genesys_auth_failed(&self) -> bool {
+        self.genesys_auth_failed.load(Relaxed)
     }
 
     pub fn webhook(&self, outcome: &str) {
@@ -205,6 +219,12 @@ impl Metrics {
                 let _ = writeln!(out, "provisioner_genesys_{name}_total {value}");
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP provisioner_genesys_auth_failed 1 while Genesys refuses the client credentials (workers paused)."
+        );
+        let _ = writeln!(out, "# TYPE provisioner_genesys_auth_failed gauge");
+        let _ = writeln!(out, "provisioner_genesys_auth_failed {}", u8::from(self.genesys_auth_failed()));
         let h = self.durations.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(out, "# HELP provisioner_job_duration_seconds Time a job attempt took.");
         let _ = writeln!(out, "# TYPE provisioner_job_duration_seconds histogram");

@@ -1,4 +1,5 @@
-//! Live fault controls (rate limit, injected 5xx, latency, scripted write failures, strict emails) and
+//! Live fault controls (rate limit, injected 5xx, latency, scripted write and read failures, strict emails,
+//! strict attributes) and
 //! the rate-limit window they drive. Changed through `&self` while the emulator serves.
 
 use std::collections::VecDeque;
@@ -17,10 +18,14 @@ pub struct FaultSettings {
     pub server_error_rate: f64,
     pub latency_ms: u64,
     pub fail_next_writes: Option<FailWrites>,
+    pub fail_next_reads: Option<FailWrites>,
     pub strict_emails: bool,
+    /// True (the default): an attribute outside the SDK models is refused with 400 `invalidValue`
+    /// naming it; false: it is ignored on write. Either way it is never stored or returned.
+    pub strict_attributes: bool,
 }
 
-/// The next `count` writes answer `status`.
+/// The next `count` writes (or reads) answer `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailWrites {
     pub count: u32,
@@ -34,10 +39,16 @@ struct State {
     server_error_rate: f64,
     latency: Duration,
     fail_writes: Option<FailWrites>,
+    fail_reads: Option<FailWrites>,
     strict_emails: bool,
+    strict_attributes: bool,
     concurrent_group_changes: u32,
     concurrent_user_changes: u32,
     keep_title: bool,
+    /// Group PATCHes still to fail, and with which status.
+    failing_group_patches: Option<FailWrites>,
+    /// While set, the token endpoint refuses every client (401 `invalid_client`).
+    refuse_credentials: bool,
 }
 
 /// The fault controls of a running emulator.
@@ -64,10 +75,14 @@ impl Faults {
                 server_error_rate: 0.0,
                 latency: Duration::ZERO,
                 fail_writes: None,
+                fail_reads: None,
                 strict_emails: true,
+                strict_attributes: true,
                 concurrent_group_changes: 0,
                 concurrent_user_changes: 0,
                 keep_title: false,
+                failing_group_patches: None,
+                refuse_credentials: false,
             }),
         }
     }
@@ -99,6 +114,34 @@ impl Faults {
     /// (after auth and rate limiting). `n == 0` cancels.
     pub fn fail_next_writes(&self, n: u32, status: u16) {
         self.lock().fail_writes = (n > 0).then_some(FailWrites { count: n, status });
+    }
+
+    /// The next `n` GET requests under `/api/v2` answer `status` (after auth and rate limiting), e.g. a
+    /// 403 for a client without the permission to read users. `n == 0` cancels.
+    pub fn fail_next_reads(&self, n: u32, status: u16) {
+        self.lock().fail_reads = (n > 0).then_some(FailWrites { count: n, status });
+    }
+
+    /// Takes one scripted read failure, if any is pending.
+    pub(super) fn take_read_failure(&self) -> Option<u16> {
+        let mut s = self.lock();
+        let fail = s.fail_reads.as_mut()?;
+        let status = fail.status;
+        fail.count -= 1;
+        if fail.count == 0 {
+            s.fail_reads = None;
+        }
+        Some(status)
+    }
+
+    /// Strict (the default): a user attribute outside the SDK models is refused with 400
+    /// `invalidValue` naming it. Lenient: it is ignored on write. It is never stored or returned.
+    pub fn set_strict_attributes(&self, strict: bool) {
+        self.lock().strict_attributes = strict;
+    }
+
+    pub(super) fn strict_attributes(&self) -> bool {
+        self.lock().strict_attributes
     }
 
     /// The next `n` group PATCHes find that someone else changed the group since it was read: its
@@ -137,6 +180,34 @@ impl Faults {
         pending
     }
 
+    /// The next `n` group PATCHes answer `status` (after auth), whatever other writes do: a step that
+    /// fails after the user was created. `n == 0` cancels.
+    pub fn fail_next_group_patches(&self, n: u32, status: u16) {
+        self.lock().failing_group_patches = (n > 0).then_some(FailWrites { count: n, status });
+    }
+
+    /// Takes one scripted group PATCH failure, if any is pending.
+    pub(super) fn take_group_patch_failure(&self) -> Option<u16> {
+        let mut s = self.lock();
+        let fail = s.failing_group_patches.as_mut()?;
+        let status = fail.status;
+        fail.count -= 1;
+        if fail.count == 0 {
+            s.failing_group_patches = None;
+        }
+        Some(status)
+    }
+
+    /// While true, `POST /oauth/token` answers 401 `invalid_client` to every client, as Genesys does
+    /// for a deleted or disabled OAuth client or a rotated secret.
+    pub fn refuse_credentials(&self, refuse: bool) {
+        self.lock().refuse_credentials = refuse;
+    }
+
+    pub(super) fn refuses_credentials(&self) -> bool {
+        self.lock().refuse_credentials
+    }
+
     /// When true (the default), created/changed emails must be trimmed and lower-case and userName must
     /// equal the work email.
     pub fn set_strict_emails(&self, strict: bool) {
@@ -151,7 +222,9 @@ impl Faults {
             server_error_rate: s.server_error_rate,
             latency_ms: s.latency.as_millis() as u64,
             fail_next_writes: s.fail_writes,
+            fail_next_reads: s.fail_reads,
             strict_emails: s.strict_emails,
+            strict_attributes: s.strict_attributes,
         }
     }
 

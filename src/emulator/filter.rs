@@ -40,23 +40,24 @@ pub(super) fn parse(input: &str) -> Result<Filter, String> {
     }
     let rest = rest[op_end..].trim_start();
     let (value, tail) = if let Some(quoted) = rest.strip_prefix('"') {
-        let mut out = String::new();
+        // The closing quote is the first one not escaped; the value between is a JSON string.
         let mut chars = quoted.char_indices();
         let mut end = None;
         while let Some((i, c)) = chars.next() {
             match c {
-                '\\' => match chars.next() {
-                    Some((_, e)) => out.push(e),
-                    None => break,
-                },
+                '\\' => {
+                    chars.next();
+                }
                 '"' => {
                     end = Some(i + 1);
                     break;
                 }
-                c => out.push(c),
+                _ => {}
             }
         }
         let end = end.ok_or_else(|| format!("unterminated string in filter {input:?}"))?;
+        let out: String = serde_json::from_str(&rest[..end + 1])
+            .map_err(|e| format!("the quoted value in filter {input:?} is not a JSON string: {e}"))?;
         (FilterValue::Str(out), &quoted[end..])
     } else {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -96,6 +97,9 @@ mod tests {
         assert_eq!(parse("displayname eq Sales").unwrap().value, FilterValue::Bare("Sales".into()));
         let urn = parse(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "7""#);
         assert_eq!(urn.unwrap().attr, "employeenumber");
+        // Values are JSON strings: escapes resolve, a raw control character is refused.
+        assert_eq!(parse(r#"externalId eq "a\nb\u0001""#).unwrap().value, FilterValue::Str("a\nb\u{1}".into()));
+        assert!(parse("externalId eq \"a\nb\"").is_err());
     }
 
     #[test]

@@ -226,6 +226,12 @@ impl Emulator {
         self.shared.store().bump_group_version(id);
     }
 
+    /// Every user create body received (`POST /api/v2/scim/v2/users`), as sent, refused ones included
+    /// (requests answered by an injected fault never reach this far).
+    pub fn created_bodies(&self) -> Vec<serde_json::Value> {
+        self.shared.store().created_bodies()
+    }
+
     /// Every PATCH body received for this user that parsed as a PatchOp, in order (refused ones included;
     /// requests answered by an injected fault never reach this far).
     pub fn patches(&self, user_id: &str) -> Vec<PatchOp> {

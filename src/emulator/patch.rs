@@ -1,9 +1,13 @@
 //! SCIM PATCH operations on a user, applied to its JSON form (`ScimUser` serialized without id, meta, groups).
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use serde_json::{Map, Value, json};
 
 use super::filter::{self, FilterValue};
 use super::store::Fail;
+use crate::genesys::models;
 use crate::genesys::types::{PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, SCHEMA_USER};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,38 +29,40 @@ enum Kind {
     ReadOnly,
 }
 
-const TYPED: &[&str] = &["value", "type", "primary", "display"];
+/// The core attributes a PATCH may not change.
+const READ_ONLY: &[&str] = &["id", "meta", "groups", "schemas"];
 
-const CORE: &[(&str, Kind)] = &[
-    ("active", Kind::Bool),
-    ("userName", Kind::Str),
-    ("displayName", Kind::Str),
-    ("title", Kind::Str),
-    ("externalId", Kind::Str),
-    // Accepted and dropped: the emulator never stores passwords.
-    ("password", Kind::Str),
-    ("name", Kind::Complex(&["givenName", "familyName", "formatted"])),
-    ("emails", Kind::Multi(TYPED)),
-    ("phoneNumbers", Kind::Multi(TYPED)),
-    ("roles", Kind::Multi(&["value"])),
-    ("groups", Kind::ReadOnly),
-    ("id", Kind::ReadOnly),
-    ("meta", Kind::ReadOnly),
-];
+/// The attributes of each part of the user, derived from the pinned SDK models
+/// (`crate::genesys::models`), so the emulator knows exactly what Genesys keeps.
+static CORE: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table(models::USER));
+static ENTERPRISE: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table("ScimV2EnterpriseUser"));
+static GENESYS: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table("ScimUserExtensions"));
+/// The sub-attributes of each complex model.
+static SUBS: LazyLock<HashMap<&'static str, Vec<&'static str>>> =
+    LazyLock::new(|| models::model_names().into_iter().map(|m| (m, models::attributes(m))).collect());
 
-const ENTERPRISE: &[(&str, Kind)] = &[
-    ("division", Kind::Str),
-    ("department", Kind::Str),
-    ("manager", Kind::Complex(&["value", "displayName"])),
-    ("employeeNumber", Kind::Str),
-    ("dateHire", Kind::Str),
-];
+fn subs(model: &str) -> &'static [&'static str] {
+    SUBS.get(model).map(Vec::as_slice).unwrap_or_default()
+}
 
-const GENESYS: &[(&str, Kind)] = &[
-    ("routingSkills", Kind::Multi(&["name", "proficiency"])),
-    ("routingLanguages", Kind::Multi(&["name", "proficiency"])),
-    ("externalIds", Kind::Multi(&["authority", "value"])),
-];
+fn table(model: &str) -> Vec<(&'static str, Kind)> {
+    models::attributes(model)
+        .into_iter()
+        // The extensions are addressed by their URN, not as attributes of the core.
+        .filter(|name| !name.starts_with("urn:"))
+        .map(|name| {
+            let ty = models::attribute(model, name).map(|(_, ty)| ty).unwrap_or_default();
+            let kind = match models::model_of(ty) {
+                _ if model == models::USER && READ_ONLY.contains(&name) => Kind::ReadOnly,
+                Some(inner) if models::is_list(ty) => Kind::Multi(subs(inner)),
+                Some(inner) => Kind::Complex(subs(inner)),
+                None if ty == "bool" => Kind::Bool,
+                None => Kind::Str,
+            };
+            (name, kind)
+        })
+        .collect()
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Ext {
@@ -68,9 +74,9 @@ enum Ext {
 impl Ext {
     fn table(self) -> &'static [(&'static str, Kind)] {
         match self {
-            Ext::Core => CORE,
-            Ext::Enterprise => ENTERPRISE,
-            Ext::Genesys => GENESYS,
+            Ext::Core => CORE.as_slice(),
+            Ext::Enterprise => ENTERPRISE.as_slice(),
+            Ext::Genesys => GENESYS.as_slice(),
         }
     }
 
@@ -116,14 +122,32 @@ fn canonical_sub(subs: &'static [&'static str], name: &str, attr: &str) -> Resul
         .ok_or_else(|| invalid_path(format!("{attr}.{name}: unknown sub-attribute")))
 }
 
-fn parse_path(path: &str) -> Result<Target, Fail> {
+/// A path naming an attribute the Genesys models do not have (`name`, `emails[...].display`, ...).
+struct NotKept(String);
+
+/// The refusal of an attribute Genesys does not keep (strict), naming it.
+pub(super) fn not_kept(attribute: &str) -> Fail {
+    Fail::bad(Some("invalidValue"), format!("{attribute}: not an attribute of the Genesys Cloud user"))
+}
+
+/// The target of a path; None when it names an attribute Genesys does not keep and `strict` is off
+/// (a lenient Genesys ignores it).
+fn resolve(path: &str, strict: bool) -> Result<Option<Target>, Fail> {
+    match parse_path(path)? {
+        Ok(target) => Ok(Some(target)),
+        Err(NotKept(attribute)) if strict => Err(not_kept(&attribute)),
+        Err(NotKept(_)) => Ok(None),
+    }
+}
+
+fn parse_path(path: &str) -> Result<Result<Target, NotKept>, Fail> {
     let p = path.trim();
     let mut ext = Ext::Core;
     let mut rest = p;
     for candidate in [Ext::Enterprise, Ext::Genesys, Ext::Core] {
         if let Some(r) = strip_prefix_ci(p, candidate.urn()) {
             if r.is_empty() && candidate != Ext::Core {
-                return Ok(Target { ext: candidate, attr: None, filter: None, sub: None });
+                return Ok(Ok(Target { ext: candidate, attr: None, filter: None, sub: None }));
             }
             rest = r.strip_prefix(':').ok_or_else(|| invalid_path(format!("path: cannot read {path:?}")))?;
             ext = candidate;
@@ -133,12 +157,9 @@ fn parse_path(path: &str) -> Result<Target, Fail> {
     let name_end = rest.find(['[', '.']).unwrap_or(rest.len());
     let name = &rest[..name_end];
     let remainder = &rest[name_end..];
-    let (attr_name, kind) = ext
-        .table()
-        .iter()
-        .copied()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .ok_or_else(|| invalid_path(format!("path: unknown attribute {name:?}")))?;
+    let Some((attr_name, kind)) = ext.table().iter().copied().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+        return Ok(Err(NotKept(name.to_string())));
+    };
     if kind == Kind::ReadOnly {
         return Err(Fail::bad(Some("mutability"), format!("{attr_name}: attribute is read-only")));
     }
@@ -174,13 +195,17 @@ fn parse_path(path: &str) -> Result<Target, Fail> {
         Some(s) if subs.is_empty() => {
             return Err(invalid_path(format!("{attr_name}.{s}: {attr_name} has no sub-attributes")));
         }
-        Some(s) => Some(canonical_sub(subs, s, attr_name)?),
+        Some(s) => match subs.iter().copied().find(|k| k.eq_ignore_ascii_case(s)) {
+            Some(known) => Some(known),
+            None => return Ok(Err(NotKept(format!("{attr_name}.{s}")))),
+        },
     };
-    Ok(Target { ext, attr: Some((attr_name, kind)), filter, sub })
+    Ok(Ok(Target { ext, attr: Some((attr_name, kind)), filter, sub }))
 }
 
-/// Applies one operation to `doc`, the user as a JSON object.
-pub(super) fn apply(doc: &mut Map<String, Value>, operation: &PatchOperation) -> Result<(), Fail> {
+/// Applies one operation to `doc`, the user as a JSON object. An attribute Genesys does not keep is
+/// refused when `strict`, else skipped.
+pub(super) fn apply(doc: &mut Map<String, Value>, operation: &PatchOperation, strict: bool) -> Result<(), Fail> {
     let op = match operation.op.to_ascii_lowercase().as_str() {
         "add" => Op::Add,
         "replace" => Op::Replace,
@@ -205,15 +230,26 @@ pub(super) fn apply(doc: &mut Map<String, Value>, operation: &PatchOperation) ->
                 if key.eq_ignore_ascii_case("schemas") {
                     continue;
                 }
-                apply_at(doc, parse_path(key)?, op, Some(value))?;
+                if let Some(target) = resolve(key, strict)? {
+                    apply_at(doc, target, op, Some(value), strict)?;
+                }
             }
             Ok(())
         }
-        Some(p) => apply_at(doc, parse_path(p)?, op, operation.value.as_ref()),
+        Some(p) => match resolve(p, strict)? {
+            Some(target) => apply_at(doc, target, op, operation.value.as_ref(), strict),
+            None => Ok(()),
+        },
     }
 }
 
-fn apply_at(doc: &mut Map<String, Value>, target: Target, op: Op, value: Option<&Value>) -> Result<(), Fail> {
+fn apply_at(
+    doc: &mut Map<String, Value>,
+    target: Target,
+    op: Op,
+    value: Option<&Value>,
+    strict: bool,
+) -> Result<(), Fail> {
     let Some((name, kind)) = target.attr else {
         // The extension as a whole.
         if op == Op::Remove {
@@ -224,7 +260,9 @@ fn apply_at(doc: &mut Map<String, Value>, target: Target, op: Op, value: Option<
             return Err(Fail::bad(Some("invalidValue"), format!("{}: value must be an object", target.ext.urn())));
         };
         for (key, v) in attrs {
-            apply_at(doc, parse_path(&format!("{}:{key}", target.ext.urn()))?, op, Some(v))?;
+            if let Some(inner) = resolve(&format!("{}:{key}", target.ext.urn()), strict)? {
+                apply_at(doc, inner, op, Some(v), strict)?;
+            }
         }
         return Ok(());
     };
@@ -276,8 +314,13 @@ fn apply_at(doc: &mut Map<String, Value>, target: Target, op: Op, value: Option<
             }
             let obj = slot.as_object_mut().expect("just made an object");
             for (k, sv) in incoming {
-                let sub = canonical_sub(subs, &k, name)?;
-                obj.insert(sub.to_string(), as_string(&format!("{name}.{sub}"), &sv)?);
+                match subs.iter().copied().find(|s| s.eq_ignore_ascii_case(&k)) {
+                    Some(sub) => {
+                        obj.insert(sub.to_string(), as_string(&format!("{name}.{sub}"), &sv)?);
+                    }
+                    None if strict => return Err(not_kept(&format!("{name}.{k}"))),
+                    None => {}
+                }
             }
             Ok(())
         }
@@ -450,7 +493,7 @@ mod tests {
         let mut doc = doc.as_object().unwrap().clone();
         let ops: Vec<PatchOperation> = serde_json::from_value(ops).unwrap();
         for op in &ops {
-            apply(&mut doc, op)?;
+            apply(&mut doc, op, true)?;
         }
         Ok(Value::Object(doc))
     }
@@ -465,7 +508,7 @@ mod tests {
                 {"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555"},
                 {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "ENG"},
                 {"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": {"value": "m1"}},
-                {"op": "Replace", "path": "name.givenName", "value": "Ann"},
+                {"op": "Replace", "path": "displayName", "value": "Ann"},
                 {"op": "replace", "value": {"active": false, "title": "Boss"}}
             ]),
         )
@@ -473,7 +516,7 @@ mod tests {
         assert_eq!(out["emails"], json!([{"value": "b@x.io", "type": "work"}]));
         assert_eq!(out["phoneNumbers"], json!([{"type": "work", "value": "+1 555"}]));
         assert_eq!(out[SCHEMA_ENTERPRISE], json!({"department": "ENG", "manager": {"value": "m1"}}));
-        assert_eq!(out["name"], json!({"givenName": "Ann"}));
+        assert_eq!(out["displayName"], json!("Ann"));
         assert_eq!(out["active"], json!(false));
         assert_eq!(out["title"], json!("Boss"));
     }
@@ -492,7 +535,9 @@ mod tests {
         let groups = run(doc.clone(), json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]));
         assert_eq!(groups.unwrap_err().scim_type, Some("mutability"));
         let unknown = run(doc.clone(), json!([{"op": "add", "path": "customFields", "value": "x"}]));
-        assert_eq!(unknown.unwrap_err().scim_type, Some("invalidPath"));
+        assert_eq!(unknown.unwrap_err().scim_type, Some("invalidValue"), "not a Genesys attribute");
+        let name = run(doc.clone(), json!([{"op": "replace", "path": "name.familyName", "value": "Roe"}]));
+        assert_eq!(name.unwrap_err().detail, "name: not an attribute of the Genesys Cloud user");
         let bad_op = run(doc, json!([{"op": "move", "path": "title", "value": "x"}]));
         assert_eq!(bad_op.unwrap_err().scim_type, Some("invalidSyntax"));
     }

@@ -149,7 +149,8 @@ async fn guard(shared: &Shared, req: Request, next: Next) -> Response {
         return resp;
     }
     let write = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    let injected = match write.then(|| shared.faults.take_write_failure()).flatten() {
+    let scripted = if write { shared.faults.take_write_failure() } else { shared.faults.take_read_failure() };
+    let injected = match scripted {
         Some(status) => Some(status),
         None => shared.faults.roll_server_error().then_some(503),
     };
@@ -219,11 +220,12 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
 
 async fn token(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     Shared::bump(&shared.counters.token_requests);
-    let valid = basic_credentials(&headers).is_some_and(|(id, secret)| {
-        let id_ok = id.as_bytes().ct_eq(shared.client_id.as_bytes());
-        let secret_ok = secret.as_bytes().ct_eq(shared.client_secret.as_bytes());
-        bool::from(id_ok & secret_ok)
-    });
+    let valid = !shared.faults.refuses_credentials()
+        && basic_credentials(&headers).is_some_and(|(id, secret)| {
+            let id_ok = id.as_bytes().ct_eq(shared.client_id.as_bytes());
+            let secret_ok = secret.as_bytes().ct_eq(shared.client_secret.as_bytes());
+            bool::from(id_ok & secret_ok)
+        });
     if !valid {
         let mut resp = oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -276,7 +278,8 @@ async fn list_users(State(shared): St, Query(query): Query<HashMap<String, Strin
 
 async fn create_user(State(shared): St, body: Bytes) -> Response {
     let strict = shared.faults.strict_emails();
-    let result = shared.store().create_user(&body, strict);
+    let strict_attributes = shared.faults.strict_attributes();
+    let result = shared.store().create_user(&body, strict, strict_attributes);
     match result {
         Ok(user) => user_answer(StatusCode::CREATED, &user),
         Err(f) => fail(&f),
@@ -297,7 +300,8 @@ async fn get_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap)
 async fn replace_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
-    let result = shared.store().replace_user(&id, &body, if_match, strict);
+    let strict_attributes = shared.faults.strict_attributes();
+    let result = shared.store().replace_user(&id, &body, if_match, strict, strict_attributes);
     match result {
         Ok(user) => user_answer(StatusCode::OK, &user),
         Err(f) => fail(&f),
@@ -311,7 +315,8 @@ async fn patch_user(State(shared): St, Path(id): Path<String>, headers: HeaderMa
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
     let keep_title = shared.faults.keeps_title();
-    let result = shared.store().patch_user(&id, &body, if_match, strict, keep_title);
+    let strict_attributes = shared.faults.strict_attributes();
+    let result = shared.store().patch_user(&id, &body, if_match, strict, strict_attributes, keep_title);
     match result {
         Ok(user) => user_answer(StatusCode::OK, &user),
         Err(f) => fail(&f),
@@ -348,6 +353,12 @@ async fn get_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap
 }
 
 async fn patch_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(status) = shared.faults.take_group_patch_failure() {
+        if status >= 500 {
+            Shared::bump(&shared.counters.server_errors);
+        }
+        return fail(&Fail::new(status, None, "injected by the Genesys emulator"));
+    }
     if shared.faults.take_concurrent_group_change() {
         shared.store().bump_group_version(&id);
     }
@@ -385,7 +396,9 @@ struct FaultsBody {
     server_error_rate: Option<f64>,
     latency_ms: Option<u64>,
     fail_next_writes: Option<super::FailWrites>,
+    fail_next_reads: Option<super::FailWrites>,
     strict_emails: Option<bool>,
+    strict_attributes: Option<bool>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
@@ -415,6 +428,11 @@ async fn set_faults(State(shared): St, body: Bytes) -> Response {
     {
         return control_error(format!("failNextWrites.status must be a 4xx or 5xx status, not {}", f.status));
     }
+    if let Some(f) = body.fail_next_reads
+        && !(400..=599).contains(&f.status)
+    {
+        return control_error(format!("failNextReads.status must be a 4xx or 5xx status, not {}", f.status));
+    }
     let faults = &shared.faults;
     if let Some(limit) = body.rate_limit_per_minute {
         faults.set_rate_limit_per_minute(limit);
@@ -430,6 +448,12 @@ async fn set_faults(State(shared): St, body: Bytes) -> Response {
     }
     if let Some(strict) = body.strict_emails {
         faults.set_strict_emails(strict);
+    }
+    if let Some(f) = body.fail_next_reads {
+        faults.fail_next_reads(f.count, f.status);
+    }
+    if let Some(strict) = body.strict_attributes {
+        faults.set_strict_attributes(strict);
     }
     axum::Json(faults.settings()).into_response()
 }

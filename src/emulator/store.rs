@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::SeedGroup;
 use super::filter::{self, FilterValue};
 use super::patch;
+use crate::genesys::models;
 use crate::genesys::types::{
     ListResponse, PatchOp, SCHEMA_ENTERPRISE, SCHEMA_ERROR, SCHEMA_GENESYS, SCHEMA_GROUP, SCHEMA_LIST, SCHEMA_PATCH_OP,
     SCHEMA_USER, ScimError, ScimGroup, ScimGroupRef, ScimMember, ScimMeta, ScimMultiValue, ScimUser,
@@ -128,6 +129,8 @@ pub(super) struct Store {
     by_name: HashMap<String, String>,
     groups: BTreeMap<String, StoredGroup>,
     patches: HashMap<String, Vec<PatchOp>>,
+    /// Every user create body received, as sent (refused ones included).
+    created: Vec<Value>,
     tokens: HashMap<String, Instant>,
     /// Every token ever issued, so tests can check none of them leaked into a log.
     issued: Vec<String>,
@@ -156,6 +159,7 @@ impl Store {
             by_name: HashMap::new(),
             groups,
             patches: HashMap::new(),
+            created: Vec::new(),
             tokens: HashMap::new(),
             issued: Vec::new(),
         }
@@ -197,10 +201,10 @@ impl Store {
             .groups
             .iter()
             .filter(|(_, g)| g.members.iter().any(|m| m == id))
-            .map(|(gid, g)| ScimGroupRef {
+            .map(|(gid, _)| ScimGroupRef {
                 value: gid.clone(),
-                display: Some(g.display_name.clone()),
                 reference: Some(format!("{}/api/v2/scim/v2/groups/{gid}", self.base_url)),
+                kind: Some("Group".to_string()),
             })
             .collect();
         user.meta = Some(ScimMeta {
@@ -242,14 +246,21 @@ impl Store {
         user
     }
 
-    fn parse_user_body(body: &[u8]) -> Result<ScimUser, Fail> {
-        let value: Value = serde_json::from_slice(body)
+    /// A user body of `model` (`ScimV2CreateUser` for a create, `ScimV2User` for a replace). An
+    /// attribute outside the model is refused naming it (`strict_attributes`), else dropped: either
+    /// way it is never stored.
+    fn parse_user_body(body: &[u8], model: &str, strict_attributes: bool) -> Result<ScimUser, Fail> {
+        let mut value: Value = serde_json::from_slice(body)
             .map_err(|e| Fail::bad(Some("invalidSyntax"), format!("the body is not JSON: {e}")))?;
         let Value::Object(map) = &value else {
             return Err(Fail::bad(Some("invalidSyntax"), "the body must be a JSON object"));
         };
         if map.keys().any(|k| k.eq_ignore_ascii_case("groups")) {
             return Err(Fail::bad(Some("mutability"), "groups: attribute is read-only"));
+        }
+        let unknown = models::unknown_attributes(model, &mut value, !strict_attributes);
+        if let Some(first) = unknown.first().filter(|_| strict_attributes) {
+            return Err(patch::not_kept(first));
         }
         serde_json::from_value(value).map_err(|e| Fail::bad(Some("invalidValue"), format!("body: {e}")))
     }
@@ -350,8 +361,9 @@ impl Store {
         self.render_user(id).expect("just stored")
     }
 
-    pub(super) fn create_user(&mut self, body: &[u8], strict: bool) -> Result<ScimUser, Fail> {
-        let user = Self::parse_user_body(body)?;
+    pub(super) fn create_user(&mut self, body: &[u8], strict: bool, strict_attributes: bool) -> Result<ScimUser, Fail> {
+        self.created.push(serde_json::from_slice(body).unwrap_or(Value::Null));
+        let user = Self::parse_user_body(body, models::CREATE_USER, strict_attributes)?;
         self.validate(&user, None, None, strict)?;
         Ok(self.store_new(uuid::Uuid::new_v4().to_string(), user))
     }
@@ -368,9 +380,10 @@ impl Store {
         body: &[u8],
         if_match: Option<&str>,
         strict: bool,
+        strict_attributes: bool,
     ) -> Result<ScimUser, Fail> {
         let stored = self.users.get(id).ok_or_else(|| Fail::not_found("User", id))?;
-        let mut user = Self::parse_user_body(body)?;
+        let mut user = Self::parse_user_body(body, models::USER, strict_attributes)?;
         check_if_match(if_match, stored.version)?;
         if user.active.is_none() {
             user.active = stored.user.active;
@@ -385,6 +398,7 @@ impl Store {
         body: &[u8],
         if_match: Option<&str>,
         strict: bool,
+        strict_attributes: bool,
         keep_title: bool,
     ) -> Result<ScimUser, Fail> {
         if !self.users.contains_key(id) {
@@ -399,9 +413,15 @@ impl Store {
             unreachable!("a user serializes to an object")
         };
         for op in &patch.operations {
-            patch::apply(&mut doc, op)?;
+            patch::apply(&mut doc, op, strict_attributes)?;
         }
-        let mut after: ScimUser = serde_json::from_value(Value::Object(doc))
+        // Values may carry sub-attributes Genesys does not keep (an `emails` entry with `display`).
+        let mut doc = Value::Object(doc);
+        let unknown = models::unknown_attributes(models::USER, &mut doc, !strict_attributes);
+        if let Some(first) = unknown.first().filter(|_| strict_attributes) {
+            return Err(patch::not_kept(first));
+        }
+        let mut after: ScimUser = serde_json::from_value(doc)
             .map_err(|e| Fail::bad(Some("invalidValue"), format!("the patched user is not valid: {e}")))?;
         self.validate(&after, Some(&before), Some(id), strict)?;
         if keep_title {
@@ -520,6 +540,10 @@ impl Store {
         self.order.iter().filter_map(|id| self.render_user(id)).collect()
     }
 
+    pub(super) fn created_bodies(&self) -> Vec<Value> {
+        self.created.clone()
+    }
+
     pub(super) fn patches(&self, user_id: &str) -> Vec<PatchOp> {
         self.patches.get(user_id).cloned().unwrap_or_default()
     }
@@ -533,7 +557,7 @@ impl Store {
             .iter()
             .map(|m| ScimMember {
                 value: m.clone(),
-                display: self.users.get(m).and_then(|u| u.user.display_name.clone()),
+                reference: Some(format!("{}/api/v2/scim/v2/users/{m}", self.base_url)),
                 kind: Some("User".to_string()),
             })
             .collect();

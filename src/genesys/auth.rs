@@ -90,6 +90,15 @@ impl TokenCache {
     }
 }
 
+impl GenesysError {
+    /// Genesys refused the client credentials themselves (a deleted or disabled OAuth client, a
+    /// rotated secret: 401 or 400 `invalid_client`, or 403). No job can succeed until someone fixes
+    /// them, so jobs wait instead of failing.
+    pub fn is_credentials_refused(&self) -> bool {
+        matches!(self, GenesysError::Token { status: 400 | 401 | 403, .. })
+    }
+}
+
 /// What went wrong on the wire, without the URL (which is fine) or anything secret.
 pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {

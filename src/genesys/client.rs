@@ -32,6 +32,10 @@ pub enum GenesysError {
     Api { status: u16, scim_type: Option<String>, detail: String, correlation_id: String },
     #[error("Genesys unreachable: {reason} (correlation {correlation_id})")]
     Transport { reason: String, correlation_id: String },
+    /// The request could not be sent at all (a URL too long to send, say): it never left, and the
+    /// same request will fail again.
+    #[error("the request to Genesys cannot be sent: {0}")]
+    Request(String),
     #[error("unexpected Genesys answer: {0}")]
     Decode(String),
 }
@@ -45,7 +49,7 @@ impl GenesysError {
                 true
             }
             GenesysError::Api { status, .. } => *status >= 500 || *status == 429,
-            GenesysError::Decode(_) => false,
+            GenesysError::Decode(_) | GenesysError::Request(_) => false,
         }
     }
 
@@ -183,6 +187,11 @@ impl GenesysClient {
         self.tokens.requests()
     }
 
+    /// A token from the cache, or asked for when none is cached: whether Genesys grants our credentials one.
+    pub async fn check_token(&self) -> Result<(), GenesysError> {
+        self.tokens.get(&self.http).await.map(|_| ())
+    }
+
     pub fn api_url(&self) -> &str {
         &self.settings.api_url
     }
@@ -224,6 +233,9 @@ impl GenesysClient {
             self.stats.requests.fetch_add(1, Relaxed);
             let resp = match req.send().await {
                 Ok(r) => r,
+                // Not a transport failure: the request cannot be built (e.g. a URL over the length
+                // an HTTP request may have). Without the URL, which may be that long.
+                Err(e) if e.is_builder() => return Err(GenesysError::Request(e.without_url().to_string())),
                 Err(e) => {
                     let reason = transport_reason(&e);
                     if transient_left > 0 {

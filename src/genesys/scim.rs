@@ -17,9 +17,30 @@ pub struct Versioned<T> {
     pub status: u16,
 }
 
-/// A SCIM filter value, quoted with `"` and `\` escaped.
+/// A SCIM filter value as a quoted JSON string (RFC 7644 compares against JSON values): `"`, `\`
+/// and every control character are escaped, so a newline in HR data never reaches the URL raw.
 pub fn quote(value: &str) -> String {
-    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    use std::fmt::Write;
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            // Control characters are all below U+00A0: one \uXXXX each.
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A SCIM resource that carries `meta.version`.
@@ -140,5 +161,15 @@ mod tests {
             serde_urlencoded_pair("filter", r#"userName eq "a+b@x.io""#),
             "filter=userName%20eq%20%22a%2Bb%40x.io%22"
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_filter_value_are_json_escaped() {
+        // RFC 7644 filter values are JSON strings: a raw newline or tab is not one.
+        assert_eq!(quote("a\nb\tc\r\u{8}\u{c}"), r#""a\nb\tc\r\b\f""#);
+        assert_eq!(quote("x\u{1}\u{1f}\u{7f}"), r#""x\u0001\u001f\u007f""#);
+        // What a JSON parser reads back is the value itself.
+        let back: String = serde_json::from_str(&quote("tab\there \"q\" back\\slash\u{0}")).unwrap();
+        assert_eq!(back, "tab\there \"q\" back\\slash\u{0}");
     }
 }

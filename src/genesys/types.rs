@@ -13,7 +13,9 @@ pub const SCHEMA_ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCHEMA_LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 
-/// A SCIM user (`ScimV2CreateUser` when sent, `ScimV2User` when read).
+/// A SCIM user (`ScimV2CreateUser` when sent, `ScimV2User` when read). Only attributes of those
+/// models: there is no `name` in Genesys (first and last name go into `displayName`); a test in
+/// `models.rs` checks this type against the pinned models file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScimUser {
@@ -27,8 +29,6 @@ pub struct ScimUser {
     pub active: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<ScimName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -59,17 +59,6 @@ pub struct ScimUser {
     pub meta: Option<ScimMeta>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScimName {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub formatted: Option<String>,
-}
-
 /// An entry of `emails` or `phoneNumbers`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScimMultiValue {
@@ -86,13 +75,14 @@ pub struct ScimValue {
     pub value: String,
 }
 
+/// `ScimV2GroupReference`: `value`, `$ref` and `type` (no display name in Genesys's model).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScimGroupRef {
     pub value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
     #[serde(rename = "$ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// The enterprise extension.
@@ -152,11 +142,12 @@ pub struct ScimGroup {
     pub meta: Option<ScimMeta>,
 }
 
+/// `ScimV2MemberReference`: `value`, `$ref` and `type`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScimMember {
     pub value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+    #[serde(rename = "$ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }

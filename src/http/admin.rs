@@ -50,8 +50,15 @@ pub struct JobView {
     kind: String,
     webhook_id: String,
     state: String,
+    /// Every attempt so far, over all runs (a replay starts a new run; the numbers go on).
     attempts: u32,
-    max_attempts: u32,
+    /// Attempts of this run lost to a crash, and how many make the job a dead letter.
+    lost_attempts: u32,
+    max_lost_attempts: u32,
+    /// Failed attempts are retried until then (queued and running jobs).
+    retry_window_ends_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed_at: Option<String>,
     last_error: Option<String>,
     result: Option<serde_json::Value>,
     created_at: String,
@@ -64,14 +71,19 @@ pub struct JobView {
 }
 
 impl JobView {
-    fn new(job: Job, history: Option<Vec<Attempt>>) -> Self {
+    fn new(job: Job, history: Option<Vec<Attempt>>, retry_window: std::time::Duration) -> Self {
+        let unfinished = matches!(job.state, crate::queue::JobState::Queued | crate::queue::JobState::Running);
+        let window_ends = job.retry_window_start().saturating_add(retry_window.as_millis() as i64);
         JobView {
             audit_id: job.audit_id,
             kind: job.kind,
             webhook_id: job.webhook_id,
             state: job.state.to_string(),
             attempts: job.attempts,
-            max_attempts: job.max_attempts,
+            lost_attempts: job.lost_attempts,
+            max_lost_attempts: job.max_lost_attempts,
+            retry_window_ends_at: unfinished.then(|| ms_to_rfc3339(window_ends)),
+            replayed_at: job.replayed_at.map(ms_to_rfc3339),
             last_error: job.last_error,
             result: job.result,
             created_at: ms_to_rfc3339(job.created_at),
@@ -95,7 +107,7 @@ pub async fn job(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No job with auditId {audit_id}")))?;
     let history = state.store.attempts(audit_id).await?;
-    Ok(Json(JobView::new(job, Some(history))))
+    Ok(Json(JobView::new(job, Some(history), state.config.queue.retry_window)))
 }
 
 /// A query string that did not parse, as a 400 in the JSON error shape.
@@ -127,7 +139,8 @@ pub async fn dead_letters(
     let offset = number("offset", page.offset, 0, u64::from(u32::MAX))?;
     let (jobs, total) = state.store.dead_letters(limit, offset).await?;
     let next = (offset + (jobs.len() as u64) < total).then_some(offset + jobs.len() as u64);
-    let items: Vec<JobView> = jobs.into_iter().map(|j| JobView::new(j, None)).collect();
+    let window = state.config.queue.retry_window;
+    let items: Vec<JobView> = jobs.into_iter().map(|j| JobView::new(j, None, window)).collect();
     Ok(Json(json!({"items": items, "total": total, "limit": limit, "offset": offset, "nextOffset": next}))
         .into_response())
 }
@@ -192,7 +205,8 @@ pub async fn discrepancies(
             json!({
                 "kind": "sync_failure",
                 "auditId": j.audit_id,
-                "externalId": j.payload.get("data").and_then(|d| d.get("externalId")),
+                // The person key, however the event named the person (employeeId, externalId, ...).
+                "externalId": j.payload.get("data").map(crate::pipeline::directory::person_key),
                 "error": j.last_error,
                 "at": j.finished_at.map(ms_to_rfc3339),
             })

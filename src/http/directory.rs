@@ -7,9 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, Refusal, VerifiedWebhook, checked_event_id, enqueue_event, refuse, verify_webhook};
+use super::{
+    AppState, Event, Refusal, VerifiedWebhook, canonical_json, check_lengths, checked_event_id, enqueue_event,
+    record_refusal, refuse, verify_webhook,
+};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::mapping::Mapping;
 use crate::pipeline::KIND_DIRECTORY_SYNC;
 use crate::pipeline::directory::SyncEvent;
 use crate::queue::Enqueued;
@@ -19,81 +23,178 @@ const BATCH_ENDPOINT: &str = "/webhooks/directory-sync/batch";
 /// Most events in one batch.
 pub const BATCH_MAX: usize = 1_000;
 
+/// The most characters of the identifying and naming fields of an event's `data` (emails as RFC
+/// 5321 allows); checked at the edge so an oversized one is a 400, not a job.
+const DATA_LIMITS: &[(&str, usize)] = &[
+    ("externalId", 256),
+    ("employeeId", 256),
+    ("employeeNumber", 256),
+    ("userName", 256),
+    ("workEmail", 254),
+    ("email", 254),
+    ("managerEmail", 254),
+    ("managerExternalId", 256),
+    ("departmentCode", 256),
+    ("department", 256),
+    ("firstName", 256),
+    ("lastName", 256),
+    ("displayName", 256),
+    ("jobTitle", 256),
+    ("title", 256),
+    ("phone", 256),
+];
+
+/// An event parsed, its `data` fields within `DATA_LIMITS` and the whole record within what the
+/// mapping takes in (`[sync] max_record_bytes`): a record the job could never map is refused here,
+/// where the sender can still be told, instead of becoming a dead letter.
+fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
+    let event = SyncEvent::from_json(json).map_err(|e| e.to_string())?;
+    check_lengths(DATA_LIMITS, "data.", |name| event.data.get(name).and_then(Value::as_str))?;
+    mapping.check_record(&event.data).map_err(|e| format!("Invalid field data: {e}"))?;
+    Ok(event)
+}
+
 pub async fn sync_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
     };
     let parsed = webhook.event_id().and_then(|id| {
-        SyncEvent::from_json(&webhook.json).map(|e| (id, e)).map_err(|e| ApiError::BadRequest(e.to_string()))
+        parse_event(&webhook.json, &state.config.sync.mapping).map(|e| (id, e)).map_err(ApiError::BadRequest)
     });
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
     };
-    match store(&state, ENDPOINT, webhook_id, &event).await {
+    // Hashed as the canonical text of the event, as a batch item is: the same event id may come
+    // alone or in a batch (see `canonical_json`).
+    let mut content = Vec::new();
+    canonical_json(&webhook.json, &mut content);
+    match store(&state, ENDPOINT, &webhook_id, false, &content, &event, None).await {
         Ok(enqueued) => {
             (StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response()
         }
-        Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), |line| line.subject(&webhook.json)),
+        // Already audited as `intake.conflict`.
+        Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
+        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
     }
 }
 
 /// Validates item by item: every valid event is stored, whatever its neighbours. The answer lists,
-/// in order, an auditId or an error per item: 202 when all were stored, 207 when some were, 400
-/// when none was.
+/// in order, per item `queued` or `duplicate` with its auditId, or an error: 503 when any item
+/// failed for a reason of the service's own (the store is down: the sender must retry the batch;
+/// the items already stored come back as duplicates), else 202 when all were stored, 207 when
+/// some were, 409 when every item was a conflict, 400 when none was stored.
 pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, |line| line),
     };
-    let items = match batch_items(&webhook) {
+    let items = match batch_items(&webhook, &state.config.sync.mapping) {
         Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, headers, Refusal::from(e), |line| line),
+        Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), |line| line),
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
+    // Which item each task stores, to answer for it should the task fail (a bug: a panic).
+    let mut task_items = std::collections::HashMap::new();
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    let mut conflicts = 0;
+    let mut server_error: Option<ApiError> = None;
     for (index, item) in items.into_iter().enumerate() {
-        match item {
-            Ok((id, event)) => {
+        match item.parsed {
+            Ok(event) => {
                 let state = state.clone();
-                pending.spawn(async move { (index, store(&state, BATCH_ENDPOINT, id, &event).await) });
+                let BatchItem { id, derived_id, content, .. } = item;
+                let task = pending.spawn(async move {
+                    let stored = store(&state, BATCH_ENDPOINT, &id, derived_id, &content, &event, Some(index)).await;
+                    (index, id, stored)
+                });
+                task_items.insert(task.id(), index);
             }
-            Err(error) => results[index] = json!({"index": index, "error": error}),
+            Err(error) => {
+                let refusal = Refusal::from(ApiError::BadRequest(error.clone()));
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), |line| {
+                    line.field("index", index)
+                });
+                results[index] = json!({"index": index, "error": error});
+            }
         }
     }
     while let Some(joined) = pending.join_next().await {
-        let Ok((index, outcome)) = joined else { continue };
+        let (index, id, outcome) = match joined {
+            Ok(done) => done,
+            Err(failed) => {
+                let Some(&index) = task_items.get(&failed.id()) else { continue };
+                let error = ApiError::Internal(format!("storing batch item {index} failed: {failed}"));
+                results[index] = json!({"index": index, "error": error.to_string()});
+                server_error.get_or_insert(error);
+                continue;
+            }
+        };
         results[index] = match outcome {
-            Ok(e) => json!({"index": index, "status": "queued", "auditId": e.audit_id}),
-            Err(e) => json!({"index": index, "error": e.to_string()}),
+            Ok(e) if e.created => json!({"index": index, "status": "queued", "auditId": e.audit_id}),
+            Ok(e) => json!({"index": index, "status": "duplicate", "auditId": e.audit_id}),
+            // Already audited as `intake.conflict`.
+            Err(e @ ApiError::Conflict(_)) => {
+                conflicts += 1;
+                json!({"index": index, "error": e.to_string()})
+            }
+            Err(e) => {
+                let answer = json!({"index": index, "error": e.to_string()});
+                let refusal = Refusal::from(e);
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), |line| line.field("index", index));
+                if refusal.error.status().is_server_error() && server_error.is_none() {
+                    server_error = Some(refusal.error);
+                }
+                answer
+            }
         };
     }
     let accepted = results.iter().filter(|r| r.get("auditId").is_some()).count();
     let rejected = results.len() - accepted;
     let status = match (accepted, rejected) {
+        _ if server_error.is_some() => StatusCode::SERVICE_UNAVAILABLE,
         (_, 0) => StatusCode::ACCEPTED,
+        (0, n) if n == conflicts => StatusCode::CONFLICT,
         (0, _) => StatusCode::BAD_REQUEST,
         _ => StatusCode::MULTI_STATUS,
     };
     let mut body = json!({"accepted": accepted, "rejected": rejected, "results": results});
-    if accepted == 0 {
-        body["error"] = json!("No valid event in the batch");
+    if let Some(e) = server_error {
+        // Logged like the single endpoint's 503 (the detail may name hosts: log only).
+        body["error"] = json!(e.to_string());
+        if let ApiError::StoreUnavailable(detail) | ApiError::Unavailable(detail) | ApiError::Internal(detail) = &e {
+            tracing::error!(status = %e.status(), detail = ?detail, "batch item failed");
+        }
+    } else if accepted == 0 {
+        body["error"] = json!(if conflicts == rejected {
+            "Every event id in the batch was already used for a different event"
+        } else {
+            "No valid event in the batch"
+        });
     }
     (status, Json(body)).into_response()
 }
 
-/// The batch's items, each parsed or refused with its reason. An item's event id is its `id`, else
-/// the batch's webhook id and the item's position.
-/// One batch item: its event id and event, or why it was refused.
-type BatchItem = Result<(String, SyncEvent), String>;
+/// One batch item: its event id (as sent, else derived from the batch's webhook id and its
+/// position), the text its content hash is taken over, and its event or why it was refused.
+struct BatchItem {
+    id: String,
+    /// The id was not sent but made up as `<batch webhook-id>#<n>`.
+    derived_id: bool,
+    /// The item's `id` as sent, when it is a string (for the audit line of a refused item).
+    sent_id: Option<String>,
+    content: Vec<u8>,
+    parsed: Result<SyncEvent, String>,
+}
 
-fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
+/// The batch's items, each parsed or refused with its reason.
+fn batch_items(webhook: &VerifiedWebhook, mapping: &Mapping) -> Result<Vec<BatchItem>, ApiError> {
     let Value::Array(items) = &webhook.json else {
         return Err(ApiError::BadRequest("Batch body must be a JSON array of events".to_string()));
     };
@@ -103,18 +204,28 @@ fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::BadRequest("Batch is empty".to_string()));
     }
-    let batch_id = webhook.header_id.clone();
+    let batch_id = webhook.header_id.as_deref();
     Ok(items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let event = SyncEvent::from_json(item).map_err(|e| e.to_string())?;
-            let id = match (item.get("id").and_then(Value::as_str), &batch_id) {
-                (Some(id), _) if !id.trim().is_empty() => id.to_string(),
-                (_, Some(batch)) => format!("{batch}#{i}"),
-                _ => return Err("Missing event id: give the item an id or send a webhook-id header".to_string()),
+            let sent_id = item.get("id").and_then(Value::as_str).filter(|id| !id.trim().is_empty());
+            // Explicit ids stay as sent; a derived one is keyed apart (`Event::derived_id`), so the
+            // two can never meet even when an explicit id reads `<batch>#<n>`.
+            let (id, derived_id) = match (sent_id, batch_id) {
+                (Some(id), _) => (Ok(id.to_string()), false),
+                (None, Some(batch)) => (Ok(format!("{batch}#{i}")), true),
+                (None, None) => {
+                    (Err("Missing event id: give the item an id or send a webhook-id header".to_string()), false)
+                }
             };
-            Ok((checked_event_id(id)?, event))
+            let parsed =
+                parse_event(item, mapping).and_then(|event| id.clone().and_then(checked_event_id).map(|_| event));
+            let mut content = Vec::new();
+            if parsed.is_ok() {
+                canonical_json(item, &mut content);
+            }
+            BatchItem { id: id.unwrap_or_default(), derived_id, sent_id: sent_id.map(str::to_string), content, parsed }
         })
         .collect())
 }
@@ -122,11 +233,21 @@ fn batch_items(webhook: &VerifiedWebhook) -> Result<Vec<BatchItem>, ApiError> {
 async fn store(
     state: &AppState,
     endpoint: &'static str,
-    webhook_id: String,
+    webhook_id: &str,
+    derived_id: bool,
+    content: &[u8],
     event: &SyncEvent,
+    index: Option<usize>,
 ) -> Result<Enqueued, ApiError> {
     let payload = serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let describe = |line: AuditRecord| line.field("event", event.event).field("externalId", event.external_id());
-    let enqueued = enqueue_event(state, endpoint, KIND_DIRECTORY_SYNC, webhook_id, payload, describe).await?;
+    let describe = |line: AuditRecord| {
+        let line = line.field("syncEvent", event.event).field("externalId", event.external_id());
+        match index {
+            Some(i) => line.field("index", i),
+            None => line,
+        }
+    };
+    let event = Event { kind: KIND_DIRECTORY_SYNC, webhook_id: webhook_id.to_string(), payload, content, derived_id };
+    let enqueued = enqueue_event(state, endpoint, event, describe).await?;
     Ok(enqueued)
 }

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (the database answers), `GET /metrics`.
+//! `GET /healthz` (the process answers), `GET /readyz` (the database answers and Genesys accepts our
+//! credentials), `GET /metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,6 +15,15 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Not ready to provision while Genesys refuses the credentials (jobs wait in the queue).
+    if state.metrics.genesys_auth_failed() {
+        let body = json!({
+            "status": "not_ready",
+            "reason": "genesys_auth_failed",
+            "error": "Genesys refuses the client credentials: jobs are queued, workers paused until a token is granted",
+        });
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready", "database": state.store.backend()})).into_response()),
         Ok(Err(e)) => Err(ApiError::Unavailable(format!("Database unreachable: {e}"))),

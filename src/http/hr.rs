@@ -5,13 +5,29 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{AppState, Refusal, SignedBody, enqueue_event, event_id, refuse, verify_signed};
+use super::{AppState, Event, Refusal, SignedBody, check_lengths, enqueue_event, event_id, refuse, verify_signed};
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::pipeline::KIND_NEW_HIRE;
 use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
+
+/// The most characters of each new-hire text field: emails as the email rule allows (RFC 5321's
+/// 254), the event id as `event_id` does, the rest a generous bound for names and identifiers.
+const FIELD_LIMITS: &[(&str, usize)] = &[
+    ("email", 254),
+    ("managerEmail", 254),
+    ("id", 255),
+    ("employeeId", 256),
+    ("employeeNumber", 256),
+    ("firstName", 256),
+    ("lastName", 256),
+    ("departmentCode", 256),
+    ("title", 256),
+    ("phone", 256),
+    ("hireDate", 256),
+];
 
 /// The 202 answer, `{"status":"provisioning_queued","auditId":"..."}`: a UUID needs no escaping, so
 /// the text is put together directly.
@@ -28,7 +44,7 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
     let headers = &parts.headers;
     let SignedBody { bytes, header_id } = match verify_signed(&state, headers, body).await {
         Ok(b) => b,
-        Err(refusal) => return refuse(&state, ENDPOINT, headers, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
     };
     // The body is read once, straight into its fields; the job's payload is written from them.
     let mut sent = match SentHire::read(&bytes) {
@@ -43,9 +59,12 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
                     Ok(_) => ApiError::BadRequest(invalid.to_string()),
                 },
             };
-            return refuse(&state, ENDPOINT, headers, Refusal::from(error), |line| line);
+            return refuse(&state, ENDPOINT, &parts, Refusal::from(error), |line| line);
         }
     };
+    if let Err(e) = check_lengths(FIELD_LIMITS, "", |name| sent.text(name)) {
+        return refuse(&state, ENDPOINT, &parts, Refusal::from(ApiError::BadRequest(e)), |line| line);
+    }
     let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
         let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if state.config.departments.get(&hire.department_code).is_none() {
@@ -56,17 +75,21 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
     let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
     let (webhook_id, hire) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, headers, Refusal::from(e), subject),
+        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
     };
     let payload = match serde_json::to_string(&hire) {
         Ok(p) => p,
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
-    let stored = enqueue_event(&state, ENDPOINT, KIND_NEW_HIRE, webhook_id, payload, |line| {
+    // The raw body identifies the event: a sender's retry resends it byte for byte (it is signed).
+    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &bytes, derived_id: false };
+    let stored = enqueue_event(&state, ENDPOINT, event, |line| {
         line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
     });
     match stored.await {
         Ok(enqueued) => queued(enqueued.audit_id),
-        Err(e) => refuse(&state, ENDPOINT, headers, Refusal::from(e), subject),
+        // Already audited as `intake.conflict`.
+        Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
+        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
     }
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -106,11 +108,19 @@ impl VerifiedWebhook {
 pub struct Refusal {
     pub error: ApiError,
     pub outcome: &'static str,
+    /// Refused before the sender was authenticated (content type, size, body read, signature):
+    /// counted and summarised per source instead of audited one line each (`AuditLog::refused`).
+    pub unauthenticated: bool,
 }
 
 impl Refusal {
     fn new(error: ApiError, outcome: &'static str) -> Self {
-        Refusal { error, outcome }
+        Refusal { error, outcome, unauthenticated: false }
+    }
+
+    /// A refusal before the signature was checked.
+    fn unauthenticated(error: ApiError, outcome: &'static str) -> Self {
+        Refusal { error, outcome, unauthenticated: true }
     }
 }
 
@@ -121,7 +131,7 @@ impl From<ApiError> for Refusal {
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "unavailable",
             _ => "bad_request",
         };
-        Refusal { error, outcome }
+        Refusal { error, outcome, unauthenticated: false }
     }
 }
 
@@ -137,13 +147,13 @@ pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -
 pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
-        return Err(Refusal::new(
+        return Err(Refusal::unauthenticated(
             ApiError::UnsupportedMediaType("Content-Type must be application/json".to_string()),
             "unsupported_media_type",
         ));
     }
     let limit = state.config.server.max_body_bytes;
-    let too_large = || Refusal::new(ApiError::PayloadTooLarge { limit }, "too_large");
+    let too_large = || Refusal::unauthenticated(ApiError::PayloadTooLarge { limit }, "too_large");
     let mut body = body;
     let drain_cap = state.config.server.limits.max_drain_bytes;
     let declared =
@@ -164,10 +174,10 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         Err(e) if caused_by::<serve::BodyTimeout>(e.as_ref()) => {
             let limit = state.config.server.limits.body_timeout;
             let error = serve::BodyTimeout { limit }.to_string();
-            return Err(Refusal::new(ApiError::RequestTimeout(error), "timeout"));
+            return Err(Refusal::unauthenticated(ApiError::RequestTimeout(error), "timeout"));
         }
         Err(_) => {
-            return Err(Refusal::new(
+            return Err(Refusal::unauthenticated(
                 ApiError::BadRequest("Request body could not be read".to_string()),
                 "bad_request",
             ));
@@ -190,7 +200,7 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
             now,
             state.config.webhooks.timestamp_tolerance,
         )
-        .map_err(|e| Refusal::new(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
+        .map_err(|e| Refusal::unauthenticated(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
     }
     let header_id = header_id.filter(|s| !s.is_empty()).map(str::to_string);
     Ok(SignedBody { bytes, header_id })
@@ -256,40 +266,110 @@ pub fn checked_event_id(id: String) -> Result<String, String> {
     }
 }
 
-/// Audits and counts a refused webhook, and turns it into the answer.
+/// The first of `fields` (name, most characters) whose text in `text(name)` is longer than allowed,
+/// as the 400 naming it (`prefix` goes before the name, e.g. `data.`). Checked at the edge before
+/// anything copies a field: a body may be 1 MiB, a name or an identifier never needs to be.
+pub fn check_lengths<'a>(
+    fields: &[(&'static str, usize)],
+    prefix: &str,
+    text: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), String> {
+    for (name, max) in fields {
+        // Bytes first: at most 4 per character, so the count is only taken near the limit.
+        let too_long = text(name).is_some_and(|t| t.len() > *max && (t.len() > 4 * max || t.chars().count() > *max));
+        if too_long {
+            return Err(format!("Invalid field {prefix}{name}: at most {max} characters"));
+        }
+    }
+    Ok(())
+}
+
+/// Audits and counts a refused webhook, and turns it into the answer. A refusal before the sender
+/// was authenticated is counted and summarised per peer address instead (`AuditLog::refused`):
+/// anyone can send those, and a line each let 20,000 unsigned requests add 9.5 MB to the trail.
 pub fn refuse(
     state: &AppState,
     endpoint: &'static str,
-    headers: &HeaderMap,
+    request: &Parts,
     refusal: Refusal,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Response {
+    if refusal.unauthenticated {
+        state.metrics.webhook(refusal.outcome);
+        let source = match request.extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
+            Some(ConnectInfo(peer)) => peer.ip().to_string(),
+            None => "unknown".to_string(),
+        };
+        state.audit.refused(&source, refusal.outcome, endpoint, || refusal.error.to_string());
+        return refusal.error.into_response();
+    }
+    let header_id = request.headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
+    record_refusal(state, endpoint, &refusal, header_id, describe);
+    refusal.error.into_response()
+}
+
+/// Counts a refused webhook (or batch item) and writes its `intake.rejected` line.
+pub fn record_refusal(
+    state: &AppState,
+    endpoint: &'static str,
+    refusal: &Refusal,
+    webhook_id: Option<&str>,
+    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+) {
     state.metrics.webhook(refusal.outcome);
     let mut line = AuditRecord::new("intake.rejected", "rejected")
         .detail(refusal.error.to_string())
         .endpoint(endpoint)
         .field("httpStatus", refusal.error.status().as_u16());
-    // The header is unauthenticated when the signature failed; it is still useful, bounded in size.
-    if let Some(id) = headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(id) = webhook_id {
         line = line.webhook_id(id.chars().take(255).collect::<String>());
     }
     state.audit.record(describe(line));
-    refusal.error.into_response()
 }
 
-/// Stores an accepted event (`payload`: its job's JSON text) as a job, counts it and writes its audit line (`intake.accepted`, or
-/// `intake.duplicate` when the event id was stored before). `describe` adds the endpoint's fields.
+/// An accepted event, ready to be stored as a job.
+pub struct Event<'a> {
+    /// The job kind, e.g. `hr.user_created`.
+    pub kind: &'static str,
+    pub webhook_id: String,
+    /// The job's payload, as JSON text.
+    pub payload: String,
+    /// What identifies the event's content; its SHA-256 is kept with the event id, so the same id
+    /// with other content is a conflict (see `canonical_json` for what each endpoint passes).
+    pub content: &'a [u8],
+    /// The service made the id up (`<batch webhook-id>#<n>`): it is keyed apart from sent ids.
+    pub derived_id: bool,
+}
+
+/// Stores an accepted event as a job, counts it and writes its audit line (`intake.accepted`, or
+/// `intake.duplicate` when the event id was stored before with the same content). `describe` adds
+/// the endpoint's fields. An event id stored before with other content is an `ApiError::Conflict`,
+/// already counted and audited (`intake.conflict`): the caller only answers it.
 pub async fn enqueue_event(
     state: &AppState,
     endpoint: &'static str,
-    kind: &str,
-    webhook_id: String,
-    payload: String,
+    event: Event<'_>,
     describe: impl FnOnce(AuditRecord) -> AuditRecord,
 ) -> Result<crate::queue::Enqueued, ApiError> {
+    let Event { kind, webhook_id, payload, content, derived_id } = event;
     // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
-    let job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload);
+    let mut job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload).with_content_hash(content);
+    if derived_id {
+        job = job.with_derived_id();
+    }
     let enqueued = state.intake.enqueue(job).await?;
+    if enqueued.conflict {
+        let error = ApiError::Conflict(format!("webhook-id {webhook_id} was already used for a different event"));
+        state.metrics.webhook("conflict");
+        let line = AuditRecord::new("intake.conflict", "rejected")
+            .audit_id(enqueued.audit_id)
+            .webhook_id(webhook_id)
+            .endpoint(endpoint)
+            .detail(error.to_string())
+            .field("httpStatus", error.status().as_u16());
+        state.audit.record(describe(line));
+        return Err(error);
+    }
     let (event, status, outcome) = if enqueued.created {
         ("intake.accepted", "queued", "accepted")
     } else {
@@ -299,6 +379,45 @@ pub async fn enqueue_event(
     let line = AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).endpoint(endpoint);
     state.audit.record(describe(line));
     Ok(enqueued)
+}
+
+/// JSON text with every object's keys in sorted order and no whitespace: the same content gives the
+/// same text whatever order and spacing the sender used. A batch item has no bytes of its own to
+/// hash (the batch's bytes cover its neighbours too), and the same event id may come alone or in a
+/// batch, so directory events hash this text of the event; the HR endpoint hashes its raw body,
+/// which a retrying sender resends byte for byte (the signature covers it).
+pub fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Writing a string or a plain value into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, key);
+                out.push(b':');
+                canonical_json(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
 }
 
 /// The `{audit_id}` path segment as a UUID; anything else is a 400 naming it.
@@ -320,6 +439,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditIdPath {
 #[cfg(test)]
 mod tests {
     use super::is_json_media_type;
+
+    #[test]
+    fn canonical_json_ignores_key_order_and_spacing_only() {
+        let text = |v: &serde_json::Value| {
+            let mut out = Vec::new();
+            super::canonical_json(v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let a: serde_json::Value = serde_json::from_str(r#"{"b": [1, {"y": "\n", "x": null}], "a": true}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":true,"b":[1,{"x":null,"y":"\n"}]}"#).unwrap();
+        assert_eq!(text(&a), r#"{"a":true,"b":[1,{"x":null,"y":"\n"}]}"#);
+        assert_eq!(text(&a), text(&b));
+        let c: serde_json::Value = serde_json::from_str(r#"{"a":true,"b":[{"x":null,"y":"\n"},1]}"#).unwrap();
+        assert_ne!(text(&a), text(&c), "array order is content");
+    }
 
     #[test]
     fn json_media_types_are_recognised_in_any_letter_case_and_with_parameters() {

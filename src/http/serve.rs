@@ -19,6 +19,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use hyper::{Request, Response};
@@ -70,14 +72,14 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = loop {
+        let (stream, peer) = loop {
             let accepted = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break 'accepting,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _)) => break stream,
+                Ok(accepted) => break accepted,
                 // The peer gave up before we accepted: nothing wrong here.
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
@@ -104,6 +106,7 @@ pub async fn serve(
         }
         let connection = Connection {
             stream,
+            peer,
             service: service.clone(),
             limits: limits.clone(),
             metrics: metrics.clone(),
@@ -250,6 +253,7 @@ impl Future for Watchdog {
 /// One accepted connection and what it needs.
 struct Connection {
     stream: TcpStream,
+    peer: SocketAddr,
     service: TowerToHyperService<Router>,
     limits: Arc<ServerLimits>,
     metrics: Arc<Metrics>,
@@ -258,11 +262,12 @@ struct Connection {
 
 impl Connection {
     async fn run(self) {
-        let Connection { stream, service, limits, metrics, stop } = self;
+        let Connection { stream, peer, service, limits, metrics, stop } = self;
         let clock = Arc::new(Clock::new());
         metrics.connections.open.fetch_add(1, Relaxed);
         let io = TokioIo::new(WatchedStream { stream, clock: clock.clone() });
-        let service = ConnectionService { router: service, clock: clock.clone(), body_timeout: limits.body_timeout };
+        let service =
+            ConnectionService { router: service, clock: clock.clone(), body_timeout: limits.body_timeout, peer };
         let mut http = hyper::server::conn::http1::Builder::new();
         // The timeouts are the watchdog's (below): hyper's header timeout would also cut idle
         // keep-alive connections at the header timeout.
@@ -348,6 +353,8 @@ struct ConnectionService {
     router: TowerToHyperService<Router>,
     clock: Arc<Clock>,
     body_timeout: Duration,
+    /// The peer's address, for handlers (`ConnectInfo`), as `into_make_service_with_connect_info` gives it.
+    peer: SocketAddr,
 }
 
 impl Service<Request<Incoming>> for ConnectionService {
@@ -358,7 +365,8 @@ impl Service<Request<Incoming>> for ConnectionService {
     fn call(&self, request: Request<Incoming>) -> ResponseFuture {
         let now = self.clock.enter(HANDLING);
         let limit = self.body_timeout;
-        let request = request.map(|inner| TimedBody { inner, deadline: now + limit, limit, timer: None });
+        let mut request = request.map(|inner| TimedBody { inner, deadline: now + limit, limit, timer: None });
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         ResponseFuture { inner: self.router.call(request), clock: self.clock.clone() }
     }
 }

@@ -50,7 +50,7 @@ impl WebhookSecret {
 
     /// `v1,<base64 HMAC-SHA256 of id.timestamp.body>`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        format!("v1,{}", B64.encode(self.mac(id, timestamp, body)))
+        format!("v1,{}", B64.encode(self.mac(id, &timestamp.to_string(), body)))
     }
 
     /// The three headers a sender attaches: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
@@ -62,12 +62,13 @@ impl WebhookSecret {
         ]
     }
 
-    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    /// `timestamp` is the header's text as sent: that is what the sender signed.
+    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
         // HMAC accepts keys of any length; this cannot fail.
         let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
         mac.update(id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
         mac.finalize().into_bytes().to_vec()
@@ -125,7 +126,9 @@ pub fn verify(
         sigs.split(' ').filter_map(|s| s.strip_prefix("v1,")).filter_map(|b| B64.decode(b).ok()).collect();
     let mut matched = subtle::Choice::from(0u8);
     for secret in secrets {
-        let expected = secret.mac(id, timestamp, body);
+        // Over the header text as sent, not the parsed number: `+1614265330` or `01614265330` is
+        // signed as written, and re-formatting it would refuse a correctly signed request.
+        let expected = secret.mac(id, ts, body);
         for sig in &offered {
             // Constant time per comparison; every pair is compared so timing does not say which matched.
             matched |= expected.as_slice().ct_eq(sig.as_slice());
@@ -189,6 +192,27 @@ mod tests {
         let only_new = new.sign(ID, TS, BODY.as_bytes());
         assert_eq!(verify(&[old.clone(), new], &req(&only_new, &ts), BODY.as_bytes(), TS, tol), Ok(()));
         assert_eq!(verify(&[old], &req(&only_new, &ts), BODY.as_bytes(), TS, tol), Err(SignatureError::NoMatch));
+    }
+
+    /// Standard Webhooks signs `id.timestamp.body` with the timestamp header's text as sent: a
+    /// sender that writes `+1614265330` or `01614265330` signs those characters, not the number.
+    #[test]
+    fn the_timestamp_is_verified_as_sent_not_as_reformatted() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let tol = Duration::from_secs(300);
+        for sent in ["01614265330", "+1614265330"] {
+            let mut mac = HmacSha256::new_from_slice(&secret.key).unwrap();
+            mac.update(format!("{ID}.{sent}.{BODY}").as_bytes());
+            let signature = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+            let secrets = std::slice::from_ref(&secret);
+            assert_eq!(verify(secrets, &req(&signature, sent), BODY.as_bytes(), TS, tol), Ok(()), "{sent}");
+            // The reformatted number is another text: its signature does not match this header.
+            assert_eq!(
+                verify(secrets, &req(EXPECTED, sent), BODY.as_bytes(), TS, tol),
+                Err(SignatureError::NoMatch),
+                "{sent}"
+            );
+        }
     }
 
     #[test]

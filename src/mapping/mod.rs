@@ -2,11 +2,17 @@
 //! `check-config`), evaluated per directory-sync job.
 //!
 //! The engine is jsonata-core, pinned to an exact version (its patch releases have changed results),
-//! behind this module. Its values are not `Send`, so evaluation is synchronous and the parsed AST is
-//! shared; each evaluation has a time limit and a depth limit.
+//! behind this module. Its values are not `Send`, so one evaluation runs start to end on one thread;
+//! the parsed AST is shared. `evaluate` runs it on tokio's blocking threads, at most `threads` at once,
+//! so a slow mapping never holds up the async runtime (health checks, intake).
+//!
+//! Limits, because the HR record is input and the engine's own time limit is not checked everywhere:
+//! the record's size is checked before evaluation, sequences (`[1..1e7]`, `$map` over them) stop at
+//! `MAX_SEQUENCE`, `$pad` refuses widths over `MAX_PAD_WIDTH`, and the result's size is checked after.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonata_core::ast::AstNode;
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorOptions};
@@ -24,6 +30,27 @@ pub enum MappingError {
     Evaluation(String),
     #[error("mapping result is not a SCIM user: {0}")]
     NotAUser(String),
+    #[error("the HR record is {size} bytes as JSON; the mapping takes at most {limit}")]
+    RecordTooLarge { size: usize, limit: usize },
+    #[error("the mapping result is {size} bytes as JSON; at most {limit} are accepted")]
+    ResultTooLarge { size: usize, limit: usize },
+}
+
+/// How much one evaluation may take in, give out and occupy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappingLimits {
+    /// Largest HR record (as JSON text) that is evaluated at all.
+    pub max_record_bytes: usize,
+    /// Largest mapping result (as JSON text).
+    pub max_result_bytes: usize,
+    /// Evaluations running at once in this process (each holds one blocking thread).
+    pub threads: usize,
+}
+
+impl Default for MappingLimits {
+    fn default() -> Self {
+        MappingLimits { max_record_bytes: 64 * 1024, max_result_bytes: 64 * 1024, threads: 2 }
+    }
 }
 
 /// A compiled mapping. Cheap to clone; safe to share between threads.
@@ -31,6 +58,11 @@ pub enum MappingError {
 pub struct Mapping {
     ast: Arc<AstNode>,
     source_name: String,
+    limits: MappingLimits,
+    /// Permits for running evaluations, shared by the clones. A permit is released when the
+    /// evaluation's thread is done, not when its caller stops waiting, so runaway evaluations
+    /// cannot pile up beyond `limits.threads`.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -42,6 +74,12 @@ impl std::fmt::Debug for Mapping {
 /// Limits of one evaluation: an HR record maps in microseconds; anything near these is a bug.
 const TIMEOUT_MS: u64 = 500;
 const MAX_DEPTH: usize = 500;
+/// Longest sequence an evaluation may build (a range, a `$map` result, ...): an HR record has tens of fields.
+const MAX_SEQUENCE: usize = 10_000;
+/// Widest `$pad`: the engine allocates the padding at once, outside its time limit.
+pub const MAX_PAD_WIDTH: f64 = 10_000.0;
+/// How long a caller waits for an evaluation that ignores the engine's time limit.
+const WAIT: Duration = Duration::from_secs(2);
 
 impl Mapping {
     pub fn load(path: &Path) -> Result<Mapping, MappingError> {
@@ -53,7 +91,12 @@ impl Mapping {
     /// Parses `text`; a syntax error is reported with its line and column.
     pub fn compile(text: &str, source_name: &str) -> Result<Mapping, MappingError> {
         match jsonata_core::parser::parse(text) {
-            Ok(ast) => Ok(Mapping { ast: Arc::new(ast), source_name: source_name.to_string() }),
+            Ok(ast) => Ok(Mapping {
+                ast: Arc::new(ast),
+                source_name: source_name.to_string(),
+                limits: MappingLimits::default(),
+                slots: Arc::new(tokio::sync::Semaphore::new(MappingLimits::default().threads)),
+            }),
             Err(e) => {
                 let at = error_offset(text);
                 let (line, column) = line_column(text, at);
@@ -62,15 +105,68 @@ impl Mapping {
         }
     }
 
-    /// Applies the mapping to an HR record. The result must be a JSON object with a `userName`;
-    /// `undefined` fields are left out, as JSONata does.
+    /// The same mapping with other limits (and its own pool of `limits.threads`).
+    pub fn with_limits(mut self, limits: MappingLimits) -> Mapping {
+        let limits = MappingLimits { threads: limits.threads.max(1), ..limits };
+        self.slots = Arc::new(tokio::sync::Semaphore::new(limits.threads));
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> MappingLimits {
+        self.limits
+    }
+
+    /// `apply` on a blocking thread of the bounded pool, for async callers (the sync jobs).
+    pub async fn evaluate(&self, record: &Value) -> Result<Value, MappingError> {
+        // Checked here too, so an oversized record costs neither a copy nor a thread.
+        self.check_record(record)?;
+        let busy = || MappingError::Evaluation("the mapping pool is shut down".to_string());
+        let permit = self.slots.clone().acquire_owned().await.map_err(|_| busy())?;
+        let (mapping, record) = (self.clone(), record.clone());
+        let running = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            mapping.apply(&record)
+        });
+        match tokio::time::timeout(WAIT, running).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(MappingError::Evaluation(format!("the mapping failed: {e}"))),
+            Err(_) => Err(MappingError::Evaluation(format!(
+                "the mapping did not finish within {} s (a builtin that ignores the time limit)",
+                WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Whether a record is small enough to be mapped (also checked at intake).
+    pub fn check_record(&self, record: &Value) -> Result<(), MappingError> {
+        let size = json_size(record);
+        match size > self.limits.max_record_bytes {
+            true => Err(MappingError::RecordTooLarge { size, limit: self.limits.max_record_bytes }),
+            false => Ok(()),
+        }
+    }
+
+    /// Applies the mapping to an HR record, on the calling thread. The result must be a JSON
+    /// object with a `userName`; `undefined` fields are left out, as JSONata does.
     pub fn apply(&self, record: &Value) -> Result<Value, MappingError> {
+        self.check_record(record)?;
         let data: JValue = record.clone().into();
-        let options =
-            EvaluatorOptions { timeout_ms: Some(TIMEOUT_MS), max_stack_depth: Some(MAX_DEPTH), ..Default::default() };
+        let options = EvaluatorOptions {
+            timeout_ms: Some(TIMEOUT_MS),
+            max_stack_depth: Some(MAX_DEPTH),
+            max_sequence_length: Some(MAX_SEQUENCE),
+            ..Default::default()
+        };
         let mut evaluator = Evaluator::with_options(Context::new(), options);
+        evaluator
+            .register_fn_override("pad", bounded_pad)
+            .map_err(|e| MappingError::Evaluation(format!("cannot bound $pad: {e}")))?;
         let out = evaluator.evaluate(&self.ast, &data).map_err(|e| MappingError::Evaluation(e.to_string()))?;
         let json = out.to_json_string().map_err(|e| MappingError::Evaluation(e.to_string()))?;
+        if json.len() > self.limits.max_result_bytes {
+            return Err(MappingError::ResultTooLarge { size: json.len(), limit: self.limits.max_result_bytes });
+        }
         let value: Value = serde_json::from_str(&json).map_err(|e| MappingError::Evaluation(e.to_string()))?;
         match &value {
             Value::Object(m) if m.get("userName").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()) => {
@@ -80,6 +176,57 @@ impl Mapping {
             other => Err(MappingError::NotAUser(format!("it is {}, not an object", kind(other)))),
         }
     }
+}
+
+/// The length of a value's JSON text, without building it.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// `$pad(string, width[, char])` as JSONata defines it (a negative width pads on the left; widths
+/// count characters; a multi-character `char` is repeated and cut, an empty one is a space), refusing widths over
+/// `MAX_PAD_WIDTH`: the built-in allocates whatever width it is given, however large.
+fn bounded_pad(args: &[JValue]) -> Result<JValue, jsonata_core::evaluator::EvaluatorError> {
+    use jsonata_core::evaluator::EvaluatorError;
+    let text = match args.first() {
+        Some(JValue::String(s)) => s.to_string(),
+        Some(JValue::Null) => return Ok(JValue::Null),
+        None | Some(JValue::Undefined) => return Ok(JValue::Undefined),
+        Some(_) => return Err(EvaluatorError::TypeError("T0410: Argument 1 of function $pad must be a string".into())),
+    };
+    let width = match args.get(1) {
+        Some(JValue::Number(n)) => n.trunc(),
+        None | Some(JValue::Undefined) => return Ok(JValue::string(text)),
+        Some(_) => return Err(EvaluatorError::TypeError("T0410: Argument 2 of function $pad must be a number".into())),
+    };
+    if width.abs() > MAX_PAD_WIDTH {
+        return Err(EvaluatorError::EvaluationError(format!(
+            "$pad width {width} is over this service's limit of {MAX_PAD_WIDTH}"
+        )));
+    }
+    let fill = match args.get(2) {
+        Some(JValue::String(s)) if !s.is_empty() => s.to_string(),
+        None | Some(JValue::Undefined) | Some(JValue::String(_)) => " ".to_string(),
+        Some(_) => return Err(EvaluatorError::TypeError("T0410: Argument 3 of function $pad must be a string".into())),
+    };
+    let missing = (width.abs() as usize).saturating_sub(text.chars().count());
+    if missing == 0 {
+        return Ok(JValue::string(text));
+    }
+    let padding: String = fill.chars().cycle().take(missing).collect();
+    Ok(JValue::string(if width > 0.0 { text + &padding } else { padding + &text }))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -147,7 +294,6 @@ mod tests {
             "externalId": "E-1042",
             "userName": "jane.doe@example.com",
             "displayName": "Jane Doe",
-            "name": {"givenName": "Jane", "familyName": "Doe"},
             "title": "Engineer",
             "emails": [{"value": "jane.doe@example.com", "type": "work", "primary": true}],
             "phoneNumbers": [{"value": "+1 317 555 0142", "type": "work", "primary": true}],
@@ -188,7 +334,6 @@ mod tests {
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
                 "externalId": "W-9",
                 "userName": "ana.lima@example.com",
-                "name": {"givenName": "Ana", "familyName": "Lima"},
                 "displayName": "Ana Lima",
                 "emails": [{"value": "ana.lima@example.com", "type": "work", "primary": true}],
                 "title": "Agent",
@@ -220,5 +365,87 @@ mod tests {
         assert!(matches!(m.apply(&json!({})), Err(MappingError::NotAUser(_))));
         let m = Mapping::compile("$number(\"x\")", "t").unwrap();
         assert!(matches!(m.apply(&json!({})), Err(MappingError::Evaluation(_)) | Err(MappingError::NotAUser(_))));
+    }
+
+    /// The job's evaluation runs on a blocking thread: the runtime it was awaited on keeps running
+    /// other tasks (health checks, intake) meanwhile. On a current-thread runtime the spinner
+    /// would not run at all if the evaluation ran on the runtime's own thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_evaluation_does_not_hold_up_the_runtime() {
+        // Close to the engine's time limit: 5,000 x 5,000 additions.
+        let m =
+            Mapping::compile("{\"userName\": \"a@b.io\", \"n\": $sum([1..5000].($sum([1..5000])))}", "slow").unwrap();
+        let spins = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let (spins, stop) = (spins.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    spins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let _ = m.evaluate(&json!({})).await;
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.await.unwrap();
+        let spun = spins.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(took > Duration::from_millis(20), "the mapping was not slow enough to show anything ({took:?})");
+        assert!(spun > 100, "the runtime ran other tasks only {spun} times in {took:?}");
+    }
+
+    #[test]
+    fn huge_sequences_and_pads_are_refused_instead_of_allocated() {
+        let m = Mapping::compile("{\"userName\": \"a@b.io\", \"n\": $count([1..1e7])}", "range").unwrap();
+        let e = m.apply(&json!({})).unwrap_err().to_string();
+        assert!(e.contains("D2015"), "{e}");
+        let m = Mapping::compile("{\"userName\": \"a@b.io\", \"p\": $pad(\"x\", w)}", "pad").unwrap();
+        let e = m.apply(&json!({"w": 100_000_000})).unwrap_err().to_string();
+        assert!(e.contains("$pad width 100000000 is over"), "{e}");
+        let e = m.apply(&json!({"w": -100_000_000})).unwrap_err().to_string();
+        assert!(e.contains("over"), "{e}");
+    }
+
+    /// The bounded `$pad` answers exactly as the engine's own within the limit.
+    #[test]
+    fn the_bounded_pad_matches_the_builtin() {
+        for call in [
+            "$pad(\"x\", 5)",
+            "$pad(\"x\", -5, \"#\")",
+            "$pad(\"abcdef\", 2)",
+            "$pad(\"x\", 6, \"ab\")",
+            "$pad(\"x\", -6, \"ab\")",
+            "$pad(\"ünï\", 5, \"é\")",
+            "$pad(\"x\", 3.7)",
+            "$pad(\"x\", 4, \"\")",
+            "$pad(missing, 4)",
+            "$pad(\"7\", -3, \"0\")",
+        ] {
+            let ast = jsonata_core::parser::parse(call).unwrap();
+            let data: JValue = json!({}).into();
+            let builtin = Evaluator::with_options(Context::new(), EvaluatorOptions::default())
+                .evaluate(&ast, &data)
+                .map(|v| v.to_json_string().ok());
+            let mut ours = Evaluator::with_options(Context::new(), EvaluatorOptions::default());
+            ours.register_fn_override("pad", bounded_pad).unwrap();
+            let ours = ours.evaluate(&ast, &data).map(|v| v.to_json_string().ok());
+            assert_eq!(ours.ok(), builtin.ok(), "{call}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_records_and_results_are_refused() {
+        let m = sample().with_limits(MappingLimits { max_record_bytes: 200, max_result_bytes: 64 * 1024, threads: 1 });
+        let big = json!({"externalId": "E-1", "email": "a@b.io", "jobTitle": "x".repeat(500)});
+        let e = m.evaluate(&big).await.unwrap_err();
+        assert!(matches!(e, MappingError::RecordTooLarge { limit: 200, .. }), "{e}");
+        assert!(e.to_string().contains("at most 200"), "{e}");
+        let m = sample().with_limits(MappingLimits { max_record_bytes: 64 * 1024, max_result_bytes: 600, threads: 1 });
+        let e = m.evaluate(&big).await.unwrap_err();
+        assert!(matches!(e, MappingError::ResultTooLarge { limit: 600, .. }), "{e}");
+        let small = json!({"externalId": "E-1", "email": "a@b.io"});
+        assert!(m.evaluate(&small).await.is_ok());
     }
 }

@@ -51,25 +51,34 @@ impl SyncEvent {
             .and_then(|e| serde_json::from_value::<SyncKind>(e).ok())
             .ok_or(InvalidSyncEvent::UnsupportedEvent)?;
         let data = obj.get("data").filter(|d| d.is_object()).ok_or(InvalidSyncEvent::MissingIdentifier)?;
-        let has_id = match data.get("externalId") {
-            Some(Value::String(s)) => !s.trim().is_empty(),
-            Some(Value::Number(_)) => true,
-            _ => false,
-        };
-        if !has_id {
+        if person_key(data).is_empty() {
             return Err(InvalidSyncEvent::MissingIdentifier);
         }
         Ok(SyncEvent { event, data: data.clone() })
     }
 
-    /// The HR external id, as text.
+    /// The person's key (see `person_key`): the Genesys `externalId` of the user this event is about.
     pub fn external_id(&self) -> String {
-        match self.data.get("externalId") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        }
+        person_key(&self.data)
     }
+}
+
+/// The fields of an HR record that identify the person, in the order they are preferred: the HR
+/// employee identifier, as the new-hire webhook sends it (`employeeId`, else `employeeNumber`) or as
+/// directory records name it (`externalId`).
+pub const PERSON_KEY_FIELDS: &[&str] = &["employeeId", "externalId", "employeeNumber"];
+
+/// The person's key in an HR record (text or number), empty when it has none. Both the new-hire and
+/// the sync paths send it as `externalId` and find the user by it, so one person is one user.
+pub fn person_key(data: &Value) -> String {
+    PERSON_KEY_FIELDS
+        .iter()
+        .find_map(|field| match data.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// At most this many re-reads when the user changes between our GET and our PATCH.
@@ -93,6 +102,12 @@ pub struct Synced {
     /// Attributes Genesys holds differently from what the PATCH asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discrepancies: Vec<Mismatch>,
+    /// Attributes the mapping produced that Genesys does not keep: never sent, never compared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_attributes: Vec<String>,
+    /// Why the manager the record names was left out (not found, or the lookup was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_unresolved: Option<String>,
 }
 
 /// One attribute that did not come out as sent.
@@ -113,6 +128,8 @@ impl Synced {
             joined_groups: vec![],
             left_groups: vec![],
             discrepancies: vec![],
+            ignored_attributes: vec![],
+            manager_unresolved: None,
         }
     }
 }
@@ -128,22 +145,34 @@ pub enum SyncError {
     /// Refused by the role policy before any call.
     #[error("{0}")]
     Policy(String),
+    /// Genesys refused the user as invalid and no correction applies (the create path).
+    #[error("{message}")]
+    Refused { message: String, status: u16 },
 }
 
 impl From<ProvisionError> for SyncError {
     fn from(e: ProvisionError) -> Self {
         match e {
             ProvisionError::Genesys(g) => SyncError::Genesys(g),
-            other if other.is_retryable() => SyncError::Transient(other.to_string()),
-            other => SyncError::Mapping(MappingError::NotAUser(other.to_string())),
+            ProvisionError::Uncorrectable { status, .. } => SyncError::Refused { message: e.to_string(), status },
+            other => SyncError::Transient(other.to_string()),
         }
     }
 }
 
 impl SyncError {
+    /// The HTTP status Genesys answered, when it answered.
+    pub fn genesys_status(&self) -> Option<u16> {
+        match self {
+            SyncError::Genesys(g) => g.status(),
+            SyncError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
-            SyncError::Mapping(_) | SyncError::Policy(_) => false,
+            SyncError::Mapping(_) | SyncError::Policy(_) | SyncError::Refused { .. } => false,
             SyncError::Genesys(e) => e.is_retryable(),
             SyncError::Transient(_) => true,
         }
@@ -157,6 +186,9 @@ pub struct SyncContext<'a> {
     pub groups: &'a GroupLocks,
     /// The group of the department the event names (`data.departmentCode`), if configured.
     pub target_group: Option<String>,
+    /// That department's display name: it replaces the mapped `department`, so the sync writes what
+    /// the new-hire path writes for the same department.
+    pub department_name: Option<String>,
     /// Every configured department group: a mover leaves the others, a leaver all of them.
     pub department_groups: Vec<String>,
     pub on_terminate: TerminateAction,
@@ -172,19 +204,53 @@ pub async fn apply(
 ) -> Result<Synced, SyncError> {
     let client = cx.client;
     // A termination needs only the identifier; HR systems often send nothing else with it.
-    let mapped = match (event.event, cx.mapping.apply(&event.data)) {
+    let mapped = match (event.event, cx.mapping.evaluate(&event.data).await) {
         (_, Ok(m)) => m,
         (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
         (_, Err(e)) => return Err(e.into()),
     };
-    check_roles(cx.allowed_roles, &mapped)?;
     let mut mapped = mapped;
-    resolve_manager(client, &mut mapped).await?;
+    // What the mapping produced that Genesys does not keep is dropped here: sent, it would be refused
+    // or ignored, and compared, it would differ on every event (a PATCH forever).
+    let ignored = crate::genesys::models::unknown_attributes(crate::genesys::models::USER, &mut mapped, true);
+    if !ignored.is_empty() {
+        tracing::warn!(attributes = ?ignored, "the mapping produced attributes Genesys does not keep; ignored");
+    }
+    // The person key and the department's name are the service's, so both paths write the same.
+    let external_id = event.external_id();
+    if let Value::Object(user) = &mut mapped {
+        user.insert("externalId".to_string(), json!(external_id));
+        if let Some(name) = &cx.department_name {
+            let ext = user.entry(SCHEMA_ENTERPRISE).or_insert_with(|| json!({}));
+            if let Value::Object(ext) = ext {
+                ext.insert("department".to_string(), json!(name));
+            }
+        }
+    }
+    check_roles(cx.allowed_roles, &mapped)?;
+    let manager_unresolved = resolve_manager(client, &mut mapped).await?;
     let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
-    let external_id =
-        mapped.get("externalId").and_then(Value::as_str).map(str::to_string).unwrap_or(event.external_id());
     let existing = find(client, &external_id, &user_name).await?;
-    let mut done = match (event.event, existing.and_then(|u| Some((u.id.clone()?, u)))) {
+    let mut done = apply_to(cx, event, create, mapped, id_and(existing)).await?;
+    done.ignored_attributes = ignored;
+    done.manager_unresolved = manager_unresolved;
+    Ok(done)
+}
+
+fn id_and(existing: Option<ScimUser>) -> Option<(String, ScimUser)> {
+    existing.and_then(|u| Some((u.id.clone()?, u)))
+}
+
+/// The event applied to the user found (or not) for it.
+async fn apply_to(
+    cx: &SyncContext<'_>,
+    event: &SyncEvent,
+    create: impl AsyncFnOnce(&ScimUser) -> Result<String, SyncError>,
+    mapped: Value,
+    existing: Option<(String, ScimUser)>,
+) -> Result<Synced, SyncError> {
+    let client = cx.client;
+    let mut done = match (event.event, existing) {
         (SyncKind::Terminated, None) => return Ok(Synced::new("not_found", None)),
         (SyncKind::Terminated, Some((id, user))) => {
             let mut done = match cx.on_terminate {
@@ -215,8 +281,10 @@ pub async fn apply(
             return Ok(done);
         }
         (_, None) => {
-            let user: ScimUser = serde_json::from_value(mapped)
+            let mut user: ScimUser = serde_json::from_value(mapped)
                 .map_err(|e| MappingError::NotAUser(format!("it does not read as a SCIM user: {e}")))?;
+            // A new user is active, as on the new-hire path, unless the mapping says otherwise.
+            user.active.get_or_insert(true);
             let id = create(&user).await?;
             return Ok(Synced { tries: 1, ..Synced::new("created", Some(id)) });
         }
@@ -234,30 +302,28 @@ pub async fn apply(
 }
 
 /// A manager given by email (as HR knows them) becomes `{"value": <Genesys user id>}`; one that is
-/// not in Genesys is left out rather than failing the whole update.
-async fn resolve_manager(client: &GenesysClient, mapped: &mut Value) -> Result<(), SyncError> {
-    let Some(ext) = mapped.get_mut(SCHEMA_ENTERPRISE).and_then(Value::as_object_mut) else { return Ok(()) };
+/// not in Genesys, or whose lookup Genesys refuses (a 4xx), is left out rather than failing the whole
+/// update: returns why.
+async fn resolve_manager(client: &GenesysClient, mapped: &mut Value) -> Result<Option<String>, SyncError> {
+    let Some(ext) = mapped.get_mut(SCHEMA_ENTERPRISE).and_then(Value::as_object_mut) else { return Ok(None) };
     let Some(email) = ext.get("manager").and_then(|m| m.get("value")).and_then(Value::as_str).map(str::to_string)
     else {
-        return Ok(());
+        return Ok(None);
     };
     if !email.contains('@') {
-        return Ok(());
+        return Ok(None);
     }
-    let mut found = client.find_users(&format!("userName eq {}", quote(&email))).await?.into_iter().next();
-    if found.is_none() {
-        found = client.find_users(&format!("email eq {}", quote(&email))).await?.into_iter().next();
-    }
-    match found.and_then(|u| u.id) {
-        Some(id) => {
+    match super::provision::find_manager(client, &email).await? {
+        Ok(id) => {
             ext.insert("manager".to_string(), json!({ "value": id }));
+            Ok(None)
         }
-        None => {
-            tracing::warn!(manager = %email, "manager not found in Genesys; left out of the update");
+        Err(reason) => {
+            tracing::warn!(manager = %email, %reason, "manager left out of the update");
             ext.remove("manager");
+            Ok(Some(reason))
         }
     }
-    Ok(())
 }
 
 /// The role policy: every role the mapped user asks for must be allowed for its department.
@@ -302,7 +368,11 @@ async fn leave_groups(cx: &SyncContext<'_>, user_id: &str, keep: Option<&String>
 /// The Genesys user for an HR record: by `externalId eq`, else by `userName eq`.
 /// The list answer carries each user whole, `meta.version` included, so it doubles as the read
 /// the first PATCH is guarded by: an attribute change costs two requests (list, PATCH).
-async fn find(client: &GenesysClient, external_id: &str, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {
+pub(crate) async fn find(
+    client: &GenesysClient,
+    external_id: &str,
+    user_name: &str,
+) -> Result<Option<ScimUser>, GenesysError> {
     if !external_id.is_empty()
         && let Some(u) = client.find_users(&format!("externalId eq {}", quote(external_id))).await?.into_iter().next()
     {
@@ -315,7 +385,7 @@ async fn find(client: &GenesysClient, external_id: &str, user_name: &str) -> Res
 }
 
 /// GET the user for its ETag, PATCH only what differs with `If-Match`; re-read and recompute when
-/// Genesys answers `invalidVers`, at most `MAX_PATCH_TRIES` times.
+/// Genesys answers `invalidVers` (or 412), at most `MAX_PATCH_TRIES` times.
 pub(crate) async fn patch_to_match(
     client: &GenesysClient,
     id: &str,
@@ -356,7 +426,8 @@ pub(crate) async fn patch_to_match(
                     .collect();
                 return Ok(Synced { operations, tries, discrepancies, ..Synced::new(changed, Some(id.to_string())) });
             }
-            Err(e) if e.scim_type() == Some("invalidVers") => continue,
+            // A stale If-Match: 400 invalidVers from Genesys, 412 from RFC 7644 servers and proxies.
+            Err(e) if super::provision::is_stale_version(&e) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -384,7 +455,9 @@ fn value_at(user: &Value, path: &str) -> Value {
 }
 
 /// The `replace` operations that make `current` carry every attribute `wanted` has. Attributes the
-/// mapping leaves out are not touched; multi-valued attributes are addressed by their `type`.
+/// mapping leaves out are not touched; multi-valued attributes are addressed by their `type`. Only
+/// attributes Genesys keeps (the SDK models) are compared: one it does not keep never comes back on
+/// a read, so comparing it would PATCH it on every event.
 pub fn diff(current: &Value, wanted: &Value) -> Vec<PatchOperation> {
     let mut ops = Vec::new();
     let replace = |ops: &mut Vec<PatchOperation>, path: String, value: &Value| {
@@ -395,13 +468,6 @@ pub fn diff(current: &Value, wanted: &Value) -> Vec<PatchOperation> {
             && current.get(key) != Some(w)
         {
             replace(&mut ops, key.to_string(), w);
-        }
-    }
-    if let Some(Value::Object(name)) = wanted.get("name") {
-        for (k, w) in name {
-            if current.get("name").and_then(|n| n.get(k)) != Some(w) {
-                replace(&mut ops, format!("name.{k}"), w);
-            }
         }
     }
     for attr in ["emails", "phoneNumbers"] {
@@ -420,8 +486,9 @@ pub fn diff(current: &Value, wanted: &Value) -> Vec<PatchOperation> {
         }
     }
     for schema in [SCHEMA_ENTERPRISE, SCHEMA_GENESYS] {
+        let model = if schema == SCHEMA_ENTERPRISE { "ScimV2EnterpriseUser" } else { "ScimUserExtensions" };
         if let Some(Value::Object(ext)) = wanted.get(schema) {
-            for (k, w) in ext {
+            for (k, w) in ext.iter().filter(|(k, _)| crate::genesys::models::attribute(model, k).is_some()) {
                 let have = current.get(schema).and_then(|e| e.get(k));
                 // A manager is who they are (`value`); Genesys adds a display name of its own.
                 let same =
@@ -444,6 +511,12 @@ mod tests {
         let ok = SyncEvent::from_json(&json!({"event": "user.updated", "data": {"externalId": "E-1"}})).unwrap();
         assert_eq!(ok.event, SyncKind::Updated);
         assert_eq!(ok.external_id(), "E-1");
+        // The person key: employeeId, else externalId, else employeeNumber (text or number).
+        let key =
+            |data: Value| SyncEvent::from_json(&json!({"event": "user.updated", "data": data})).unwrap().external_id();
+        assert_eq!(key(json!({"employeeId": "E-7", "externalId": "X", "employeeNumber": 7})), "E-7");
+        assert_eq!(key(json!({"externalId": " X-7 ", "employeeNumber": 7})), "X-7");
+        assert_eq!(key(json!({"employeeNumber": 7})), "7");
         let e = |v: Value| SyncEvent::from_json(&v).unwrap_err().to_string();
         assert_eq!(e(json!({"event": "user.deleted", "data": {"externalId": "E"}})), "Unsupported event type");
         assert_eq!(e(json!({"data": {"externalId": "E"}})), "Unsupported event type");
@@ -460,23 +533,22 @@ mod tests {
     fn the_diff_is_minimal_and_uses_real_scim_paths() {
         let current = json!({
             "userName": "jane@example.com", "displayName": "Jane Doe", "title": "Engineer",
-            "name": {"givenName": "Jane", "familyName": "Doe"},
             "emails": [{"value": "jane@example.com", "type": "work", "primary": true}, {"value": "jane@example.com", "type": "other"}],
             SCHEMA_ENTERPRISE: {"department": "Engineering", "employeeNumber": "7"}
         });
         let wanted = json!({
             "userName": "jane@example.com", "displayName": "Jane Roe", "title": "Engineer",
             "name": {"givenName": "Jane", "familyName": "Roe"},
+            "nickName": "JR",
             "emails": [{"value": "jane@example.com", "type": "work", "primary": true}],
             "phoneNumbers": [{"value": "+1 555", "type": "work"}],
-            SCHEMA_ENTERPRISE: {"department": "Sales", "employeeNumber": "7"}
+            SCHEMA_ENTERPRISE: {"department": "Sales", "employeeNumber": "7", "costCenter": "CC-1"}
         });
         let paths: Vec<String> = diff(&current, &wanted).into_iter().filter_map(|o| o.path).collect();
         assert_eq!(
             paths,
             [
                 "displayName".to_string(),
-                "name.familyName".to_string(),
                 "phoneNumbers[type eq \"work\"].value".to_string(),
                 format!("{SCHEMA_ENTERPRISE}:department"),
             ]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::DepartmentMap;
 use crate::genesys::GenesysClient;
-use crate::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess};
+use crate::queue::worker::{CheckFuture, HandlerFuture, JobFailure, JobHandler, JobSuccess};
 use crate::queue::{Discrepancy, Job, JobStore};
 
 use crate::config::SyncConfig;
@@ -20,12 +20,9 @@ use directory::{SyncError, SyncEvent};
 pub use new_hire::NewHire;
 use provision::ProvisionError;
 
+/// The person key of a stored directory event (its Genesys `externalId`).
 fn event_external_id(payload: &serde_json::Value) -> String {
-    match payload.get("data").and_then(|d| d.get("externalId")) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
+    payload.get("data").map(directory::person_key).unwrap_or_default()
 }
 
 /// Job kinds, as stored in the queue.
@@ -78,13 +75,14 @@ impl Provisioning {
         let department =
             event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
         let create = async |user: &crate::genesys::types::ScimUser| {
-            Ok(provision::create_user(client, &self.groups, user.clone(), department).await?.scim_id)
+            Ok(provision::create_user(client, &self.groups, user.clone(), department, None).await?.scim_id)
         };
         let cx = directory::SyncContext {
             client,
             mapping: &self.sync.mapping,
             groups: &self.groups,
             target_group: department.map(|d| d.group_id.to_string()),
+            department_name: department.map(|d| d.name.clone()),
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
             on_terminate: self.sync.on_terminate,
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
@@ -116,10 +114,17 @@ impl Provisioning {
                 self.audit.record(record);
                 Ok(JobSuccess { result })
             }
+            Err(SyncError::Genesys(g)) if g.is_credentials_refused() => {
+                Err(JobFailure::CredentialsRefused { error: g.to_string() })
+            }
             Err(e) => {
                 let retryable = e.is_retryable();
                 let name = if matches!(e, SyncError::Policy(_)) { "policy.violation" } else { "scim.user.sync_failed" };
-                self.audit.record(line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string()));
+                let mut record = line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string());
+                if let Some(status) = e.genesys_status() {
+                    record = record.field("genesysResponseCode", status);
+                }
+                self.audit.record(record);
                 let retry_after = match &e {
                     SyncError::Genesys(g) => g.retry_after(),
                     _ => None,
@@ -180,15 +185,24 @@ impl Provisioning {
                 .subject(&job.payload)
                 .retry_count(job.attempts.saturating_sub(1))
         };
-        match provision::new_hire(client, &self.groups, &hire, department).await {
+        let checkpoint = provision::Checkpoint { store: &self.store, job };
+        match provision::new_hire(client, &self.groups, &hire, department, Some(&checkpoint)).await {
             Ok(done) => {
-                let event = if done.adopted { "scim.user.adopted" } else { "scim.user.created" };
+                let event = match (done.adopted, done.resumed) {
+                    (true, _) => "scim.user.adopted",
+                    (false, true) => "scim.user.resumed",
+                    (false, false) => "scim.user.created",
+                };
                 let mut record = line(event, "success");
                 if let serde_json::Value::Object(fields) = serde_json::to_value(&done).unwrap_or_default() {
                     record.extra.extend(fields);
                 }
                 self.audit.record(record);
                 Ok(JobSuccess { result: serde_json::to_value(&done).unwrap_or_default() })
+            }
+            // Not this job's failure: the worker pauses, audits it once and puts the job back.
+            Err(ProvisionError::Genesys(g)) if g.is_credentials_refused() => {
+                Err(JobFailure::CredentialsRefused { error: g.to_string() })
             }
             Err(e) => {
                 let retryable = e.is_retryable();
@@ -221,6 +235,17 @@ impl JobHandler for Provisioning {
                 KIND_NEW_HIRE => self.new_hire(job).await,
                 KIND_DIRECTORY_SYNC => self.directory_sync(job).await,
                 other => Err(JobFailure::Permanent { error: format!("unknown job kind {other:?}") }),
+            }
+        })
+    }
+
+    /// Whether Genesys grants our credentials a token again (asked while the workers are paused).
+    fn check_credentials(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let Some(client) = self.genesys.as_deref() else { return Ok(()) };
+            match client.check_token().await {
+                Err(e) if e.is_credentials_refused() => Err(JobFailure::CredentialsRefused { error: e.to_string() }),
+                _ => Ok(()),
             }
         })
     }

@@ -60,6 +60,9 @@ pub struct NewHire {
     pub department_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The HR employee identifier, when HR sends one apart from the employee number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub employee_number: Option<String>,
     /// `YYYY-MM-DD`.
@@ -90,13 +93,14 @@ pub enum InvalidNewHire {
 }
 
 /// The fields with a meaning here, in the order `Sent` keeps them.
-const KNOWN_FIELDS: [&str; 10] = [
+const KNOWN_FIELDS: [&str; 11] = [
     "id",
     "email",
     "firstName",
     "lastName",
     "departmentCode",
     "title",
+    "employeeId",
     "employeeNumber",
     "hireDate",
     "managerEmail",
@@ -194,18 +198,15 @@ impl<'a> SentHire<'a> {
             }
             _ => None,
         };
-        // HR systems send employee numbers as text or as numbers; both mean the same.
-        let employee_number = match self.get("employeeNumber") {
-            None | Some(Field::Null) => None,
-            Some(Field::Text(s)) => Some(s.to_string()),
-            Some(Field::Number(n)) => Some(n.to_string()),
-            Some(Field::Other) => {
-                return Err(InvalidNewHire::WrongType {
-                    field: "employeeNumber".into(),
-                    expected: "a string or a number",
-                });
-            }
+        // HR systems send employee ids and numbers as text or as numbers; both mean the same.
+        let text_or_number = |k: &str| match self.get(k) {
+            None | Some(Field::Null) => Ok(None),
+            Some(Field::Text(s)) => Ok(Some(s.to_string())),
+            Some(Field::Number(n)) => Ok(Some(n.to_string())),
+            Some(Field::Other) => Err(InvalidNewHire::WrongType { field: k.into(), expected: "a string or a number" }),
         };
+        let employee_id = text_or_number("employeeId")?;
+        let employee_number = text_or_number("employeeNumber")?;
         let hire_date = match text("hireDate")? {
             Some(d) => {
                 chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| InvalidNewHire::InvalidDate)?;
@@ -220,6 +221,7 @@ impl<'a> SentHire<'a> {
             last_name: owned("lastName")?,
             department_code: text("departmentCode")?.unwrap_or_default().trim().to_string(),
             title: owned("title")?,
+            employee_id,
             employee_number,
             hire_date,
             manager_email,
@@ -318,6 +320,17 @@ pub enum UnreadableHire {
 }
 
 impl NewHire {
+    /// The person's key, sent to Genesys as `externalId`: the HR employee identifier, `employeeId`
+    /// when sent, else `employeeNumber`. The event's `id` identifies the event, never the person.
+    pub fn person_key(&self) -> Option<String> {
+        [&self.employee_id, &self.employee_number]
+            .into_iter()
+            .flatten()
+            .map(|k| k.trim())
+            .find(|k| !k.is_empty())
+            .map(str::to_string)
+    }
+
     /// Parses a webhook body that is already a JSON value (as stored, or in tests).
     pub fn from_json(body: &Value) -> Result<NewHire, InvalidNewHire> {
         let obj = body.as_object().ok_or(InvalidNewHire::NotAnObject)?;
@@ -357,6 +370,23 @@ mod tests {
         assert_eq!(back["departmentCode"], "ENG");
         assert_eq!(back["costCenter"], "CC-7");
         assert_eq!(NewHire::from_json(&back).unwrap(), hire);
+    }
+
+    #[test]
+    fn the_person_key_is_the_employee_id_else_the_employee_number_never_the_event_id() {
+        let key = |v: Value| NewHire::from_json(&v).unwrap().person_key();
+        let base = json!({"id": "evt-1", "email": "a@b.co", "departmentCode": "ENG"});
+        assert_eq!(key(base.clone()), None);
+        let mut with_number = base.clone();
+        with_number["employeeNumber"] = json!(1042);
+        assert_eq!(key(with_number.clone()).as_deref(), Some("1042"));
+        with_number["employeeId"] = json!(" E-1042 ");
+        assert_eq!(key(with_number.clone()).as_deref(), Some("E-1042"));
+        with_number["employeeId"] = json!(["x"]);
+        assert_eq!(
+            NewHire::from_json(&with_number).unwrap_err().to_string(),
+            "Invalid field employeeId: expected a string or a number"
+        );
     }
 
     #[test]

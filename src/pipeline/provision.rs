@@ -9,6 +9,7 @@ use crate::config::Department;
 use crate::genesys::scim::quote;
 use crate::genesys::types::ScimUser;
 use crate::genesys::{GenesysClient, GenesysError};
+use crate::queue::{Job, JobStore};
 
 use super::NewHire;
 use super::scim_user;
@@ -26,6 +27,8 @@ pub struct Provisioned {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     pub adopted: bool,
+    /// The user existed because an earlier attempt of this job created it (its checkpoint says so).
+    pub resumed: bool,
     /// An adopted user that was inactive (a rehire) was made active again.
     pub reactivated: bool,
     pub already_member: bool,
@@ -35,6 +38,9 @@ pub struct Provisioned {
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manager_id: Option<String>,
+    /// Why the hire's manager was left out (not found, or Genesys refused the lookup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_unresolved: Option<String>,
 }
 
 /// Why provisioning stopped.
@@ -74,8 +80,39 @@ fn is_uniqueness(e: &GenesysError) -> bool {
     e.status() == Some(409) || e.scim_type() == Some("uniqueness")
 }
 
-fn is_stale_version(e: &GenesysError) -> bool {
-    e.scim_type() == Some("invalidVers")
+/// A stale `If-Match`: Genesys answers 400 `invalidVers`, RFC 7644 servers and proxies 412.
+pub(crate) fn is_stale_version(e: &GenesysError) -> bool {
+    e.scim_type() == Some("invalidVers") || e.status() == Some(412)
+}
+
+/// Genesys refused the request itself (a 4xx other than 429): asking again will not help.
+fn is_refusal(e: &GenesysError) -> bool {
+    matches!(e, GenesysError::Api { status, .. } if (400..500).contains(status) && *status != 429)
+}
+
+/// The running job, where an attempt records the user it created before the next step can fail:
+/// the attempt after it then knows the existing user is its own (`resumed`), not someone else's.
+pub struct Checkpoint<'a> {
+    pub store: &'a JobStore,
+    pub job: &'a Job,
+}
+
+impl Checkpoint<'_> {
+    /// The user an earlier attempt of this job created, if it recorded one.
+    fn created_before(&self) -> Option<&str> {
+        self.job.progress.as_ref()?.get("scimId")?.as_str()
+    }
+
+    /// Records the user this attempt created. A failure is logged, not returned: this attempt goes
+    /// on knowing it created the user; only a later attempt would call it adopted.
+    async fn record_created(&self, scim_id: &str) {
+        let audit_id = self.job.audit_id;
+        match self.store.save_progress(self.job, &serde_json::json!({ "scimId": scim_id })).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(%audit_id, "created user not recorded: the job's lease was taken over"),
+            Err(e) => tracing::warn!(%audit_id, error = %e, "created user not recorded on the job"),
+        }
+    }
 }
 
 /// One lock per group: jobs of this process add members to a group one at a time, so concurrent
@@ -99,15 +136,24 @@ pub async fn new_hire(
     groups: &GroupLocks,
     hire: &NewHire,
     department: &Department,
+    checkpoint: Option<&Checkpoint<'_>>,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
-    let manager_id = match &hire.manager_email {
-        Some(m) => find_user_by_email(client, m.as_str().trim()).await?.and_then(|u| u.id),
-        None => None,
+    // The manager is optional: one that cannot be found or looked up leaves the hire without one.
+    let (manager_id, manager_unresolved) = match &hire.manager_email {
+        Some(m) => match find_manager(client, m.as_str().trim()).await? {
+            Ok(id) => (Some(id), None),
+            Err(reason) => {
+                tracing::warn!(manager = %m, %reason, "new hire created without a manager");
+                (None, Some(reason))
+            }
+        },
+        None => (None, None),
     };
     let body = scim_user::build(hire, department, manager_id.as_deref());
-    let mut done = create_user(client, groups, body, Some(department)).await?;
+    let mut done = create_user(client, groups, body, Some(department), checkpoint).await?;
     done.manager_id = manager_id;
+    done.manager_unresolved = manager_unresolved;
     done.latency_ms = started.elapsed().as_millis() as u64;
     Ok(done)
 }
@@ -119,6 +165,7 @@ pub async fn create_user(
     groups: &GroupLocks,
     mut body: ScimUser,
     department: Option<&Department>,
+    checkpoint: Option<&Checkpoint<'_>>,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
     let mut corrections = Vec::new();
@@ -126,12 +173,15 @@ pub async fn create_user(
         match client.create_user(&body).await {
             Ok(created) => break (created.value, created.status, created.correlation_id, false),
             Err(e) if is_uniqueness(&e) => {
-                let existing = find_user_by_user_name(client, &body.user_name).await?.ok_or_else(|| {
-                    ProvisionError::Transient(format!(
-                        "Genesys says {} exists, but no such user was found",
-                        body.user_name
-                    ))
-                })?;
+                // Found as the sync finds people: by the person key, then by userName.
+                let external_id = body.external_id.as_deref().unwrap_or_default();
+                let existing =
+                    super::directory::find(client, external_id, &body.user_name).await?.ok_or_else(|| {
+                        ProvisionError::Transient(format!(
+                            "Genesys says {} exists, but no such user was found",
+                            body.user_name
+                        ))
+                    })?;
                 let correlation = match &e {
                     GenesysError::Api { correlation_id, .. } => correlation_id.clone(),
                     _ => String::new(),
@@ -172,6 +222,12 @@ pub async fn create_user(
             other => ProvisionError::Transient(other.to_string()),
         })?;
     }
+    // The user exists because an earlier attempt of this job created it: resumed, not adopted.
+    let resumed = adopted && checkpoint.and_then(Checkpoint::created_before) == Some(scim_id.as_str());
+    let adopted = adopted && !resumed;
+    if let Some(checkpoint) = checkpoint.filter(|_| !adopted && !resumed) {
+        checkpoint.record_created(&scim_id).await;
+    }
     let group_id = department.map(|d| d.group_id.to_string());
     let already_member = match &group_id {
         Some(group_id) => !set_membership(client, groups, group_id, &scim_id, true).await?,
@@ -181,6 +237,7 @@ pub async fn create_user(
         scim_id,
         group_id,
         adopted,
+        resumed,
         reactivated,
         already_member,
         genesys_response_code: status,
@@ -188,6 +245,7 @@ pub async fn create_user(
         correlation_id,
         latency_ms: started.elapsed().as_millis() as u64,
         manager_id: None,
+        manager_unresolved: None,
     })
 }
 
@@ -227,6 +285,17 @@ pub async fn set_membership(
 
 async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {
     Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next())
+}
+
+/// The Genesys user id of a manager given by email: `Ok(Ok(id))`, or `Ok(Err(why))` when there is
+/// no such user or Genesys refuses the lookup (any 4xx but 429); a failure worth retrying is `Err`.
+pub(crate) async fn find_manager(client: &GenesysClient, email: &str) -> Result<Result<String, String>, GenesysError> {
+    match find_user_by_email(client, email).await {
+        Ok(Some(ScimUser { id: Some(id), .. })) => Ok(Ok(id)),
+        Ok(_) => Ok(Err(format!("no Genesys user has the userName or email {email}"))),
+        Err(e) if is_refusal(&e) => Ok(Err(format!("the manager lookup was refused: {e}"))),
+        Err(e) => Err(e),
+    }
 }
 
 /// A user by userName, else by email (a manager's address may be either).

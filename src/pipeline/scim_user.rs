@@ -3,14 +3,16 @@
 
 use crate::config::Department;
 use crate::genesys::types::{
-    EnterpriseUser, SCHEMA_ENTERPRISE, SCHEMA_USER, ScimManager, ScimMultiValue, ScimName, ScimUser, ScimValue,
+    EnterpriseUser, SCHEMA_ENTERPRISE, SCHEMA_USER, ScimManager, ScimMultiValue, ScimUser, ScimValue,
 };
 
 use super::NewHire;
 
 /// The `ScimV2CreateUser` body for a new hire, as HR sent it (the correction loop fixes what
 /// Genesys refuses, and the audit shows what was changed). `groups` is read-only in Genesys and is
-/// never sent: membership is added on the group afterwards.
+/// never sent: membership is added on the group afterwards. Genesys has no `name` attribute: first
+/// and last name make the `displayName`. `externalId` is the person's key (employee id or number),
+/// never the event id; `department` is the department's configured display name.
 pub fn build(hire: &NewHire, department: &Department, manager_id: Option<&str>) -> ScimUser {
     let email = hire.email.as_str().to_string();
     // Some HR systems send a login name; Genesys wants the email, which a correction restores.
@@ -24,14 +26,9 @@ pub fn build(hire: &NewHire, department: &Department, manager_id: Option<&str>) 
         .join(" ");
     let display_name =
         if full_name.is_empty() { email.trim().split('@').next().unwrap_or_default().to_string() } else { full_name };
-    let name = (hire.first_name.is_some() || hire.last_name.is_some()).then(|| ScimName {
-        given_name: hire.first_name.clone(),
-        family_name: hire.last_name.clone(),
-        formatted: None,
-    });
     let enterprise = EnterpriseUser {
         division: None,
-        department: Some(department.code.clone()),
+        department: Some(department.name.clone()),
         manager: manager_id.map(|id| ScimManager { value: id.to_string(), display_name: None }),
         employee_number: hire.employee_number.clone(),
         date_hire: hire.hire_date.clone(),
@@ -41,7 +38,6 @@ pub fn build(hire: &NewHire, department: &Department, manager_id: Option<&str>) 
         user_name,
         active: Some(true),
         display_name: Some(display_name),
-        name,
         title: hire.title.clone(),
         emails: vec![ScimMultiValue { value: email, kind: Some("work".into()), primary: Some(true) }],
         phone_numbers: hire
@@ -49,7 +45,7 @@ pub fn build(hire: &NewHire, department: &Department, manager_id: Option<&str>) 
             .iter()
             .map(|p| ScimMultiValue { value: p.clone(), kind: Some("work".into()), primary: Some(true) })
             .collect(),
-        external_id: hire.id.clone(),
+        external_id: hire.person_key(),
         roles: department.roles.iter().map(|r| ScimValue { value: r.clone() }).collect(),
         enterprise: Some(enterprise),
         ..Default::default()
@@ -115,8 +111,6 @@ fn drop_named_optional(user: &mut ScimUser, d: &str) -> Option<String> {
         "department"
     } else if mentions("externalid") && user.external_id.take().is_some() {
         "externalId"
-    } else if mentions("name") && user.name.take().is_some() {
-        "name"
     } else {
         return None;
     };
@@ -131,6 +125,7 @@ mod tests {
     fn dept() -> Department {
         Department {
             code: "ENG".into(),
+            name: "Engineering".into(),
             group_id: uuid::Uuid::parse_str("a1b2c3d4-5678-90ab-cdef-1234567890ab").unwrap(),
             roles: vec!["employee".into()],
         }
@@ -142,19 +137,20 @@ mod tests {
 
     #[test]
     fn builds_the_genesys_create_body() {
-        let h = hire(json!({"id": "hr-1", "email": "jane@example.com", "firstName": "Jane", "lastName": "Doe",
-            "departmentCode": "ENG", "title": "Engineer", "employeeNumber": 42, "hireDate": "2026-12-01",
-            "phone": "+1 317 555 0142"}));
+        let h = hire(json!({"id": "evt-1", "email": "jane@example.com", "firstName": "Jane", "lastName": "Doe",
+            "departmentCode": "ENG", "title": "Engineer", "employeeId": "E-42", "employeeNumber": 42,
+            "hireDate": "2026-12-01", "phone": "+1 317 555 0142"}));
         let body = serde_json::to_value(build(&h, &dept(), Some("mgr-id"))).unwrap();
         assert_eq!(body["userName"], "jane@example.com");
         assert_eq!(body["displayName"], "Jane Doe");
         assert_eq!(body["active"], true);
-        assert_eq!(body["externalId"], "hr-1");
+        assert_eq!(body["externalId"], "E-42", "the employee id, not the event id");
+        assert!(body.get("name").is_none(), "Genesys has no name attribute");
         assert_eq!(body["emails"], json!([{"value": "jane@example.com", "type": "work", "primary": true}]));
         assert_eq!(body["phoneNumbers"][0]["type"], "work");
         assert_eq!(body["roles"], json!([{"value": "employee"}]));
         let ext = &body[SCHEMA_ENTERPRISE];
-        assert_eq!(ext["department"], "ENG");
+        assert_eq!(ext["department"], "Engineering", "the configured display name");
         assert_eq!(ext["employeeNumber"], "42");
         assert_eq!(ext["dateHire"], "2026-12-01");
         assert_eq!(ext["manager"], json!({"value": "mgr-id"}));

@@ -94,6 +94,8 @@ pub struct JobRecord {
     kind: String,
     webhook_id: String,
     payload: String,
+    /// SHA-256 (hex) of what identifies the event's content (see `with_content_hash`).
+    content_hash: Option<String>,
 }
 
 impl JobRecord {
@@ -106,7 +108,25 @@ impl JobRecord {
             kind: kind.to_string(),
             webhook_id: webhook_id.to_string(),
             payload,
+            content_hash: None,
         }
+    }
+
+    /// Stores the SHA-256 of `content` with the key: the same event id sent again with other
+    /// content is then answered as a conflict instead of a duplicate. A job without one (and a
+    /// row stored before hashes were kept) counts as the same content as anything.
+    pub fn with_content_hash(mut self, content: &[u8]) -> Self {
+        use sha2::Digest;
+        self.content_hash = Some(format!("{:x}", sha2::Sha256::digest(content)));
+        self
+    }
+
+    /// Keys the job apart from every event id a sender can give (`kind#item:` instead of `kind:`),
+    /// for a batch item whose id the service made up (`<batch webhook-id>#<n>`): an item sent with
+    /// the explicit id `B#0` then cannot be taken for item 0 of batch `B`, nor the other way round.
+    pub fn with_derived_id(mut self) -> Self {
+        self.idempotency_key = format!("{}#item:{}", self.kind, self.webhook_id);
+        self
     }
 }
 
@@ -121,6 +141,9 @@ impl From<&NewJob> for JobRecord {
 pub struct Enqueued {
     pub audit_id: Uuid,
     pub created: bool,
+    /// Not created because the event id was stored before with other content (`audit_id` is
+    /// that job's); the new content was not stored.
+    pub conflict: bool,
 }
 
 /// A stored job.
@@ -131,8 +154,14 @@ pub struct Job {
     pub webhook_id: String,
     pub payload: serde_json::Value,
     pub state: JobState,
+    /// Attempts made, over every run: attempt numbers keep counting across replays.
     pub attempts: u32,
-    pub max_attempts: u32,
+    /// Attempts since the job was accepted or last replayed (the backoff's exponent).
+    pub run_attempts: u32,
+    /// Attempts of this run lost to a crash (lease expired).
+    pub lost_attempts: u32,
+    /// At this many lost attempts in one run the job becomes a dead letter.
+    pub max_lost_attempts: u32,
     pub run_at: i64,
     pub lease_token: Option<String>,
     pub last_error: Option<String>,
@@ -140,6 +169,17 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// When an admin last replayed the job.
+    pub replayed_at: Option<i64>,
+    /// What an earlier attempt recorded for the next one (`JobStore::save_progress`).
+    pub progress: Option<serde_json::Value>,
+}
+
+impl Job {
+    /// Where the job's retry window starts: when it was accepted, or last replayed.
+    pub fn retry_window_start(&self) -> i64 {
+        self.replayed_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A difference between what a sync asked Genesys for and what Genesys holds afterwards.
@@ -176,6 +216,8 @@ struct JobRow {
     payload: String,
     state: String,
     attempts: i64,
+    run_attempts: i64,
+    lost_attempts: i64,
     max_attempts: i64,
     run_at: i64,
     lease_token: Option<String>,
@@ -184,6 +226,8 @@ struct JobRow {
     created_at: i64,
     updated_at: i64,
     finished_at: Option<i64>,
+    replayed_at: Option<i64>,
+    progress: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -197,7 +241,9 @@ impl TryFrom<JobRow> for Job {
             payload: serde_json::from_str(&r.payload).map_err(|e| corrupt("payload", &e))?,
             state: r.state.parse()?,
             attempts: u32::try_from(r.attempts).unwrap_or(0),
-            max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
+            run_attempts: u32::try_from(r.run_attempts).unwrap_or(0),
+            lost_attempts: u32::try_from(r.lost_attempts).unwrap_or(0),
+            max_lost_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
             run_at: r.run_at,
             lease_token: r.lease_token,
             last_error: r.last_error,
@@ -205,6 +251,13 @@ impl TryFrom<JobRow> for Job {
             created_at: r.created_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            replayed_at: r.replayed_at,
+            progress: r
+                .progress
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("progress", &e))?,
         })
     }
 }
@@ -218,9 +271,15 @@ struct AttemptRow {
     error: Option<String>,
 }
 
-/// Rows per INSERT: at most 9 parameters each, far below both backends' limits (SQLite 32,766, PostgreSQL 65,535),
+/// Rows per INSERT: at most 10 parameters each, far below both backends' limits (SQLite 32,766, PostgreSQL 65,535),
 /// and as many as the committer takes in one batch by default.
 const ROWS_PER_STATEMENT: usize = 512;
+
+/// The job stored under a key: its audit id and content hash (none for rows stored before hashes).
+struct StoredKey {
+    audit_id: String,
+    content_hash: Option<String>,
+}
 
 /// Which job holds each of these events' keys (after an insert that skipped some as already stored).
 /// `numbered`: PostgreSQL's `$n` placeholders, else SQLite's `?` (see `insert_sql`).
@@ -228,25 +287,30 @@ async fn stored_under<C>(
     conn: &mut C,
     jobs: &[JobRecord],
     numbered: bool,
-) -> Result<HashMap<String, String>, QueueError>
+) -> Result<HashMap<String, StoredKey>, QueueError>
 where
     C: sqlx::Connection,
     for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
     <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
     for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
-    for<'r> (String, String): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    for<'r> (String, String, Option<String>): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
 {
-    let mut found: HashMap<String, String> = HashMap::with_capacity(jobs.len());
+    let mut found: HashMap<String, StoredKey> = HashMap::with_capacity(jobs.len());
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT audit_id, idempotency_key FROM jobs WHERE idempotency_key IN ({})",
+            "SELECT audit_id, idempotency_key, content_hash FROM jobs WHERE idempotency_key IN ({})",
             placeholder_list(chunk.len(), numbered)
         );
-        let mut q = sqlx::query_as::<C::Database, (String, String)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<C::Database, (String, String, Option<String>)>(sqlx::AssertSqlSafe(sql));
         for job in chunk {
             q = q.bind(job.idempotency_key.as_str());
         }
-        found.extend(q.fetch_all(&mut *conn).await?.into_iter().map(|(id, key)| (key, id)));
+        found.extend(
+            q.fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|(audit_id, key, content_hash)| (key, StoredKey { audit_id, content_hash })),
+        );
     }
     Ok(found)
 }
@@ -275,32 +339,33 @@ fn placeholder_list(n: usize, numbered: bool) -> String {
 /// (3% of the service's CPU at 30 rows per commit, measured with perf).
 fn insert_sql(rows: usize, numbered: bool) -> String {
     use std::fmt::Write;
-    const ANONYMOUS_ROW: &str = "(?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)";
+    const ANONYMOUS_ROW: &str = "(?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)";
     let mut sql = String::with_capacity(160 + rows * (ANONYMOUS_ROW.len() + 30));
     sql.push_str(
-        "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, state, attempts, max_attempts, \
-         run_at, created_at, updated_at) VALUES ",
+        "INSERT INTO jobs (audit_id, idempotency_key, kind, webhook_id, payload, content_hash, state, attempts, \
+         max_attempts, run_at, created_at, updated_at) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
         if numbered {
-            // 7 parameters, the time used three times (run_at, created_at, updated_at).
-            let p = r * 7;
+            // 8 parameters, the time used three times (run_at, created_at, updated_at).
+            let p = r * 8;
             let _ = write!(
                 sql,
-                "(${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${t}, ${t}, ${t})",
+                "(${}, ${}, ${}, ${}, ${}, ${}, 'queued', 0, ${}, ${t}, ${t}, ${t})",
                 p + 1,
                 p + 2,
                 p + 3,
                 p + 4,
                 p + 5,
                 p + 6,
-                t = p + 7
+                p + 7,
+                t = p + 8
             );
         } else {
-            // 9 parameters: the time is bound three times.
+            // 10 parameters: the time is bound three times.
             sql.push_str(ANONYMOUS_ROW);
         }
     }
@@ -332,8 +397,8 @@ macro_rules! on_pool {
 /// The columns of `JobRow`, as a macro so that queries stay `&'static str` (sqlx refuses built strings).
 macro_rules! job_columns {
     () => {
-        "audit_id, kind, webhook_id, payload, state, attempts, max_attempts, run_at, \
-         lease_token, last_error, result, created_at, updated_at, finished_at"
+        "audit_id, kind, webhook_id, payload, state, attempts, run_attempts, lost_attempts, max_attempts, run_at, \
+         lease_token, last_error, result, created_at, updated_at, finished_at, replayed_at, progress"
     };
 }
 
@@ -347,7 +412,8 @@ macro_rules! lease_sql {
                 concat!(
                     "UPDATE jobs SET ",
                     $set,
-                    " attempts = attempts + 1, lease_token = $1, lease_until = $2, updated_at = $3 \
+                    " attempts = attempts + 1, run_attempts = run_attempts + 1, attempt_started_at = $3, \
+                     lease_token = $1, lease_until = $2, updated_at = $3 \
                      WHERE audit_id IN (SELECT audit_id FROM jobs WHERE ",
                     $pick,
                     " LIMIT $4",
@@ -364,6 +430,14 @@ macro_rules! lease_sql {
     }};
 }
 
+/// Records a running job's current attempt (`$1`) as lost, found at `$2`: it started at
+/// `attempt_started_at` (or, for an attempt claimed before that column existed, at its claim, the
+/// job's last update).
+const RECORD_LOST: &str = "INSERT INTO job_attempts (audit_id, attempt, started_at, finished_at, outcome, error) \
+     SELECT audit_id, attempts, COALESCE(attempt_started_at, updated_at), $2, 'lost', \
+       'its lease expired: the worker stopped or crashed during the attempt' \
+     FROM jobs WHERE audit_id = $1 ON CONFLICT (audit_id, attempt) DO NOTHING";
+
 /// The durable job table.
 #[derive(Clone, Debug)]
 pub struct JobStore {
@@ -375,7 +449,8 @@ pub struct JobStore {
     /// invalidate each other's caches (measured: 1.8 ms vs 2.8-3.5 ms per 30-row commit).
     /// On PostgreSQL the same pool as reads.
     writer: Db,
-    max_attempts: u32,
+    /// Stored on each new job: attempts lost to crashes before it becomes a dead letter.
+    max_lost_attempts: u32,
 }
 
 /// How a finished attempt ends.
@@ -388,7 +463,7 @@ pub enum Finish<'a> {
 
 impl JobStore {
     /// Opens the database (creating an SQLite file and its folder when needed) and runs migrations.
-    pub async fn connect(url: &DatabaseUrl, max_attempts: u32) -> Result<Self, QueueError> {
+    pub async fn connect(url: &DatabaseUrl, max_lost_attempts: u32) -> Result<Self, QueueError> {
         let (db, writer) = match url {
             DatabaseUrl::Sqlite(url) => {
                 let configuration = |e: String| QueueError::Database(sqlx::Error::Configuration(e.into()));
@@ -428,7 +503,7 @@ impl JobStore {
                 (Db::Postgres(pool.clone()), Db::Postgres(pool))
             }
         };
-        Ok(JobStore { db, writer, max_attempts })
+        Ok(JobStore { db, writer, max_lost_attempts })
     }
 
     pub fn backend(&self) -> &'static str {
@@ -516,14 +591,22 @@ impl JobStore {
         // Usually every row is new. Otherwise some events were stored before (or came twice in this
         // batch), and `stored` says which job each key belongs to.
         let Some(stored) = stored else {
-            return Ok(jobs.iter().map(|j| Enqueued { audit_id: j.audit_id, created: true }).collect());
+            return Ok(jobs
+                .iter()
+                .map(|j| Enqueued { audit_id: j.audit_id, created: true, conflict: false })
+                .collect());
         };
         jobs.iter()
             .map(|job| {
                 let key = &job.idempotency_key;
-                let id = stored.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?;
-                let audit_id = Uuid::parse_str(id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-                Ok(Enqueued { audit_id, created: audit_id == job.audit_id })
+                let row = stored.get(key).ok_or_else(|| QueueError::Corrupt(format!("job {key} not stored")))?;
+                let audit_id = Uuid::parse_str(&row.audit_id).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+                let created = audit_id == job.audit_id;
+                // A missing hash on either side (a row from before hashes, a job stored without one)
+                // counts as the same content: such repeats stay duplicates, as they were.
+                let conflict = !created
+                    && matches!((&row.content_hash, &job.content_hash), (Some(stored), Some(sent)) if stored != sent);
+                Ok(Enqueued { audit_id, created, conflict })
             })
             .collect()
     }
@@ -538,6 +621,7 @@ impl JobStore {
     where
         DB: sqlx::Database,
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
         let numbered = self.numbered();
@@ -549,7 +633,8 @@ impl JobStore {
                 .bind(job.kind.as_str())
                 .bind(job.webhook_id.as_str())
                 .bind(job.payload.as_str())
-                .bind(i64::from(self.max_attempts))
+                .bind(job.content_hash.as_deref())
+                .bind(i64::from(self.max_lost_attempts))
                 .bind(now);
             if !numbered {
                 // created_at and updated_at: anonymous placeholders cannot repeat the run_at one.
@@ -566,14 +651,48 @@ impl JobStore {
     }
 
     /// Leases up to `limit` running jobs whose lease expired (their worker stopped or crashed) and
-    /// that have attempts left. Kept apart from `claim` so the hot path stays a plain index range.
+    /// that may lose another attempt. The lost attempt goes into the history as `lost`. Kept apart
+    /// from `claim` so the hot path stays a plain index range.
     pub async fn claim_expired(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
-        let sql = lease_sql!(
-            self.db,
-            "last_error = 'the previous attempt''s lease expired (its worker stopped or crashed)',",
-            "state = 'running' AND lease_until < $3 AND attempts < max_attempts ORDER BY lease_until"
+        let token = Uuid::new_v4().to_string();
+        let now = now_ms();
+        let lease_until = now + lease.as_millis() as i64;
+        let take_over = concat!(
+            "UPDATE jobs SET attempts = attempts + 1, run_attempts = run_attempts + 1, lost_attempts = lost_attempts + 1, \
+               attempt_started_at = $3, last_error = 'the previous attempt''s lease expired (its worker stopped or crashed)', \
+               lease_token = $1, lease_until = $2, updated_at = $3 \
+             WHERE audit_id = $4 RETURNING ",
+            job_columns!()
         );
-        self.lease_rows(sql, limit, lease).await
+        let pick = match self.db {
+            Db::Sqlite(_) => {
+                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+                 AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2"
+            }
+            Db::Postgres(_) => {
+                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+                 AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).bind(limit as i64).fetch_all(&mut *tx).await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for (id,) in ids {
+                sqlx::query(RECORD_LOST).bind(&id).bind(now).execute(&mut *tx).await?;
+                let row: JobRow = sqlx::query_as(take_over)
+                    .bind(&token)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                rows.push(row);
+            }
+            tx.commit().await?;
+            rows
+        });
+        rows.into_iter().map(Job::try_from).collect()
     }
 
     async fn lease_rows(&self, sql: &'static str, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
@@ -590,17 +709,39 @@ impl JobStore {
         rows.into_iter().map(Job::try_from).collect()
     }
 
-    /// Jobs whose final attempt's lease expired become dead letters (a job that kills its worker
-    /// every time must not be retried forever). Returns them so the caller can audit each.
+    /// Jobs whose lease expired on the last attempt lost they may lose become dead letters (a job
+    /// that kills its worker every time must not be retried forever); the lost attempt goes into
+    /// the history. Returns them so the caller can audit each.
     pub async fn reap_expired_final_attempts(&self) -> Result<Vec<Job>, QueueError> {
-        let sql = concat!(
-            "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, updated_at = $1, finished_at = $1, \
+        let now = now_ms();
+        let dead = concat!(
+            "UPDATE jobs SET state = 'dead', lost_attempts = lost_attempts + 1, lease_token = NULL, lease_until = NULL, \
+               updated_at = $1, finished_at = $1, \
                last_error = 'the final attempt''s lease expired (its worker stopped or crashed)' \
-             WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts \
-             RETURNING ",
+             WHERE audit_id = $2 RETURNING ",
             job_columns!()
         );
-        let rows: Vec<JobRow> = on_pool!(&self.writer, |p| sqlx::query_as(sql).bind(now_ms()).fetch_all(p).await?);
+        let pick = match self.db {
+            Db::Sqlite(_) => {
+                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+                 AND lost_attempts + 1 >= max_attempts"
+            }
+            Db::Postgres(_) => {
+                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+                 AND lost_attempts + 1 >= max_attempts FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).fetch_all(&mut *tx).await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for (id,) in ids {
+                sqlx::query(RECORD_LOST).bind(&id).bind(now).execute(&mut *tx).await?;
+                rows.push(sqlx::query_as(dead).bind(now).bind(&id).fetch_one(&mut *tx).await?);
+            }
+            tx.commit().await?;
+            rows
+        });
         rows.into_iter().map(Job::try_from).collect()
     }
 
@@ -628,7 +769,8 @@ impl JobStore {
             Finish::Dead { error } => ("dead", job.run_at, Some(*error), None, "dead"),
         };
         let finished_at = (state != "queued").then_some(now);
-        let update = "UPDATE jobs SET state = $1, run_at = $2, last_error = COALESCE($3, last_error), result = $4, \
+        // A success clears the error of earlier attempts (and of the run before a replay).
+        let update = "UPDATE jobs SET state = $1, run_at = $2, last_error = $3, result = $4, \
                updated_at = $5, finished_at = $6, lease_token = NULL, lease_until = NULL \
              WHERE audit_id = $7 AND lease_token = $8 AND state = 'running'";
         let record = "INSERT INTO job_attempts (audit_id, attempt, started_at, finished_at, outcome, error) \
@@ -663,12 +805,30 @@ impl JobStore {
         })
     }
 
-    /// Gives a running job back to the queue without counting the attempt (graceful shutdown).
+    /// Gives a running job back to the queue without counting the attempt, in its place (it runs
+    /// when it was due): graceful shutdown, or workers pausing while Genesys refuses the credentials.
     pub async fn release(&self, job: &Job) -> Result<bool, QueueError> {
-        let sql = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = $1, updated_at = $1, \
-               lease_token = NULL, lease_until = NULL \
-             WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
+        let sql = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_attempts = run_attempts - 1, \
+               run_at = $1, updated_at = $2, lease_token = NULL, lease_until = NULL \
+             WHERE audit_id = $3 AND lease_token = $4 AND state = 'running'";
         let n = on_pool!(&self.writer, |p| sqlx::query(sql)
+            .bind(job.run_at)
+            .bind(now_ms())
+            .bind(job.audit_id.to_string())
+            .bind(job.lease_token.as_deref())
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Records what a running attempt achieved so far, for the attempts after it (the job's
+    /// `progress`). False when this worker no longer holds the lease; nothing is changed then.
+    pub async fn save_progress(&self, job: &Job, progress: &serde_json::Value) -> Result<bool, QueueError> {
+        let sql = "UPDATE jobs SET progress = $1, updated_at = $2 \
+             WHERE audit_id = $3 AND lease_token = $4 AND state = 'running'";
+        let n = on_pool!(&self.writer, |p| sqlx::query(sql)
+            .bind(progress.to_string())
             .bind(now_ms())
             .bind(job.audit_id.to_string())
             .bind(job.lease_token.as_deref())
@@ -718,10 +878,12 @@ impl JobStore {
         Ok((jobs, u64::try_from(total.0).unwrap_or(0)))
     }
 
-    /// Puts a dead letter back in the queue with a fresh set of attempts.
+    /// Puts a dead letter back in the queue for a new run: a new retry window and a new allowance
+    /// of lost attempts. Attempt numbers go on counting; the last error stays until a success.
     pub async fn replay(&self, audit_id: Uuid) -> Result<Job, QueueError> {
         let sql = concat!(
-            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1, finished_at = NULL \
+            "UPDATE jobs SET state = 'queued', run_attempts = 0, lost_attempts = 0, replayed_at = $1, run_at = $1, \
+               updated_at = $1, finished_at = NULL \
              WHERE audit_id = $2 AND state = 'dead' RETURNING ",
             job_columns!()
         );
@@ -866,12 +1028,12 @@ mod tests {
     #[test]
     fn insert_placeholders_match_what_each_backend_binds() {
         let numbered = insert_sql(2, true);
-        assert!(numbered.contains("($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, $7)"), "{numbered}");
-        assert!(numbered.contains("($8, $9, $10, $11, $12, 'queued', 0, $13, $14, $14, $14)"), "{numbered}");
+        assert!(numbered.contains("($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8)"), "{numbered}");
+        assert!(numbered.contains("($9, $10, $11, $12, $13, $14, 'queued', 0, $15, $16, $16, $16)"), "{numbered}");
         assert_eq!(super::placeholder_list(3, true), "$1, $2, $3");
         assert_eq!(super::placeholder_list(3, false), "?, ?, ?");
         let anonymous = insert_sql(2, false);
-        assert_eq!(anonymous.matches('?').count(), 18, "{anonymous}");
+        assert_eq!(anonymous.matches('?').count(), 20, "{anonymous}");
         assert!(!anonymous.contains('$'), "{anonymous}");
     }
 }

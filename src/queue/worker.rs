@@ -36,6 +36,11 @@ pub enum JobFailure {
     /// Trying again cannot help (invalid data, refused by policy): straight to dead letter.
     #[error("{error}")]
     Permanent { error: String },
+    /// Genesys refused the service's own credentials: no job can succeed until an operator fixes
+    /// them, and it is no fault of this job. The job goes back to the queue uncounted, in its place,
+    /// and the workers pause until a token is granted again (`JobHandler::check_credentials`).
+    #[error("{error}")]
+    CredentialsRefused { error: String },
 }
 
 impl JobFailure {
@@ -49,10 +54,17 @@ impl JobFailure {
 }
 
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<JobSuccess, JobFailure>> + Send + 'a>>;
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>>;
 
 /// What a job does. Implemented by the provisioning pipeline, and by tests.
 pub trait JobHandler: Send + Sync + 'static {
     fn handle<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a>;
+
+    /// Asked while the workers are paused after a `CredentialsRefused`: still refused
+    /// (`Err(CredentialsRefused)`) keeps them paused; anything else resumes the work.
+    fn check_credentials(&self) -> CheckFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Full-jitter exponential backoff: a random delay in [0, min(max, base * 2^(attempt-1))],
@@ -63,6 +75,20 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, retry_after: Option<
     jittered.max(retry_after.unwrap_or(Duration::ZERO))
 }
 
+/// Why the workers are paused, and when to ask for credentials again.
+struct Paused {
+    reason: String,
+    next_check: tokio::time::Instant,
+}
+
+/// When a failed attempt's job runs again: after `delay`, but at the retry window's end at the
+/// latest, so the last retry is not lost to a delay that overshoots it; a `retry_after` hint from
+/// upstream is still honoured (that attempt, if it fails, is the last).
+fn next_attempt_at(now: i64, delay: Duration, retry_after: Option<Duration>, window_ends: i64) -> i64 {
+    let floor = now + retry_after.unwrap_or(Duration::ZERO).as_millis() as i64;
+    (now + delay.as_millis() as i64).min(window_ends.max(floor))
+}
+
 /// Runs queued jobs.
 pub struct Worker {
     store: JobStore,
@@ -71,6 +97,8 @@ pub struct Worker {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// Set while Genesys refuses the credentials: nothing is claimed then.
+    paused: std::sync::Mutex<Option<Paused>>,
 }
 
 impl Worker {
@@ -82,7 +110,67 @@ impl Worker {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Self {
-        Worker { store, handler, config, audit, metrics, wake }
+        Worker { store, handler, config, audit, metrics, wake, paused: std::sync::Mutex::new(None) }
+    }
+
+    fn pause_state(&self) -> std::sync::MutexGuard<'_, Option<Paused>> {
+        self.paused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the workers are paused because Genesys refuses the credentials.
+    pub fn is_paused(&self) -> bool {
+        self.pause_state().is_some()
+    }
+
+    /// Pauses the workers; the first job to find the credentials refused says so, once.
+    fn pause(&self, reason: &str) {
+        let mut paused = self.pause_state();
+        if paused.is_some() {
+            return;
+        }
+        *paused = Some(Paused {
+            reason: reason.to_string(),
+            next_check: tokio::time::Instant::now() + self.config.auth_retry_interval,
+        });
+        drop(paused);
+        self.metrics.set_genesys_auth_failed(true);
+        tracing::error!(
+            reason,
+            retry_every_secs = self.config.auth_retry_interval.as_secs_f64(),
+            "Genesys refused the client credentials: workers paused, jobs stay queued"
+        );
+        self.audit.record(AuditRecord::new("genesys.auth_failed", "paused").detail(format!(
+            "{reason}; jobs stay queued and the workers pause until a token is granted (asked for every {} s)",
+            self.config.auth_retry_interval.as_secs_f64()
+        )));
+    }
+
+    /// While paused: waits for the next credentials check (or `stop`), asks, and resumes the
+    /// work if the credentials are no longer refused.
+    async fn check_credentials_when_due(&self, stop: &CancellationToken) {
+        let Some(due) = self.pause_state().as_ref().map(|p| p.next_check) else { return };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {},
+            _ = stop.cancelled() => return,
+        }
+        match self.handler.check_credentials().await {
+            Err(JobFailure::CredentialsRefused { error }) => {
+                tracing::warn!(reason = %error, "Genesys still refuses the client credentials; workers stay paused");
+                if let Some(p) = self.pause_state().as_mut() {
+                    p.reason = error;
+                    p.next_check = tokio::time::Instant::now() + self.config.auth_retry_interval;
+                }
+            }
+            _ => {
+                let Some(was) = self.pause_state().take() else { return };
+                self.metrics.set_genesys_auth_failed(false);
+                tracing::info!("Genesys granted a token again: workers resume");
+                self.audit.record(
+                    AuditRecord::new("genesys.auth_recovered", "resumed")
+                        .detail(format!("a token was granted again; the work resumes (was: {})", was.reason)),
+                );
+            }
+        }
     }
 
     /// Runs until `stop`: then claims nothing more, lets running jobs finish for the configured grace,
@@ -94,6 +182,10 @@ impl Worker {
         // Expired final attempts are found on the lease's timescale; no need to look on every claim.
         let mut last_reap: Option<Instant> = None;
         while !stop.is_cancelled() {
+            if self.is_paused() {
+                self.check_credentials_when_due(&stop).await;
+                continue;
+            }
             // Register for wake-ups before looking, so a commit between the claim and the wait is not missed.
             let woken = self.wake.notified();
             tokio::pin!(woken);
@@ -158,6 +250,9 @@ impl Worker {
         let never = CancellationToken::new();
         let mut ran = 0;
         loop {
+            if self.is_paused() {
+                return Ok(ran);
+            }
             let jobs = self.claim_due(self.config.concurrency, true).await?;
             if jobs.is_empty() {
                 return Ok(ran);
@@ -188,9 +283,15 @@ impl Worker {
     /// and takes over expired leases, then fills up with queued jobs that are due.
     async fn claim_due(&self, limit: usize, expired: bool) -> Result<Vec<Job>, QueueError> {
         let mut jobs = Vec::new();
+        if self.is_paused() {
+            return Ok(jobs);
+        }
         if expired {
             self.reap().await;
             jobs = self.store.claim_expired(limit, self.config.lease).await?;
+            for job in &jobs {
+                self.audit_lost(job);
+            }
         }
         if jobs.len() < limit {
             jobs.extend(self.store.claim(limit - jobs.len(), self.config.lease).await?);
@@ -243,17 +344,45 @@ impl Worker {
                 Err(JobFailure::Retryable { error: format!("the job handler panicked: {panic}"), retry_after: None })
             }
         };
+        if let Err(JobFailure::CredentialsRefused { error }) = &outcome {
+            tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, reason = %error,
+                "job attempt failed: Genesys refused the credentials; the job goes back to the queue uncounted");
+            self.pause(error);
+            match self.store.release(&job).await {
+                Ok(_) => self.metrics.attempt("paused", took),
+                Err(e) => {
+                    tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
+                }
+            }
+            return;
+        }
+        let now = now_ms();
+        // Retries go on until the retry window has passed since the job was accepted (or replayed).
+        let window_ends = job.retry_window_start().saturating_add(self.config.retry_window.as_millis() as i64);
         let (finish, status, detail) = match &outcome {
             Ok(success) => (Finish::Succeeded { result: &success.result }, "succeeded", None),
-            Err(JobFailure::Retryable { error, retry_after }) if job.attempts < job.max_attempts => {
-                let delay = backoff(job.attempts, self.config.backoff_base, self.config.backoff_max, *retry_after);
-                (Finish::Retry { run_at: now_ms() + delay.as_millis() as i64, error }, "retry", Some(error.clone()))
+            Err(JobFailure::Retryable { error, retry_after }) if now < window_ends => {
+                let delay = backoff(job.run_attempts, self.config.backoff_base, self.config.backoff_max, *retry_after);
+                let run_at = next_attempt_at(now, delay, *retry_after, window_ends);
+                (Finish::Retry { run_at, error }, "retry", Some(error.clone()))
             }
             Err(JobFailure::Retryable { error, .. }) => {
-                (Finish::Dead { error }, "dead", Some(format!("{error} (gave up after {} attempts)", job.attempts)))
+                let since = if job.replayed_at.is_some() { "replayed" } else { "accepted" };
+                let detail = format!(
+                    "{error} (gave up: the retry window of {} s since the job was {since} has passed; {} attempts in all)",
+                    self.config.retry_window.as_secs(),
+                    job.attempts
+                );
+                (Finish::Dead { error }, "dead", Some(detail))
             }
-            Err(JobFailure::Permanent { error }) => (Finish::Dead { error }, "dead", Some(error.clone())),
+            Err(JobFailure::Permanent { error } | JobFailure::CredentialsRefused { error }) => {
+                (Finish::Dead { error }, "dead", Some(error.clone()))
+            }
         };
+        if let Some(reason) = &detail {
+            tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, outcome = status, reason = %reason,
+                "job attempt failed");
+        }
         let run_at = match finish {
             Finish::Retry { run_at, .. } => Some(run_at),
             _ => None,
@@ -293,6 +422,22 @@ impl Worker {
         if status == "dead" {
             self.audit_dead(&job, detail.as_deref().unwrap_or_default());
         }
+    }
+
+    /// The attempt before this claim was lost: its worker stopped or crashed while it ran.
+    fn audit_lost(&self, job: &Job) {
+        let lost = job.attempts.saturating_sub(1);
+        let reason = "its lease expired: the worker stopped or crashed during the attempt";
+        tracing::warn!(audit_id = %job.audit_id, attempt = lost, reason, "job attempt lost; another attempt takes over");
+        self.audit.record(
+            AuditRecord::new("job.attempt", "lost")
+                .audit_id(job.audit_id)
+                .webhook_id(&job.webhook_id)
+                .subject(&job.payload)
+                .retry_count(lost.saturating_sub(1))
+                .field("attempt", lost)
+                .detail(reason),
+        );
     }
 
     fn audit_dead(&self, job: &Job, reason: &str) {
@@ -350,5 +495,14 @@ mod tests {
         // Full jitter: the delays spread over the window rather than clustering at its top.
         let spread: Vec<_> = (0..200).map(|_| backoff(4, base, max, None)).collect();
         assert!(spread.iter().any(|d| *d < base * 2) && spread.iter().any(|d| *d > base * 6));
+    }
+
+    #[test]
+    fn the_last_retry_lands_at_the_end_of_the_window_unless_upstream_asks_for_longer() {
+        let secs = Duration::from_secs;
+        assert_eq!(next_attempt_at(1_000, secs(5), None, 100_000), 6_000, "well inside the window");
+        assert_eq!(next_attempt_at(1_000, secs(500), None, 100_000), 100_000, "capped at the window's end");
+        let hinted = next_attempt_at(1_000, secs(500), Some(secs(200)), 100_000);
+        assert_eq!(hinted, 201_000, "a Retry-After past the window is honoured");
     }
 }

@@ -41,7 +41,8 @@ async fn job_view_shows_state_attempts_and_timestamps() {
     assert_eq!(job["auditId"], id.to_string());
     assert_eq!(job["state"], "queued");
     assert_eq!(job["attempts"], 0);
-    assert_eq!(job["maxAttempts"], 3);
+    assert_eq!((job["lostAttempts"].as_u64(), job["maxLostAttempts"].as_u64()), (Some(0), Some(3)));
+    assert!(job["retryWindowEndsAt"].as_str().unwrap().ends_with('Z'), "{job}");
     assert_eq!(job["kind"], "hr.user_created");
     assert_eq!(job["payload"]["email"], body["email"]);
     assert!(job["createdAt"].as_str().unwrap().ends_with('Z'));

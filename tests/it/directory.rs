@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimName, ScimUser};
+use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimUser};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -81,6 +81,103 @@ async fn a_batch_stores_every_valid_item_and_names_each_bad_one() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn batch_repeats_are_duplicates_conflicts_are_named_and_derived_ids_stand_apart() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let batch = json!([
+            {"id": "r-0", "event": "user.updated", "data": record("E-20", "a@example.com")},
+            {"event": "user.updated", "data": record("E-21", "b@example.com")}
+        ]);
+        let (status, first) = app.post_signed(BATCH, &batch, "rb").await;
+        assert_eq!(status, 202, "{first}");
+        assert_eq!(first["results"][0]["status"], "queued");
+
+        let (status, again) = app.post_signed(BATCH, &batch, "rb").await;
+        assert_eq!(status, 202, "{again}");
+        for i in 0..2 {
+            assert_eq!(again["results"][i]["status"], "duplicate", "{again}");
+            assert_eq!(again["results"][i]["auditId"], first["results"][i]["auditId"]);
+        }
+
+        // r-0 with other content, and an explicit id that reads like item 1 of batch `rb`.
+        let next = json!([
+            {"id": "r-0", "event": "user.terminated", "data": {"externalId": "E-20"}},
+            {"id": "rb#1", "event": "user.terminated", "data": {"externalId": "E-99"}}
+        ]);
+        let (status, answer) = app.post_signed(BATCH, &next, "rb-next").await;
+        assert_eq!(status, 207, "{answer}");
+        assert_eq!(answer["results"][0]["error"], "webhook-id r-0 was already used for a different event");
+        assert_eq!(answer["results"][1]["status"], "queued", "an explicit id never meets a derived one");
+        assert_ne!(answer["results"][1]["auditId"], first["results"][1]["auditId"]);
+        let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "intake.conflict").await;
+        assert_eq!((&line["webhookId"], &line["index"]), (&json!("r-0"), &json!(0)));
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// A store that fails is the service's fault: the sender must retry, so the batch is a 503.
+#[tokio::test]
+async fn a_batch_the_store_cannot_take_is_503() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    app.store.close().await;
+    let batch = json!([
+        {"id": "s-0", "event": "user.updated", "data": record("E-30", "a@example.com")},
+        {"id": "s-1", "event": "user.fired", "data": record("E-31", "b@example.com")}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "store-down").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "Job store unavailable, retry later");
+    assert_eq!(answer["results"][0]["error"], "Job store unavailable, retry later");
+    let (status, _) = app.post_signed(SYNC, &event("user.updated", record("E-30", "a@example.com")), "one").await;
+    assert_eq!(status, 503, "as the single-event endpoint answers");
+    app.shutdown().await;
+}
+
+/// Each audit line is one JSON object without repeated keys: the sync's own event type is
+/// `syncEvent`, next to the line's `event`.
+#[tokio::test]
+async fn a_sync_intake_line_has_one_event_key_and_names_the_sync_event_apart() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let (status, _) = app.post_signed(SYNC, &event("user.updated", record("E-40", "a@example.com")), "k1").await;
+    assert_eq!(status, 202);
+    assert!(app.audit.flush());
+    let mut raw = String::new();
+    for entry in std::fs::read_dir(&app.audit_dir).unwrap() {
+        raw.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let line = raw.lines().find(|l| l.contains("intake.accepted")).expect("an intake line");
+    assert_eq!(line.matches("\"event\":").count(), 1, "{line}");
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!((&parsed["event"], &parsed["syncEvent"]), (&json!("intake.accepted"), &json!("user.updated")));
+    app.shutdown().await;
+}
+
+/// A refused batch item is audited as a refused single event is, with its index; an identifier
+/// longer than the edge allows is refused naming it.
+#[tokio::test]
+async fn refused_batch_items_are_audited_with_their_index_and_overlong_identifiers_refused() {
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let batch = json!([
+        {"id": "i-0", "event": "user.updated", "data": record("E-50", "a@example.com")},
+        {"id": "i-1", "event": "user.fired", "data": record("E-51", "b@example.com")},
+        {"id": "i-2", "event": "user.updated", "data": record(&"X".repeat(10_000), "c@example.com")}
+    ]);
+    let (status, answer) = app.post_signed(BATCH, &batch, "audited-batch").await;
+    assert_eq!(status, 207, "{answer}");
+    assert_eq!(answer["results"][2]["error"], "Invalid field data.externalId: at most 256 characters");
+    let lines = app.wait_for_audit_lines(Duration::from_secs(5), 2, |l| l["event"] == "intake.rejected").await;
+    let of = |i: usize| lines.iter().find(|l| l["index"] == i).cloned().unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!((&of(1)["webhookId"], &of(1)["detail"]), (&json!("i-1"), &json!("Unsupported event type")));
+    assert_eq!((&of(1)["httpStatus"], &of(1)["endpoint"]), (&json!(400), &json!(BATCH)));
+    assert_eq!(of(2)["webhookId"], "i-2");
+    let (status, answer) =
+        app.post_signed(SYNC, &event("user.updated", record(&"X".repeat(300), "c@example.com")), "long").await;
+    assert_eq!((status, answer), (400, json!({"error": "Invalid field data.externalId: at most 256 characters"})));
+    app.shutdown().await;
+}
+
 fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
     emulator.insert_user(ScimUser {
         user_name: email.into(),
@@ -88,7 +185,6 @@ fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &s
         active: Some(true),
         external_id: Some(external_id.into()),
         title: Some("Engineer".into()),
-        name: Some(ScimName { given_name: Some("Jane".into()), family_name: Some("Doe".into()), formatted: None }),
         emails: vec![ScimMultiValue { value: email.into(), kind: Some("work".into()), primary: Some(true) }],
         enterprise: Some(genesys_provisioner::genesys::types::EnterpriseUser {
             department: Some("Engineering".into()),
@@ -141,7 +237,6 @@ async fn an_update_sends_only_what_changed_and_a_no_op_sends_nothing() {
         "userName".to_string(),
         "displayName".to_string(),
         "title".to_string(),
-        "name.familyName".to_string(),
         "emails[type eq \"work\"].value".to_string(),
         "phoneNumbers[type eq \"work\"].value".to_string(),
         format!("{SCHEMA_ENTERPRISE}:department"),
@@ -326,8 +421,8 @@ async fn a_value_genesys_did_not_store_is_reported_as_a_discrepancy() {
         job["result"]["discrepancies"],
         json!([{"field": "title", "expected": "Director", "actual": "Engineer"}])
     );
-    // A failed sync in the same window.
-    let (_, answer) = app.post_signed(SYNC, &event("user.updated", json!({"externalId": "E-951"})), "drift-bad").await;
+    // A failed sync in the same window, naming the person by employeeId: the report shows that key.
+    let (_, answer) = app.post_signed(SYNC, &event("user.updated", json!({"employeeId": "E-951"})), "drift-bad").await;
     let bad: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
     app.wait_for_state(bad, "dead", Duration::from_secs(15)).await;
 
@@ -409,5 +504,121 @@ async fn a_large_batch_goes_to_genesys_a_chunk_at_a_time() {
     // all 12 at once (the 12 workers) would take about 200 ms.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(780), "took {took:?}: more than 3 events were in flight at once");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn attributes_genesys_does_not_keep_are_never_patched() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-1100", "kept@example.com");
+    let id = user.id.clone().unwrap();
+    // A mapping that also sends what Genesys has no attribute for: `name`, an enterprise `costCenter`.
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("extra.jsonata");
+    std::fs::write(
+        &mapping,
+        r#"{
+  "externalId": $string(externalId),
+  "userName": $lowercase(workEmail),
+  "displayName": firstName & " " & lastName,
+  "name": {"givenName": firstName, "familyName": lastName},
+  "title": jobTitle,
+  "emails": [{"value": $lowercase(workEmail), "type": "work", "primary": true}],
+  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": department, "costCenter": "CC-7"}
+}"#,
+    )
+    .unwrap();
+    let app = Spawn::new(Backend::Sqlite)
+        .provisioning(&emulator)
+        .toml(&format!("[sync]\nmapping = {:?}", mapping.display().to_string()))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let job = sync(&app, "user.updated", record("E-1100", "kept@example.com")).await;
+        assert_eq!(job["result"]["outcome"], "unchanged", "{job}");
+    }
+    assert!(emulator.patches(&id).is_empty(), "{:?}", emulator.patches(&id));
+    // A lenient Genesys (one that ignores what it does not keep) does not make it PATCH either.
+    emulator.faults().set_strict_attributes(false);
+    let job = sync(&app, "user.updated", record("E-1100", "kept@example.com")).await;
+    assert_eq!(job["result"]["outcome"], "unchanged", "{job}");
+    assert!(emulator.patches(&id).is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_412_on_a_stale_if_match_is_reread_and_applied() {
+    let emulator = start_emulator().await;
+    let user = seed_user(&emulator, "E-1200", "precondition@example.com");
+    let id = user.id.clone().unwrap();
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    // The user PATCH meets a 412 once (as an RFC 7644 server or a proxy answers a stale If-Match).
+    emulator.faults().fail_next_writes(1, 412);
+    let mut changed = record("E-1200", "precondition@example.com");
+    changed["jobTitle"] = json!("Lead");
+    let job = sync(&app, "user.updated", changed.clone()).await;
+    assert_eq!(job["attempts"], 1, "re-read within the attempt: {job}");
+    assert_eq!(job["result"]["tries"], 2, "{job}");
+    let now = emulator.users().into_iter().find(|u| u.id == user.id).unwrap();
+    assert_eq!(now.title.as_deref(), Some("Lead"));
+    // The group PATCH meets a 412 once: re-read, and the membership lands.
+    emulator.faults().fail_next_writes(1, 412);
+    changed["departmentCode"] = json!("SALES");
+    let job = sync(&app, "user.updated", changed).await;
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(members(&emulator, SALES), vec![id.clone()]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sync_create_sends_active_and_a_genesys_refusal_is_named_as_one() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let job = sync(&app, "user.created", record("E-1300", "joined@example.com")).await;
+    assert_eq!(job["result"]["outcome"], "created");
+    let sent = emulator.created_bodies();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["active"], true, "{}", sent[0]);
+
+    // Genesys refuses the create and no correction applies: a Genesys refusal, not a mapping error.
+    emulator.faults().fail_next_writes(1, 400);
+    let (_, answer) =
+        app.post_signed(SYNC, &event("user.created", record("E-1301", "refused@example.com")), "refused-1").await;
+    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let dead = app.wait_for_state(audit_id, "dead", Duration::from_secs(15)).await;
+    assert_eq!(dead["attempts"], 1);
+    let error = dead["lastError"].as_str().unwrap();
+    assert!(!error.contains("mapping"), "{error}");
+    assert!(error.contains("Genesys refused"), "{error}");
+    let line = app
+        .wait_for_audit(Duration::from_secs(5), |l| {
+            l["event"] == "scim.user.sync_failed" && l["auditId"] == audit_id.to_string()
+        })
+        .await;
+    assert_eq!(line["genesysResponseCode"], 400, "{line}");
+    app.shutdown().await;
+}
+
+/// A record larger than the mapping takes in (`[sync] max_record_bytes`, 64 KiB by default) could
+/// only ever be a dead letter: it is refused at intake, naming the limit, and nothing is stored.
+#[tokio::test]
+async fn a_record_too_large_to_map_is_refused_at_intake() {
+    let app = Spawn::new(Backend::Sqlite).start().await.unwrap();
+    let mut data = json!({"externalId": "E-77", "workEmail": "big@example.com"});
+    data["notes"] = json!("x".repeat(100_000));
+    let (status, answer) = app.post_signed(SYNC, &event("user.updated", data.clone()), "too-big-1").await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.starts_with("Invalid field data: the HR record is") && error.contains("at most 65536"), "{error}");
+    // In a batch, the one item is refused and its neighbour stored.
+    let batch = json!([
+        {"id": "big-item", "event": "user.updated", "data": data},
+        {"id": "small-item", "event": "user.updated", "data": {"externalId": "E-78", "workEmail": "s@example.com"}}
+    ]);
+    let (status, answer) = app.post_signed(&format!("{SYNC}/batch"), &batch, "too-big-batch").await;
+    assert_eq!(status, 207, "{answer}");
+    assert!(answer["results"][0]["error"].as_str().unwrap().contains("at most 65536"), "{answer}");
+    assert_eq!(answer["results"][1]["status"], "queued");
     app.shutdown().await;
 }

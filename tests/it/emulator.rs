@@ -116,7 +116,6 @@ fn user_body(email: &str) -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENT],
         "userName": email,
         "displayName": "Jane Doe",
-        "name": {"givenName": "Jane", "familyName": "Doe"},
         "emails": [{"value": email, "type": "work", "primary": true}],
         "externalId": format!("hr-{email}"),
         "title": "Engineer",
@@ -411,7 +410,7 @@ async fn patch_honours_if_match_and_records_each_body() {
     let path = format!("{USERS}/{jane}");
     let ops = json!([
         {"op": "replace", "path": "title", "value": "Lead"},
-        {"op": "replace", "path": "name.givenName", "value": "Janet"},
+        {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:genesys:purecloud:2.0:User:routingSkills", "value": [{"name": "Billing", "proficiency": 3}]},
         {"op": "replace", "path": "userName", "value": "janet@example.com"},
         {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "janet@example.com"},
         {"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 317 555 0100"},
@@ -428,7 +427,7 @@ async fn patch_honours_if_match_and_records_each_body() {
     assert_eq!(user.meta.unwrap().version.as_deref(), Some("\"2\""));
     assert_eq!(user.title.as_deref(), Some("Lead"));
     assert_eq!(user.display_name.as_deref(), Some("Janet Doe"));
-    assert_eq!(user.name.unwrap().given_name.as_deref(), Some("Janet"));
+    assert_eq!(user.genesys.as_ref().unwrap()["routingSkills"], json!([{"name": "Billing", "proficiency": 3}]));
     assert_eq!(user.user_name, "janet@example.com");
     let work: Vec<_> = user.emails.iter().filter(|e| e.kind.as_deref() == Some("work")).collect();
     assert_eq!(work.len(), 1);
@@ -675,4 +674,91 @@ async fn stats_count_requests_by_route() {
     let over_http: Stats = api.http.get(api.url("/emulator/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(over_http, stats, "the control routes are not counted");
     api.emu.stop().await;
+}
+
+#[tokio::test]
+async fn attributes_outside_the_genesys_models_are_refused_or_dropped_and_never_returned() {
+    let api = Api::default().await;
+    let faults = |body: Value| {
+        let req = api.http.post(api.url("/emulator/faults")).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // Strict (the default): `name` is not in ScimV2CreateUser, so the create is refused, naming it.
+    let mut named = user_body("named@example.com");
+    named["name"] = json!({"givenName": "Jane", "familyName": "Doe"});
+    let answer = api.post(USERS, &named).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let (kind, detail) = answer.scim_error();
+    assert_eq!(kind, "invalidValue");
+    assert!(detail.starts_with("name:"), "{detail}");
+    // Inside an extension and inside a multi-valued entry too.
+    let mut cost_center = user_body("cc@example.com");
+    cost_center[ENT]["costCenter"] = json!("CC-7");
+    let answer = api.post(USERS, &cost_center).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.scim_error().1.contains("costCenter"), "{}", answer.body);
+    let mut display = user_body("display@example.com");
+    display["emails"][0]["display"] = json!("Jane");
+    let answer = api.post(USERS, &display).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.scim_error().1.contains("display"), "{}", answer.body);
+    assert!(api.emu.users().is_empty(), "nothing was stored");
+    // A PATCH of it is refused the same way.
+    let id = api.create("plain@example.com").await;
+    let path = format!("{USERS}/{id}");
+    let by_path = patch_body(json!([{"op": "replace", "path": "name.familyName", "value": "Roe"}]));
+    let answer = api.patch(&path, &by_path, None).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let (kind, detail) = answer.scim_error();
+    assert_eq!(kind, "invalidValue");
+    assert!(detail.starts_with("name"), "{detail}");
+
+    // Lenient: ignored on write, still never stored or returned.
+    assert_eq!(faults(json!({"strictAttributes": false})).await, 200);
+    let created = api.post(USERS, &named).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(created.body.get("name").is_none(), "{}", created.body);
+    let named_id = created.body["id"].as_str().unwrap().to_string();
+    let answer = api.patch(&path, &by_path, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let pathless = patch_body(json!([{"op": "replace", "value": {"name": {"familyName": "Roe"}, "title": "Lead"}}]));
+    let answer = api.patch(&path, &pathless, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["title"], "Lead", "the known attribute is applied");
+    for user_id in [&id, &named_id] {
+        let got = api.get(&format!("{USERS}/{user_id}")).await;
+        assert!(got.body.get("name").is_none(), "{}", got.body);
+    }
+    let listed = api.list(&[]).await;
+    assert!(!listed.body.to_string().contains("familyName"), "{}", listed.body);
+    assert_eq!(faults(json!({"strictAttributes": true})).await, 200);
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_built_is_a_permanent_failure_not_an_outage() {
+    use genesys_provisioner::genesys::auth::Credentials;
+    use genesys_provisioner::genesys::{ClientSettings, GenesysClient};
+    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig::default()).await.unwrap();
+    let client = GenesysClient::new(ClientSettings {
+        api_url: emu.base_url(),
+        credentials: Credentials {
+            login_url: emu.base_url(),
+            region: "mypurecloud.com".into(),
+            client_id: "emulator-client".into(),
+            client_secret: "emulator-secret".to_string().into(),
+        },
+        requests_per_minute: 60_000,
+        token_refresh_margin: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+        max_inline_wait: Duration::from_secs(1),
+        transient_retries: 2,
+    })
+    .unwrap();
+    // A filter value of 100 KB: no URL that long can be sent.
+    let huge = "x".repeat(100 * 1024);
+    let error = client.find_users(&format!("userName eq \"{huge}\"")).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(!error.to_string().contains("unreachable"), "{error}");
+    assert!(error.to_string().len() < 1000, "the error does not carry the whole URL");
+    assert_eq!(client.stats.retried.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

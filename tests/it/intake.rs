@@ -323,3 +323,112 @@ async fn unknown_routes_and_methods_answer_json() {
     assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reused_webhook_id_with_another_body_is_409_and_audited_as_a_conflict() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let first = new_hire("ENG");
+        let (status, stored) = app.post_signed(HR_PATH, &first, "msg_reused").await;
+        assert_eq!(status, 202, "{stored}");
+        let (status, again) = app.post_signed(HR_PATH, &first, "msg_reused").await;
+        assert_eq!((status, &again["auditId"]), (202, &stored["auditId"]), "the same body again is a duplicate");
+
+        // Another event (a leaver sent under an earlier id): refused, not answered as the first one.
+        let mut other = first.clone();
+        other["departmentCode"] = json!("SALES");
+        let (status, answer) = app.post_signed(HR_PATH, &other, "msg_reused").await;
+        assert_eq!(
+            (status, answer),
+            (409, json!({"error": "webhook-id msg_reused was already used for a different event"}))
+        );
+        let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "intake.conflict").await;
+        assert_eq!(line["webhookId"], "msg_reused");
+        assert_eq!(line["auditId"], stored["auditId"], "names the job that holds the id");
+        assert_eq!(line["httpStatus"], 409);
+        let job = app.store.get(stored["auditId"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(job.payload["departmentCode"], "ENG", "the stored event is unchanged");
+        let total: u64 = app.store.counts_by_state().await.unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 1);
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// Rows stored before content hashes were kept have none: a repeat of their id stays a duplicate.
+#[tokio::test]
+async fn an_id_stored_without_a_content_hash_is_still_answered_as_a_duplicate() {
+    on_each_backend(|backend| async move {
+        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let old = genesys_provisioner::queue::NewJob {
+            audit_id: uuid::Uuid::now_v7(),
+            kind: "hr.user_created".into(),
+            webhook_id: "msg_from_before".into(),
+            payload: new_hire("ENG"),
+        };
+        app.store.enqueue_batch(std::slice::from_ref(&old)).await.unwrap();
+        let (status, answer) = app.post_signed(HR_PATH, &new_hire("HR"), "msg_from_before").await;
+        assert_eq!((status, answer["auditId"].as_str()), (202, Some(old.audit_id.to_string().as_str())));
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// Anyone can send unsigned requests: they are counted and summarised per source and reason, not
+/// written one line each, and the counts reach the trail when the service stops.
+#[tokio::test]
+async fn refusals_before_the_signature_are_summarised_per_source_and_reason() {
+    let app = app().await;
+    let body = serde_json::to_vec(&new_hire("ENG")).unwrap();
+    let json = [("content-type", "application/json".to_string())];
+    for _ in 0..40 {
+        assert_eq!(app.post_raw(HR_PATH, body.clone(), &json).await.0, 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(app.post_raw(HR_PATH, body.clone(), &[("content-type", "text/plain".into())]).await.0, 415);
+    }
+    let metrics = app.metrics.render(&[]);
+    assert!(metrics.contains("provisioner_webhooks_total{outcome=\"unauthorized\"} 40"), "{metrics}");
+    assert!(metrics.contains("provisioner_webhooks_total{outcome=\"unsupported_media_type\"} 3"), "{metrics}");
+    let rejected = app.audit_lines().into_iter().filter(|l| l["event"] == "intake.rejected").count();
+    assert_eq!(rejected, 0, "no line per unauthenticated refusal");
+
+    let audit_dir = app.audit_dir.clone();
+    let _db = app.shutdown().await;
+    let summaries: Vec<Value> =
+        read_audit(&audit_dir).into_iter().filter(|l| l["event"] == "intake.rejected_summary").collect();
+    assert_eq!(summaries.len(), 2, "{summaries:#?}");
+    let of = |reason: &str| summaries.iter().find(|l| l["reason"] == reason).cloned().unwrap();
+    let unsigned = of("unauthorized");
+    assert_eq!((&unsigned["count"], &unsigned["source"]), (&json!(40), &json!("127.0.0.1")));
+    assert_eq!(unsigned["endpoint"], HR_PATH);
+    assert!(unsigned["windowStart"].as_str().unwrap() <= unsigned["windowEnd"].as_str().unwrap());
+    assert_eq!(of("unsupported_media_type")["count"], 3);
+}
+
+/// Field lengths are bounded at the edge, before anything copies a field: a 900 KB email (valid
+/// once its padding is trimmed) or a 500 KB department code is a 400 naming the field.
+#[tokio::test]
+async fn overlong_fields_are_400_naming_the_field_and_nothing_echoes_them_whole() {
+    let app = app().await;
+    let cases = [
+        ("email", format!("{}jane@example.com", " ".repeat(900_000)), "Invalid field email: at most 254 characters"),
+        ("departmentCode", "D".repeat(500_000), "Invalid field departmentCode: at most 256 characters"),
+        ("firstName", "J".repeat(257), "Invalid field firstName: at most 256 characters"),
+    ];
+    for (field, value, expected) in cases {
+        let mut body = new_hire("ENG");
+        body[field] = json!(value);
+        let (status, answer) = app.post_signed(HR_PATH, &body, &uuid::Uuid::new_v4().to_string()).await;
+        assert_eq!((status, answer), (400, json!({"error": expected})), "{field}");
+    }
+    let mut fits = new_hire("ENG");
+    fits["firstName"] = json!("J".repeat(256));
+    assert_eq!(app.post_signed(HR_PATH, &fits, "msg_fits").await.0, 202);
+    for line in app.audit_lines() {
+        assert!(line.to_string().len() < 4096, "audit line of {} bytes", line.to_string().len());
+    }
+    let total: u64 = app.store.counts_by_state().await.unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1, "only the body that fits is a job");
+    app.shutdown().await;
+}

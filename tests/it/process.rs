@@ -16,6 +16,24 @@ use serde_json::Value;
 use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_genesys-provisioner");
+
+/// The service binary as the tests run it: it reads no `.env` (a developer's `.env` in the checkout
+/// must not change what a test sees). Commands that clear the environment set this again.
+fn bin() -> Command {
+    let mut command = Command::new(BIN);
+    command.env("PROVISIONER_ENV_FILE", "none");
+    command
+}
+
+/// A child process that is killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 const GENESYS_SECRET: &str = "genesys-client-secret-never-logged";
 
 /// The service binary running on a port of its own, its stderr going to a file.
@@ -55,7 +73,7 @@ impl Service {
     /// `start` on a given port and config file (a restart keeps its address).
     async fn start_with(dir: &Path, db_url: &str, run: u32, genesys: &str, port: u16, config: &str) -> Service {
         let stderr = dir.join(format!("stderr-{run}.log"));
-        let child = Command::new(BIN)
+        let child = bin()
             .args(["serve", "--config", config])
             .envs(service_env(dir, db_url, genesys))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -92,7 +110,7 @@ impl EmulatorProcess {
 
     async fn start_with(extra: &[&str]) -> EmulatorProcess {
         let port = free_port();
-        let child = Command::new(BIN)
+        let child = bin()
             .args(["emulator", "--addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .args(["--client-id", EMULATOR_CLIENT_ID, "--client-secret", EMULATOR_CLIENT_SECRET])
@@ -322,10 +340,11 @@ async fn no_secret_appears_in_any_log_or_audit_line() {
 }
 
 fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN)
+    let out = bin()
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PROVISIONER_ENV_FILE", "none")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -510,10 +529,11 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .args(["serve", "--sandbox", "--config", "config/default.toml"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PROVISIONER_ENV_FILE", "none")
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SANDBOX_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("sandbox.db").display()))
         // The sandbox must not put its jobs in the real queue.
@@ -524,6 +544,8 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Killed however the test ends: a failed assertion must not leave a sandbox running.
+    let child = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -573,8 +595,7 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
     assert_eq!(sandbox_audit.count(), 1, "one audit file in audit/sandbox");
     let beside = std::fs::read_dir(dir.path().join("audit")).unwrap().filter(|e| e.as_ref().unwrap().path().is_file());
     assert_eq!(beside.count(), 0, "no sandbox line in the real audit folder");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[tokio::test]
@@ -595,14 +616,63 @@ async fn the_emulator_runs_alone_from_a_seed_file() {
     assert_eq!(group["displayName"], "Night shift");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"groupz": []}"#).unwrap();
-    let out = Command::new(BIN)
-        .args(["emulator", "--addr", "127.0.0.1:0", "--seed", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = bin().args(["emulator", "--addr", "127.0.0.1:0", "--seed", bad.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a valid seed"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A developer's `.env` (say `cp .env.example .env`, as the README suggests) must not reach the
+/// binaries the tests run: `PROVISIONER_ENV_FILE=none` turns the file off, and the file is read
+/// when it is not set.
+#[tokio::test]
+async fn a_dotenv_file_is_read_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "ADMIN_TOKEN=admin-token-from-a-dotenv-file\n").unwrap();
+    // The sample config with an absolute mapping path, since the command runs in the temporary folder.
+    let mapping = std::fs::canonicalize("config/mappings/directory.jsonata").unwrap();
+    let config = std::fs::read_to_string("config/default.toml")
+        .unwrap()
+        .replace("\"config/mappings/directory.jsonata\"", &format!("{:?}", mapping.display().to_string()));
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let check = |env_file: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["check-config", "--config", config_path.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HR_WEBHOOK_SECRET", SECRET);
+        if let Some(v) = env_file {
+            command.env("PROVISIONER_ENV_FILE", v);
+        }
+        let out = command.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let off = check(Some("none"));
+    assert!(off.contains("ADMIN_TOKEN is missing"), "the .env was read although turned off:\n{off}");
+    let on = check(None);
+    assert!(on.contains("configuration OK"), "the .env in the current folder was not read:\n{on}");
+}
+
+/// A PostgreSQL test skipped for want of TEST_DATABASE_URL says so in the test run's output, where
+/// libtest would swallow an `eprintln!` of a passing test. Runs one such test in a child test process.
+#[test]
+fn a_skipped_postgres_test_says_so_in_the_test_output() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "queue::two_worker_pools_on_one_postgres_queue_run_each_job_once", "--test-threads=1"])
+        .env_remove("TEST_DATABASE_URL")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("1 passed"), "the probe did not run the test:\n{all}");
+    assert!(
+        all.contains("SKIPPED") && all.contains("two_worker_pools_on_one_postgres_queue_run_each_job_once"),
+        "the skip is not visible:\n{all}"
     );
 }

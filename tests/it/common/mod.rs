@@ -54,7 +54,9 @@ pub const TEST_TOML: &str = r#"
 listen_addr = "127.0.0.1:0"
 [queue]
 concurrency = 4
-max_attempts = 3
+max_lost_attempts = 3
+retry_window_secs = 3
+auth_retry_interval_ms = 200
 lease_secs = 2
 backoff_base_ms = 20
 backoff_max_secs = 1
@@ -95,13 +97,21 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-                    eprintln!("SKIPPED: PostgreSQL test (TEST_DATABASE_URL is not set)");
+                    say_skipped("PostgreSQL test");
                     return None;
                 };
                 Some(TestDb { url: fresh_pg_database(&base).await, dir })
             }
         }
     }
+}
+
+/// Says that (part of) the running test was skipped, where the test run's reader sees it: libtest
+/// captures `eprintln!` and shows it only for failing tests, but not a direct write to stderr.
+pub fn say_skipped(what: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what} in {test} (TEST_DATABASE_URL is not set)");
 }
 
 /// Creates an empty database next to the one TEST_DATABASE_URL names and returns its URL.
@@ -458,7 +468,7 @@ where
 {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         if backend == Backend::Postgres && std::env::var("TEST_DATABASE_URL").is_err() {
-            eprintln!("SKIPPED: the PostgreSQL run of this test (TEST_DATABASE_URL is not set)");
+            say_skipped("the PostgreSQL run of this test");
             continue;
         }
         body(backend).await;
