@@ -109,6 +109,23 @@ pub struct ServerConfig {
     pub database_url: DatabaseUrl,
     /// Largest webhook body accepted; larger ones are answered 413.
     pub max_body_bytes: usize,
+    /// Transport limits against slow, idle and too many connections (`http::serve`).
+    pub limits: ServerLimits,
+}
+
+/// How long a sender may take and how many connections it may hold (see `http::serve`).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// A request head must arrive within this, from accept or from its first byte.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, from the end of its head; else 408.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog, not accepted.
+    pub max_connections: usize,
+    /// A too-large body up to this size is read and discarded so the sender can read its 413.
+    pub max_drain_bytes: u64,
 }
 
 /// Where jobs are stored. The URL is kept as a secret because it may carry a password.
@@ -287,6 +304,11 @@ struct RawServer {
     listen_addr: Option<String>,
     database_url: Option<String>,
     max_body_bytes: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_drain_bytes: Option<u64>,
     // Accepted in the [server] section too, as the design's sample has it.
     audit_dir: Option<PathBuf>,
 }
@@ -462,6 +484,14 @@ impl Config {
                 self.webhooks.secrets.len(),
                 self.webhooks.timestamp_tolerance.as_secs()
             ),
+            format!(
+                "http limits         header {} s, body {} s, idle {} s, {} connections, drain {} bytes",
+                self.server.limits.header_timeout.as_secs(),
+                self.server.limits.body_timeout.as_secs(),
+                self.server.limits.idle_timeout.as_secs(),
+                self.server.limits.max_connections,
+                self.server.limits.max_drain_bytes
+            ),
             format!("admin token         {}", set(!self.admin_token.expose_secret().is_empty())),
             format!("genesys region      {}", self.genesys.region),
             format!("genesys api         {}", self.genesys.api_url),
@@ -533,6 +563,17 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     });
 
     let max_body_bytes = raw.server.max_body_bytes.unwrap_or(1024 * 1024);
+    let server_limits = build_limits(
+        [
+            raw.server.header_timeout_secs,
+            raw.server.body_timeout_secs,
+            raw.server.idle_timeout_secs,
+            raw.server.max_connections.map(|n| n as u64),
+        ],
+        raw.server.max_drain_bytes,
+        max_body_bytes,
+        &mut problems,
+    );
 
     // Webhook secrets: required unless verification is explicitly off.
     let verify_signatures = match env.var("VERIFY_SIGNATURES") {
@@ -658,7 +699,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         _ => return Err(ConfigError { problems }),
     };
     Ok(Config {
-        server: ServerConfig { listen_addr, database_url, max_body_bytes },
+        server: ServerConfig { listen_addr, database_url, max_body_bytes, limits: server_limits },
         webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
         admin_token,
         audit: AuditConfig { dir: audit_dir, keep_files },
@@ -674,6 +715,31 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         },
         log_format,
     })
+}
+
+/// The transport limits; each at least 1 (a zero timeout or cap would refuse every request).
+fn build_limits(
+    [header, body, idle, connections]: [Option<u64>; 4],
+    max_drain_bytes: Option<u64>,
+    max_body_bytes: usize,
+    problems: &mut Vec<String>,
+) -> ServerLimits {
+    let mut at_least_one = |name: &str, value: Option<u64>, default: u64| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            problems.push(format!("server.{name} must be at least 1"));
+        }
+        value.max(1)
+    };
+    let header_timeout = Duration::from_secs(at_least_one("header_timeout_secs", header, 10));
+    let body_timeout = Duration::from_secs(at_least_one("body_timeout_secs", body, 30));
+    let idle_timeout = Duration::from_secs(at_least_one("idle_timeout_secs", idle, 60));
+    let max_connections = at_least_one("max_connections", connections, 512) as usize;
+    let max_drain_bytes = max_drain_bytes.unwrap_or(8 * 1024 * 1024);
+    if max_drain_bytes < max_body_bytes as u64 {
+        problems.push(format!("server.max_drain_bytes must be at least max_body_bytes ({max_body_bytes})"));
+    }
+    ServerLimits { header_timeout, body_timeout, idle_timeout, max_connections, max_drain_bytes }
 }
 
 fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<String>) -> GenesysConfig {
@@ -905,6 +971,24 @@ mod tests {
         assert_eq!(err.problems.len(), 1, "{err}");
         assert!(err.problems[0].starts_with("sync.mapping: mapping"), "{err}");
         assert!(err.problems[0].contains("line 3, column 12"), "{err}");
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_zero() {
+        let text = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let limits = Config::from_toml(text, &good_env()).unwrap().server.limits;
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_drain_bytes, 8 * 1024 * 1024);
+        let zeros = format!(
+            "[server]\nheader_timeout_secs = 0\nbody_timeout_secs = 0\nidle_timeout_secs = 0\nmax_connections = 0\nmax_drain_bytes = 10\n{text}"
+        );
+        let err = Config::from_toml(&zeros, &good_env()).unwrap_err();
+        assert_eq!(err.problems.len(), 5, "{err}");
+        assert!(err.problems.iter().any(|p| p == "server.max_connections must be at least 1"), "{err}");
+        assert!(err.problems.iter().any(|p| p.starts_with("server.max_drain_bytes must be at least")), "{err}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 409: the resource is not in a state that allows the action.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the request body did not arrive within the body timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413
     #[error("Request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

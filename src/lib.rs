@@ -167,10 +167,10 @@ impl App {
         tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, backend = state.store.backend(), "listening");
 
         let store = state.store.clone();
+        let limits = state.config.server.limits.clone();
+        let metrics = state.metrics.clone();
         let router = http::router(state);
-        // The peer address reaches the handlers: refusals before the signature are summarised by it.
-        let router = router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+        http::serve::serve(listener, router, limits, metrics, stop.clone()).await;
         // Every request has been answered; commit whatever is still in the channel, then stop.
         committer_stop.cancel();
         let _ = committer.await;
@@ -180,6 +180,6 @@ impl App {
         }
         store.close().await;
         tracing::info!("stopped");
-        served.map_err(StartError::Serve)
+        Ok(())
     }
 }

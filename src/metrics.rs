@@ -21,6 +21,7 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "too_large",
     "unsupported_media_type",
     "unavailable",
+    "timeout",
 ];
 
 /// Outcomes of a job attempt.
@@ -38,8 +39,58 @@ pub struct IntakeStats {
     pub commit_nanos: AtomicU64,
 }
 
+/// The HTTP edge's connections (`http::serve`).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub open: AtomicU64,
+    /// Failed accepts (out of descriptors and the like), each one.
+    pub accept_errors: AtomicU64,
+    closed_header_timeout: AtomicU64,
+    closed_idle_timeout: AtomicU64,
+    closed_response_timeout: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// A connection closed by a limit: `header_timeout`, `idle_timeout` or `response_timeout`.
+    pub fn closed(&self, reason: &str) {
+        let counter = match reason {
+            "header_timeout" => &self.closed_header_timeout,
+            "idle_timeout" => &self.closed_idle_timeout,
+            _ => &self.closed_response_timeout,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP provisioner_http_connections Open HTTP connections.");
+        let _ = writeln!(out, "# TYPE provisioner_http_connections gauge");
+        let _ = writeln!(out, "provisioner_http_connections {}", self.open.load(Relaxed));
+        let _ =
+            writeln!(out, "# HELP provisioner_http_accept_errors_total Failed accepts (e.g. out of file descriptors).");
+        let _ = writeln!(out, "# TYPE provisioner_http_accept_errors_total counter");
+        let _ = writeln!(out, "provisioner_http_accept_errors_total {}", self.accept_errors.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP provisioner_http_connections_closed_total Connections closed by a timeout, by reason."
+        );
+        let _ = writeln!(out, "# TYPE provisioner_http_connections_closed_total counter");
+        for (reason, counter) in [
+            ("header_timeout", &self.closed_header_timeout),
+            ("idle_timeout", &self.closed_idle_timeout),
+            ("response_timeout", &self.closed_response_timeout),
+        ] {
+            let _ = writeln!(
+                out,
+                "provisioner_http_connections_closed_total{{reason=\"{reason}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+    }
+}
+
 pub struct Metrics {
     pub intake: IntakeStats,
+    pub connections: ConnectionStats,
     /// The Genesys client whose counters are shown, when the service has one.
     pub genesys: Option<std::sync::Arc<crate::genesys::GenesysClient>>,
     webhooks: Vec<AtomicU64>,
@@ -66,6 +117,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             intake: IntakeStats::default(),
+            connections: ConnectionStats::default(),
             genesys: None,
             webhooks: WEBHOOK_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             attempts: ATTEMPT_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -144,6 +196,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP provisioner_intake_commit_seconds_total Time spent in intake transactions.");
         let _ = writeln!(out, "# TYPE provisioner_intake_commit_seconds_total counter");
         let _ = writeln!(out, "provisioner_intake_commit_seconds_total {}", i.commit_nanos.load(Relaxed) as f64 / 1e9);
+        self.connections.render(&mut out);
         let _ = writeln!(out, "# HELP provisioner_job_attempts_total Job attempts, by outcome.");
         let _ = writeln!(out, "# TYPE provisioner_job_attempts_total counter");
         for (name, c) in ATTEMPT_OUTCOMES.iter().zip(&self.attempts) {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod directory;
 pub mod health;
 pub mod hr;
+pub mod serve;
 pub mod signature;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use http_body_util::BodyExt;
 use uuid::Uuid;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -152,14 +154,28 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
     }
     let limit = state.config.server.max_body_bytes;
     let too_large = || Refusal::unauthenticated(ApiError::PayloadTooLarge { limit }, "too_large");
+    let mut body = body;
+    let drain_cap = state.config.server.limits.max_drain_bytes;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        // A sender waiting for "100 Continue" has not sent the body: answer at once, read nothing.
+        if declared <= drain_cap && !expects_continue(headers) {
+            drain(&mut body, drain_cap).await;
+        }
         return Err(too_large());
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return Err(too_large()),
+    let bytes: Bytes = match http_body_util::Limited::new(&mut body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
+            drain(&mut body, drain_cap.saturating_sub(limit as u64)).await;
+            return Err(too_large());
+        }
+        Err(e) if caused_by::<serve::BodyTimeout>(e.as_ref()) => {
+            let limit = state.config.server.limits.body_timeout;
+            let error = serve::BodyTimeout { limit }.to_string();
+            return Err(Refusal::unauthenticated(ApiError::RequestTimeout(error), "timeout"));
+        }
         Err(_) => {
             return Err(Refusal::unauthenticated(
                 ApiError::BadRequest("Request body could not be read".to_string()),
@@ -201,15 +217,35 @@ fn is_json_media_type(content_type: &str) -> bool {
     mime.eq_ignore_ascii_case(b"application/json") || (starts("application/") && ends("+json"))
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// Whether `T` is the error or one of its causes.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<T>() {
             return true;
         }
         source = err.source();
     }
     false
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads and drops the rest of a refused body, at most `cap` bytes, so a sender that writes its whole
+/// body before reading (urllib, HttpURLConnection) reads the answer instead of a reset. The body
+/// timeout bounds the time. Past the cap, or on a timeout, the rest stays unread and the connection
+/// is closed after the answer.
+async fn drain(body: &mut Body, cap: u64) {
+    let mut left = cap;
+    while let Some(Ok(frame)) = body.frame().await {
+        let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if size > left {
+            return;
+        }
+        left -= size;
+    }
 }
 
 /// The event id: the signed `webhook-id` header, else the body's `id`. Ids longer than 255

@@ -6,6 +6,7 @@ mod common;
 mod directory;
 mod emulator;
 mod intake;
+mod limits;
 mod process;
 mod provisioning;
 mod queue;
