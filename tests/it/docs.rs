@@ -136,8 +136,9 @@ fn normalise(path: &Path) -> String {
     parts.join("/")
 }
 
-/// The rows of docs/configuration.md's reference table: (variables, file keys) named in backticks.
-fn configuration_rows() -> Vec<(Vec<String>, Vec<String>)> {
+/// The rows of docs/configuration.md's reference table: (variables, file keys, defaults) named in
+/// backticks.
+fn configuration_rows() -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
     let text = read("docs/configuration.md");
     let mut rows = Vec::new();
     let mut in_table = false;
@@ -157,7 +158,7 @@ fn configuration_rows() -> Vec<(Vec<String>, Vec<String>)> {
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         // cells[0] is the empty text before the first bar.
-        rows.push((backticked(cells[1]), backticked(cells[2])));
+        rows.push((backticked(cells[1]), backticked(cells[2]), backticked(cells[3])));
     }
     assert!(!rows.is_empty(), "docs/configuration.md has no `| variable | file key | ...` table");
     rows
@@ -194,8 +195,19 @@ const OTHER_VARIABLES: &[(&str, &str, &str)] = &[
 #[test]
 fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
     let rows = configuration_rows();
-    let documented_vars: BTreeSet<String> = rows.iter().flat_map(|(v, _)| v.clone()).collect();
-    let documented_keys: BTreeSet<String> = rows.iter().flat_map(|(_, k)| k.clone()).collect();
+    let documented_vars: BTreeSet<String> = rows.iter().flat_map(|(v, _, _)| v.clone()).collect();
+    let documented_keys: BTreeSet<String> = rows.iter().flat_map(|(_, k, _)| k.clone()).collect();
+    // A row with several keys gives their defaults in the same order, or one default for all.
+    let mut documented_defaults = BTreeMap::new();
+    for (_, keys, defaults) in &rows {
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(d) =
+                defaults.get(i).or(defaults.first()).filter(|_| defaults.len() == keys.len() || defaults.len() == 1)
+            {
+                documented_defaults.insert(key.clone(), d.clone());
+            }
+        }
+    }
     let mut problems = Vec::new();
     let add_row = "add its row (variable or —, key, default, meaning) to the table in docs/configuration.md";
 
@@ -257,10 +269,22 @@ fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
         if section == "departments" || section == "policy" {
             continue; // patterns, checked through the loader above
         }
-        for key in table.keys() {
+        for (key, value) in table {
             let key = format!("{section}.{key}");
             if !documented_keys.contains(&key) {
                 problems.push(format!("config key {key} (in config/default.toml) has no row: {add_row}"));
+                continue;
+            }
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_) => value.to_string(),
+                _ => continue,
+            };
+            match documented_defaults.get(&key) {
+                Some(d) if *d == value => {}
+                other => problems.push(format!(
+                    "config key {key}: config/default.toml has `{value}`, docs/configuration.md gives the default as {other:?}"
+                )),
             }
         }
     }
