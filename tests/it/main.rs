@@ -4,6 +4,7 @@
 mod admin;
 mod common;
 mod directory;
+mod docs;
 mod emulator;
 mod intake;
 mod limits;

@@ -461,12 +461,12 @@ async fn a_genesys_outage_longer_than_five_attempts_is_survived_within_the_retry
     app.shutdown().await;
 }
 
-/// The first ```json block after `heading` in the README.
-fn readme_json_after(heading: &str) -> serde_json::Value {
-    let readme = include_str!("../../README.md");
-    let section = &readme[readme.find(heading).expect("the README has the section")..];
+/// The first ```json block after `heading` in docs/api.md (moved there from the README).
+fn api_doc_json_after(heading: &str) -> serde_json::Value {
+    let doc = include_str!("../../docs/api.md");
+    let section = &doc[doc.find(heading).expect("docs/api.md has the section")..];
     let block = &section[section.find("```json\n").expect("a JSON example") + "```json\n".len()..];
-    serde_json::from_str(&block[..block.find("```").unwrap()]).expect("the README example is JSON")
+    serde_json::from_str(&block[..block.find("```").unwrap()]).expect("the docs/api.md example is JSON")
 }
 
 #[tokio::test]
@@ -486,8 +486,8 @@ async fn the_readme_hire_and_its_update_are_one_person_with_one_department_value
     assert_eq!(users[0].external_id.as_deref(), Some("E-1042"), "the employee id, never the event id");
     assert_eq!(users[0].enterprise.as_ref().unwrap().department.as_deref(), Some("Engineering"));
 
-    // The README's directory update for the same employee (a mover to SALES, with a new email).
-    let update = readme_json_after("## Directory sync");
+    // The documented directory update for the same employee (a mover to SALES, with a new email).
+    let update = api_doc_json_after("## Directory sync");
     assert_eq!(update["event"], "user.updated");
     let (status, answer) = app.post_signed("/webhooks/directory-sync", &update, "readme-update").await;
     assert_eq!(status, 202, "{answer}");
