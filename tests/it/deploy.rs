@@ -509,3 +509,46 @@ async fn the_image_health_check_fails_when_the_service_listens_on_loopback_only(
     assert!(run_image_healthcheck(listen).await, "the health check failed for a service on every address");
     app.shutdown().await;
 }
+
+/// Jobs in an SQLite file, read with a connection of its own (SQLite's default VFS, as a tool has).
+async fn jobs_in(file: &Path) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", file.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the backup");
+    sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&mut conn).await.expect("count jobs")
+}
+
+/// docs/operations.md's online backups of the SQLite file, taken while the service runs (WAL, and
+/// its WAL-gathering VFS): each copy holds the job just acknowledged.
+#[tokio::test]
+async fn an_online_sqlite_backup_holds_the_jobs_acknowledged_before_it() {
+    use sqlx::Connection;
+    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.expect("sqlite app");
+    app.hire(&new_hire("ENG")).await;
+    let db = app.db.dir.path().join("jobs.db");
+    let backups = tempfile::tempdir().expect("tempdir");
+
+    let vacuumed = backups.path().join("vacuum-into.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.expect("open");
+    sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{}'", vacuumed.display())))
+        .execute(&mut conn)
+        .await
+        .expect("VACUUM INTO while the service runs");
+    conn.close().await.expect("close");
+    assert_eq!(jobs_in(&vacuumed).await, 1, "VACUUM INTO missed the acknowledged job");
+
+    // The sqlite3 command-line tool, when this machine has it.
+    let copied = backups.path().join("dot-backup.db");
+    let cli = std::process::Command::new("sqlite3").arg(&db).arg(format!(".backup '{}'", copied.display())).output();
+    match cli {
+        Ok(out) => {
+            assert!(out.status.success(), "sqlite3 .backup failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(jobs_in(&copied).await, 1, "sqlite3 .backup missed the acknowledged job");
+        }
+        Err(_) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: the sqlite3 .backup part (no sqlite3 command here)");
+        }
+    }
+    app.shutdown().await;
+}
