@@ -537,18 +537,79 @@ async fn an_online_sqlite_backup_holds_the_jobs_acknowledged_before_it() {
     conn.close().await.expect("close");
     assert_eq!(jobs_in(&vacuumed).await, 1, "VACUUM INTO missed the acknowledged job");
 
-    // The sqlite3 command-line tool, when this machine has it.
-    let copied = backups.path().join("dot-backup.db");
-    let cli = std::process::Command::new("sqlite3").arg(&db).arg(format!(".backup '{}'", copied.display())).output();
-    match cli {
-        Ok(out) => {
-            assert!(out.status.success(), "sqlite3 .backup failed: {}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(jobs_in(&copied).await, 1, "sqlite3 .backup missed the acknowledged job");
-        }
-        Err(_) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: the sqlite3 .backup part (no sqlite3 command here)");
+    // docs/operations.md's commands as written, with the service's file and a backup folder, when
+    // this machine has the sqlite3 command-line tool.
+    if std::process::Command::new("sqlite3").arg("-version").output().is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: the documented sqlite3 backups (no sqlite3 command here)");
+    } else {
+        let commands = operations_commands("### SQLite");
+        assert_eq!(commands.len(), 2, "{commands:?}");
+        for (n, command) in commands.iter().enumerate() {
+            let folder = backups.path().join(format!("cli-{n}"));
+            std::fs::create_dir_all(&folder).expect("backup folder");
+            let command = command
+                .replace("data/provisioner.db", &db.display().to_string())
+                .replace("backup/", &format!("{}/", folder.display()));
+            let out = std::process::Command::new("sh").args(["-c", &command]).output().expect("sh runs");
+            assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+            let files: Vec<PathBuf> =
+                std::fs::read_dir(&folder).expect("read").filter_map(|e| e.ok().map(|e| e.path())).collect();
+            assert_eq!(files.len(), 1, "{command} made {files:?}");
+            assert_eq!(jobs_in(&files[0]).await, 1, "{command} missed the acknowledged job");
         }
     }
+    app.shutdown().await;
+}
+
+/// The shell commands of the first `sh` block under `heading` in docs/operations.md.
+fn operations_commands(heading: &str) -> Vec<String> {
+    let text = read("docs/operations.md");
+    let (_, section) = text.split_once(&format!("\n{heading}\n")).unwrap_or_else(|| panic!("no {heading}"));
+    let (_, block) = section.split_once("```sh\n").expect("a sh block");
+    let (block, _) = block.split_once("```").expect("the block ends");
+    block.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+/// Runs one documented command with `sh`, the service's address in place of the documented one.
+async fn run_documented(command: &str, base: &str, audit_id: uuid::Uuid) -> String {
+    let command = command.replace("http://127.0.0.1:3000", base);
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("AUDIT_ID", audit_id.to_string())
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .expect("command task")
+}
+
+/// docs/operations.md's dead-letter commands, as written: list, inspect, replay, delete.
+#[tokio::test]
+async fn the_documented_dead_letter_commands_list_inspect_replay_and_delete() {
+    use genesys_provisioner::queue::worker::JobFailure;
+    let commands = operations_commands("## Dead letters");
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let handler = ScriptedHandler::new(|_, _| Err(JobFailure::Permanent { error: "refused by policy".into() }));
+    let app = Spawn::new(Backend::Sqlite).handler(handler).no_workers().start().await.expect("app");
+    let id = app.hire(&new_hire("ENG")).await;
+    app.worker.drain().await.expect("drain");
+
+    let listed: Value = serde_json::from_str(&run_documented(&commands[0], &app.base, id).await).expect("JSON");
+    assert_eq!(listed["items"][0]["auditId"], id.to_string(), "{listed}");
+    assert_eq!(listed["items"][0]["lastError"], "refused by policy", "{listed}");
+    let job: Value = serde_json::from_str(&run_documented(&commands[1], &app.base, id).await).expect("JSON");
+    assert_eq!(job["attemptHistory"].as_array().map(Vec::len), Some(1), "{job}");
+    let replayed: Value = serde_json::from_str(&run_documented(&commands[2], &app.base, id).await).expect("JSON");
+    assert_eq!(replayed["status"], "queued", "{replayed}");
+    assert_eq!(app.admin_get(&format!("/jobs/{id}")).await.1["state"], "queued");
+
+    app.worker.drain().await.expect("drain");
+    assert_eq!(run_documented(&commands[3], &app.base, id).await, "", "DELETE answers 204 with no body");
+    assert_eq!(app.admin_get(&format!("/jobs/{id}")).await.0, 404, "the dead letter is still there");
     app.shutdown().await;
 }
