@@ -322,12 +322,23 @@ fn compose_runs_two_replicas_on_postgres_with_known_variables_ports_and_stop_gra
         service["depends_on"][postgres_host]["condition"], "service_healthy",
         "the service starts before PostgreSQL is healthy"
     );
-    // Each published port leads to the container's LISTEN_ADDR port.
+    // Each published port leads to the container's LISTEN_ADDR port, with a host port per replica.
+    let replicas = service["deploy"]["replicas"].as_u64().unwrap_or(1);
     let ports = service["ports"].as_array().expect("the service publishes a port");
     for port in ports {
         let text = port.as_str().expect("ports in short syntax");
-        let container = text.rsplit(':').next().unwrap_or_default();
+        let mut parts = text.rsplit(':');
+        let container = parts.next().unwrap_or_default();
         assert_eq!(container, image.port().to_string(), "{text} does not lead to LISTEN_ADDR's port");
+        let host = parts.next().unwrap_or_default();
+        let host_ports = match host.split_once('-') {
+            Some((first, last)) => {
+                let span = |p: &str| p.parse::<u64>().unwrap_or_else(|_| panic!("{text}: not a port range"));
+                span(last).saturating_sub(span(first)) + 1
+            }
+            None => 1,
+        };
+        assert!(host_ports >= replicas, "{text}: {replicas} replicas cannot each publish a host port");
     }
     // The audit folder is a volume; the health check is the image's.
     let audit_dir = image.env()["AUDIT_DIR"].clone();
