@@ -3,6 +3,7 @@
 
 mod admin;
 mod common;
+mod deploy;
 mod directory;
 mod docs;
 mod emulator;
