@@ -1114,6 +1114,18 @@ mod tests {
     }
 
     #[test]
+    fn a_sqlite_file_in_the_config_file_means_its_folder_and_other_urls_are_kept() {
+        let base = Path::new("/etc/provisioner");
+        let from = |url: &str| sqlite_from_file(base, url.to_string());
+        assert_eq!(from("sqlite://data/jobs.db?mode=rwc"), "sqlite:///etc/provisioner/data/jobs.db?mode=rwc");
+        assert_eq!(from("sqlite:jobs.db"), "sqlite:///etc/provisioner/jobs.db");
+        for kept in ["sqlite:///var/lib/jobs.db?mode=rwc", "sqlite::memory:", "postgres://db/jobs"] {
+            assert_eq!(from(kept), kept);
+        }
+        assert_eq!(sqlite_from_file(Path::new(""), "sqlite://a.db".into()), "sqlite://a.db");
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_errors() {
         let err = Config::from_toml("[server]\nlisten_adr = \"x\"\n", &good_env()).unwrap_err();
         assert!(err.to_string().contains("listen_adr"), "{err}");
