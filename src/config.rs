@@ -317,6 +317,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen_addr: Option<String>,
+    /// A relative SQLite file: to the config file's folder (DATABASE_URL: to the working directory).
     database_url: Option<String>,
     max_body_bytes: Option<usize>,
     header_timeout_secs: Option<u64>,
@@ -338,6 +339,7 @@ struct RawWebhooks {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
+    /// Relative: to the config file's folder (AUDIT_DIR: to the working directory).
     dir: Option<PathBuf>,
     keep_files: Option<usize>,
 }

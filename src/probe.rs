@@ -69,9 +69,9 @@ pub async fn probe(config: &Config) -> Vec<Finding> {
     }
     for role in configured_roles(config) {
         let finding = match find_role(&client, &role).await {
-            Ok(Some(id)) => Finding::found(format!("role        {role:?} found (id {id})")),
-            Ok(None) => Finding::problem(format!("role        {role:?} MISSING: Genesys has no role of that name")),
-            Err(e) => Finding::problem(format!("role        {role:?} not read: {e}")),
+            Ok(Some(id)) => Finding::found(format!("role        \"{role}\" found (id {id})")),
+            Ok(None) => Finding::problem(format!("role        \"{role}\" MISSING: Genesys has no role of that name")),
+            Err(e) => Finding::problem(format!("role        \"{role}\" not read: {e}")),
         };
         findings.push(finding);
     }
