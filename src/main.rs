@@ -38,8 +38,8 @@ enum Command {
     Emulator {
         #[arg(long, default_value = "127.0.0.1:9100")]
         addr: std::net::SocketAddr,
-        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users]}. Without it, the
-        /// groups of the config file's departments.
+        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users], "roles": [role names]}.
+        /// Without it, the groups of the config file's departments (and the default roles).
         #[arg(long)]
         seed: Option<PathBuf>,
         #[arg(long, default_value = "emulator-client")]
@@ -282,6 +282,7 @@ async fn emulator(
                     .map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() })
                     .collect(),
                 users: Vec::new(),
+                roles: None,
             },
             Err(e) => {
                 eprint!("{e}");
@@ -289,8 +290,11 @@ async fn emulator(
             }
         },
     };
-    let emulator_config =
+    let mut emulator_config =
         EmulatorConfig { client_id, client_secret, groups: seed.groups.clone(), ..Default::default() };
+    if let Some(roles) = seed.roles {
+        emulator_config.roles = roles;
+    }
     let emulator = match Emulator::start(addr, emulator_config).await {
         Ok(e) => e,
         Err(e) => {

@@ -78,6 +78,9 @@ pub struct Seed {
     pub groups: Vec<SeedGroup>,
     #[serde(default)]
     pub users: Vec<ScimUser>,
+    /// Names of the organisation's security roles; absent: `DEFAULT_ROLES`.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 /// A group that exists when the emulator starts.

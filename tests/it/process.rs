@@ -519,12 +519,16 @@ async fn probe_finds_every_configured_group_and_role() {
 }
 
 #[tokio::test]
-async fn probe_reports_a_missing_group_and_exits_non_zero() {
+async fn probe_reports_a_missing_group_or_role_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.json");
-    // Only the Engineering group exists in this organisation.
-    std::fs::write(&seed, r#"{"groups": [{"id": "a1b2c3d4-5678-90ab-cdef-1234567890ab", "displayName": "ENG"}]}"#)
-        .unwrap();
+    // Only the Engineering group exists in this organisation, and no "supervisor" role.
+    std::fs::write(
+        &seed,
+        r#"{"groups": [{"id": "a1b2c3d4-5678-90ab-cdef-1234567890ab", "displayName": "ENG"}],
+            "roles": ["admin", "agent", "employee"]}"#,
+    )
+    .unwrap();
     let emulator = EmulatorProcess::start_with(&["--seed", seed.to_str().unwrap()]).await;
     let (code, out, err) = cli(PROBE, &probe_env(&emulator.base, EMULATOR_CLIENT_SECRET));
     assert_eq!(code, 1, "{out}{err}");
@@ -537,7 +541,9 @@ async fn probe_reports_a_missing_group_and_exits_non_zero() {
         let line = format!("group       {group} ({code_name}) MISSING");
         assert!(out.contains(&line), "{line:?} not in:\n{out}");
     }
-    assert!(out.contains("probe FAILED: 3 problem(s)"), "{out}");
+    assert!(out.contains("role        \"supervisor\" MISSING"), "{out}");
+    assert!(out.contains("role        \"agent\" found"), "{out}");
+    assert!(out.contains("probe FAILED: 4 problem(s)"), "{out}");
 }
 
 #[tokio::test]
