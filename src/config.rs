@@ -17,8 +17,17 @@ use crate::http::signature::WebhookSecret;
 /// The directory-sync mapping used when `[sync] mapping` names none.
 pub const DEFAULT_MAPPING_PATH: &str = "config/mappings/directory.jsonata";
 
-/// The config file used when neither `--config` nor `PROVISIONER_CONFIG` names one.
+/// The config file used when neither `--config` nor `PROVISIONER_CONFIG` names one (relative to the
+/// working directory: the checkout, for the quick start).
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// The development values `.env.example` carries (marked `DEV VALUE: replace`): a service running
+/// with one of them is warned about, since anybody who read the example knows them. A test keeps
+/// them in step with the file.
+pub const PLACEHOLDER_SECRETS: &[(&str, &str)] = &[
+    ("HR_WEBHOOK_SECRET", "whsec_ZGV2LW9ubHktc2lnbmluZy1zZWNyZXQtY2hhbmdlLW1l"),
+    ("ADMIN_TOKEN", "dev-admin-token-change-me"),
+];
 
 /// The Genesys Cloud regions, as the domains that `api.` and `login.` are prefixed to.
 pub const GENESYS_REGIONS: &[&str] = &[
@@ -69,6 +78,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 /// Everything the service needs, typed and checked.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The config file read, as it was named (None: environment and built-in defaults only).
+    pub source: Option<PathBuf>,
+    /// Set by `serve --sandbox`: the Genesys URLs point at the in-process emulator.
+    pub sandbox: bool,
+    /// Variables that hold a development value of `.env.example` (see `PLACEHOLDER_SECRETS`).
+    pub placeholder_secrets: Vec<&'static str>,
     pub server: ServerConfig,
     pub webhooks: WebhookConfig,
     pub admin_token: SecretString,
@@ -280,7 +295,7 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSync {
-    /// The JSONata file; relative paths are relative to the working directory.
+    /// The JSONata file; a relative path is relative to the config file's folder.
     mapping: Option<PathBuf>,
     on_terminate: Option<String>,
     remove_groups_on_terminate: Option<bool>,
@@ -302,6 +317,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen_addr: Option<String>,
+    /// A relative SQLite file: to the config file's folder (DATABASE_URL: to the working directory).
     database_url: Option<String>,
     max_body_bytes: Option<usize>,
     header_timeout_secs: Option<u64>,
@@ -323,6 +339,7 @@ struct RawWebhooks {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
+    /// Relative: to the config file's folder (AUDIT_DIR: to the working directory).
     dir: Option<PathBuf>,
     keep_files: Option<usize>,
 }
@@ -431,22 +448,28 @@ impl Environment for BTreeMap<String, String> {
 }
 
 impl Config {
-    /// Reads the file (when given or when the default exists), applies the environment, validates.
+    /// Reads the file (when given), applies the environment, validates. Relative paths written in
+    /// the file (sync.mapping, audit.dir, a SQLite file in server.database_url) are relative to the
+    /// file's folder; those from the environment or the built-in defaults, to the working directory.
     pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| ConfigError { problems: vec![format!("cannot read config file {}: {e}", p.display())] })?,
-            None => String::new(),
-        };
-        Self::from_toml(&text, env)
+        let Some(p) = path else { return Self::from_toml("", env) };
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| ConfigError { problems: vec![format!("cannot read config file {}: {e}", p.display())] })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![format!("config file {} is not valid: {}", p.display(), e.to_string().trim())],
+        })?;
+        let mut config = build(raw, env, p.parent().unwrap_or(Path::new("")))?;
+        config.source = Some(p.to_path_buf());
+        Ok(config)
     }
 
-    /// Parses TOML text, applies the environment, validates.
+    /// Parses TOML text, applies the environment, validates; relative paths in the text are relative
+    /// to the working directory (there is no file to be relative to).
     pub fn from_toml(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             problems: vec![format!("config file is not valid: {}", e.to_string().trim())],
         })?;
-        build(raw, env)
+        build(raw, env, Path::new(""))
     }
 
     /// Only the department map of a config file (the emulator seeds its groups from it); secrets
@@ -474,7 +497,12 @@ impl Config {
     /// Lines for `check-config`: what was loaded, secrets shown only as set / not set.
     pub fn report(&self) -> Vec<String> {
         let set = |s: bool| if s { "set" } else { "NOT SET" };
+        let source = match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "none (environment and defaults only)".to_string(),
+        };
         let mut lines = vec![
+            format!("config file         {source}"),
             format!("listen_addr         {}", self.server.listen_addr),
             format!("database            {}", self.database_summary()),
             format!("audit_dir           {} (keep {} daily files)", self.audit.dir.display(), self.audit.keep_files),
@@ -506,12 +534,12 @@ impl Config {
                 self.queue.max_lost_attempts,
                 self.queue.lease.as_secs()
             ),
-            format!("sync mapping        {:?} (compiled)", self.sync.mapping),
+            format!("sync mapping        {} (compiled)", self.sync.mapping.source_name()),
             format!("departments         {}", self.departments.len()),
         ];
         for d in self.departments.iter() {
             let roles = if d.roles.is_empty() { String::new() } else { format!(" roles {}", d.roles.join(", ")) };
-            lines.push(format!("  {:<10} -> group {} name {:?}{}", d.code, d.group_id, d.name, roles));
+            lines.push(format!("  {:<10} -> group {} name \"{}\"{}", d.code, d.group_id, d.name, roles));
         }
         lines
     }
@@ -525,6 +553,24 @@ impl Config {
                     .to_string(),
             );
         }
+        for name in &self.placeholder_secrets {
+            w.push(format!(
+                "{name} is the development value from .env.example: anybody who read the example knows it; \
+                 set a value of your own"
+            ));
+        }
+        if !self.sandbox {
+            for (name, url) in
+                [("GENESYS_API_URL", &self.genesys.api_url), ("GENESYS_LOGIN_URL", &self.genesys.login_url)]
+            {
+                if url.starts_with("http://") {
+                    w.push(format!(
+                        "{name} {url} is plain http://: tokens and personal data would cross the network unencrypted \
+                         (only an emulator on this machine should be reached that way)"
+                    ));
+                }
+            }
+        }
         if self.genesys.client_id.is_none() {
             w.push(
                 "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: webhooks are accepted and kept in the \
@@ -533,6 +579,39 @@ impl Config {
             );
         }
         w
+    }
+
+    /// The one start-up line: what runs, from which file, against what, within which limits.
+    pub fn summary(&self, listening: SocketAddr, run_workers: bool) -> String {
+        let source = match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "none".to_string(),
+        };
+        let host = self.genesys.api_url.split_once("://").map_or(self.genesys.api_url.as_str(), |(_, h)| h);
+        let workers = if run_workers {
+            format!("on ({} at once)", self.queue.concurrency)
+        } else if self.queue.run_workers {
+            "off (no Genesys credentials: jobs wait in the queue)".to_string()
+        } else {
+            "off (intake only)".to_string()
+        };
+        let l = &self.server.limits;
+        format!(
+            "genesys-provisioner {version} listening on {listening}; config {source}; backend {backend}; \
+             genesys {host}{sandbox}; workers {workers}; limits: max body {body} bytes, timeouts header {ht} s / body {bt} \
+             s / idle {it} s, {conn} connections, retry window {rw} s, lease {lease} s, {rpm} Genesys requests/min",
+            version = env!("CARGO_PKG_VERSION"),
+            backend = self.server.database_url.backend(),
+            sandbox = if self.sandbox { " (sandbox emulator)" } else { "" },
+            body = self.server.max_body_bytes,
+            ht = l.header_timeout.as_secs(),
+            bt = l.body_timeout.as_secs(),
+            it = l.idle_timeout.as_secs(),
+            conn = l.max_connections,
+            rw = self.queue.retry_window.as_secs(),
+            lease = self.queue.lease.as_secs(),
+            rpm = self.genesys.requests_per_minute,
+        )
     }
 
     pub fn database_summary(&self) -> String {
@@ -544,8 +623,32 @@ impl Config {
     }
 }
 
-fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
+/// A path written in the config file, relative to the file's folder `base`.
+fn from_file(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() { path } else { base.join(path) }
+}
+
+/// A `sqlite:` URL written in the config file with its relative file made relative to `base`;
+/// absolute files, `:memory:` and PostgreSQL URLs are kept as written.
+fn sqlite_from_file(base: &Path, url: String) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return url };
+    let (file, query) = match rest.split_once('?') {
+        Some((file, query)) => (file, format!("?{query}")),
+        None => (rest, String::new()),
+    };
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() || base.as_os_str().is_empty() {
+        return url;
+    }
+    format!("sqlite://{}{query}", base.join(file).display())
+}
+
+fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
+    let placeholder_secrets = PLACEHOLDER_SECRETS
+        .iter()
+        .filter(|(name, value)| env.var(name).is_some_and(|v| v.split([',', ' ']).any(|part| part == *value)))
+        .map(|(name, _)| *name)
+        .collect();
 
     let listen_addr = env.var("LISTEN_ADDR").or(raw.server.listen_addr).unwrap_or_else(|| "127.0.0.1:3000".to_string());
     let listen_addr = listen_addr.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -555,7 +658,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
 
     let database_url = env
         .var("DATABASE_URL")
-        .or(raw.server.database_url)
+        .or_else(|| raw.server.database_url.map(|url| sqlite_from_file(base, url)))
         .unwrap_or_else(|| "sqlite://data/provisioner.db?mode=rwc".to_string());
     let database_url = DatabaseUrl::parse(&database_url).unwrap_or_else(|e| {
         problems.push(format!("DATABASE_URL {e}"));
@@ -617,8 +720,7 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
     let audit_dir = env
         .var("AUDIT_DIR")
         .map(PathBuf::from)
-        .or(raw.audit.dir)
-        .or(raw.server.audit_dir)
+        .or_else(|| raw.audit.dir.or(raw.server.audit_dir).map(|dir| from_file(base, dir)))
         .unwrap_or_else(|| PathBuf::from("logs/audit"));
     let keep_files = match env.var("AUDIT_KEEP_FILES") {
         Some(v) => v.parse::<usize>().unwrap_or_else(|_| {
@@ -664,7 +766,8 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         }
     };
     let remove_groups_on_terminate = raw.sync.remove_groups_on_terminate.unwrap_or(true);
-    let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
+    let mapping_path =
+        raw.sync.mapping.map(|m| from_file(base, m)).unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
     let defaults = crate::mapping::MappingLimits::default();
     let limits = crate::mapping::MappingLimits {
         max_record_bytes: raw.sync.max_record_bytes.unwrap_or(defaults.max_record_bytes),
@@ -699,6 +802,9 @@ fn build(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
         _ => return Err(ConfigError { problems }),
     };
     Ok(Config {
+        source: None,
+        sandbox: false,
+        placeholder_secrets,
         server: ServerConfig { listen_addr, database_url, max_body_bytes, limits: server_limits },
         webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
         admin_token,
@@ -859,8 +965,8 @@ mod tests {
 
     #[test]
     fn sample_config_loads_with_the_four_departments() {
-        let text = std::fs::read_to_string("config/default.toml").expect("sample config");
-        let cfg = Config::from_toml(&text, &good_env()).expect("valid");
+        let cfg = Config::load(Some(Path::new("config/default.toml")), &good_env()).expect("valid");
+        assert_eq!(cfg.sync.mapping.source_name(), "config/mappings/directory.jsonata");
         for code in ["ENG", "SUPPORT", "SALES", "HR"] {
             assert!(cfg.departments.get(code).is_some(), "{code} missing");
         }
@@ -1007,6 +1113,18 @@ mod tests {
         assert!(err.to_string().contains("JOB_RETRY_WINDOW_SECS"), "{err}");
         e.insert("JOB_MAX_ATTEMPTS".into(), "5".into());
         assert!(Config::from_toml(dept, &e).unwrap_err().to_string().contains("JOB_MAX_ATTEMPTS are gone"));
+    }
+
+    #[test]
+    fn a_sqlite_file_in_the_config_file_means_its_folder_and_other_urls_are_kept() {
+        let base = Path::new("/etc/provisioner");
+        let from = |url: &str| sqlite_from_file(base, url.to_string());
+        assert_eq!(from("sqlite://data/jobs.db?mode=rwc"), "sqlite:///etc/provisioner/data/jobs.db?mode=rwc");
+        assert_eq!(from("sqlite:jobs.db"), "sqlite:///etc/provisioner/jobs.db");
+        for kept in ["sqlite:///var/lib/jobs.db?mode=rwc", "sqlite::memory:", "postgres://db/jobs"] {
+            assert_eq!(from(kept), kept);
+        }
+        assert_eq!(sqlite_from_file(Path::new(""), "sqlite://a.db".into()), "sqlite://a.db");
     }
 
     #[test]

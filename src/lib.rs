@@ -14,6 +14,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
+pub mod probe;
 pub mod queue;
 pub mod sandbox;
 
@@ -127,6 +128,11 @@ impl App {
         self.addr.port()
     }
 
+    /// The configuration the service runs with.
+    pub fn config(&self) -> Arc<Config> {
+        self.state.config.clone()
+    }
+
     pub fn store(&self) -> JobStore {
         self.state.store.clone()
     }
@@ -164,7 +170,9 @@ impl App {
         let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
         let checkpoints =
             tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
-        tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, backend = state.store.backend(), "listening");
+        // One line an operator can read at a glance: what runs, from which file, against what, within which limits.
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        tracing::info!("{}", state.config.summary(addr, run_workers));
 
         let store = state.store.clone();
         let limits = state.config.server.limits.clone();

@@ -38,8 +38,8 @@ enum Command {
     Emulator {
         #[arg(long, default_value = "127.0.0.1:9100")]
         addr: std::net::SocketAddr,
-        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users]}. Without it, the
-        /// groups of the config file's departments.
+        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users], "roles": [role names]}.
+        /// Without it, the groups of the config file's departments (and the default roles).
         #[arg(long)]
         seed: Option<PathBuf>,
         #[arg(long, default_value = "emulator-client")]
@@ -53,6 +53,10 @@ enum Command {
     CheckConfig {
         #[arg(long, env = "PROVISIONER_CONFIG")]
         config: Option<PathBuf>,
+        /// Also ask Genesys Cloud, with the configured credentials, for a token, every department's
+        /// group and every role name (reads only); exit 1 when anything is missing or refused.
+        #[arg(long)]
+        probe: bool,
     },
     /// Sign a JSON file as a Standard Webhooks event and POST it (to try the service by hand).
     SendWebhook {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
             Command::Emulator { addr, seed, client_id, client_secret, config } => {
                 emulator(addr, seed.as_deref(), client_id, client_secret, config.as_deref()).await
             }
-            Command::CheckConfig { config } => check_config(config.as_deref()),
+            Command::CheckConfig { config, probe } => check_config(config.as_deref(), probe).await,
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
             Command::Healthcheck { url } => healthcheck(url).await,
         }
@@ -118,19 +122,40 @@ fn load_env_file() {
     }
 }
 
-/// The config file to read: the one given, else the default when it exists.
-fn config_path(path: Option<&Path>) -> Option<&Path> {
+/// The config file to read: the one named (`--config` or `PROVISIONER_CONFIG`), else
+/// `config/default.toml` when the working directory has one (the checkout, for the quick start).
+/// With neither, an explanation of where it looked: a service started without its departments would
+/// refuse every new hire.
+fn config_path(path: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = path {
+        return Ok(p.to_path_buf());
+    }
     let default = Path::new(DEFAULT_CONFIG_PATH);
-    path.or_else(|| default.exists().then_some(default))
+    if default.exists() {
+        return Ok(default.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_or_else(|_| "the working directory".to_string(), |d| d.display().to_string());
+    Err(format!(
+        "no config file: looked for {DEFAULT_CONFIG_PATH} in {cwd} (not there) and neither --config nor \
+         PROVISIONER_CONFIG names one.\nPoint at one: --config /path/to/provisioner.toml, or \
+         PROVISIONER_CONFIG=/path/to/provisioner.toml (the checkout's config/default.toml is a commented sample).\n"
+    ))
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, genesys_provisioner::config::ConfigError> {
-    Config::load(config_path(path), &ProcessEnv)
+fn load_config(path: &Path) -> Result<Config, genesys_provisioner::config::ConfigError> {
+    Config::load(Some(path), &ProcessEnv)
 }
 
 async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
+    let path = match config_path(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (config, sandbox) = if sandbox {
-        match genesys_provisioner::sandbox::start(config_path(path), &ProcessEnv).await {
+        match genesys_provisioner::sandbox::start(Some(&path), &ProcessEnv).await {
             Ok((config, sandbox)) => (config, Some(sandbox)),
             Err(e) => {
                 eprint!("{e}");
@@ -138,18 +163,16 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
             }
         }
     } else {
-        match load_config(path) {
+        match load_config(&path) {
             Ok(c) => (c, None),
             Err(e) => {
-                eprint!("{e}");
+                eprint!("config file {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         }
     };
     init_logging(config.log_format);
-    if let Some(s) = &sandbox {
-        print_sandbox_banner(s, &config);
-    }
+    let sample = path.parent().map(|dir| dir.join("samples/new-hire.json")).filter(|p| p.exists());
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -157,6 +180,10 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Only now: the port is bound, so the commands of the banner work the moment they are read.
+    if let Some(s) = &sandbox {
+        print_sandbox_banner(s, app.addr(), app.config().database_summary(), sample.as_deref());
+    }
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let outcome = app.run_until_stopped(stop).await;
@@ -172,17 +199,42 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
     }
 }
 
+/// How to run this binary again from a shell: `cargo run -q --` when cargo started it (cargo sets
+/// `CARGO` for what it runs), else the binary's own path, quoted for a POSIX shell when it needs it.
+fn self_command() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run -q --".to_string();
+    }
+    let exe = std::env::current_exe().map_or_else(|_| "genesys-provisioner".to_string(), |p| p.display().to_string());
+    shell_quote(&exe)
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// What a newcomer needs to try the sandbox; these are development values made up at start.
-fn print_sandbox_banner(s: &genesys_provisioner::sandbox::Sandbox, config: &Config) {
+fn print_sandbox_banner(
+    s: &genesys_provisioner::sandbox::Sandbox,
+    bound: std::net::SocketAddr,
+    jobs: String,
+    sample: Option<&Path>,
+) {
     // Listening on every address (0.0.0.0 in a container): the commands below run on this machine.
-    let mut local = config.server.listen_addr;
+    let mut local = bound;
     if local.ip().is_unspecified() {
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{local}");
     let base = s.emulator.base_url();
     println!("SANDBOX: Genesys Cloud emulator at {base}; nothing reaches a real Genesys Cloud.");
-    println!("  jobs: {} (SANDBOX_DATABASE_URL; DATABASE_URL is not used)", config.database_summary());
+    println!("  service: {url} (listening now)");
+    println!("  jobs: {jobs} (SANDBOX_DATABASE_URL; DATABASE_URL is not used)");
     match &s.signing_secret {
         Some(secret) => println!("  HR_WEBHOOK_SECRET={secret}   (development value, made up now)"),
         None => println!("  HR_WEBHOOK_SECRET: from your environment"),
@@ -192,10 +244,9 @@ fn print_sandbox_banner(s: &genesys_provisioner::sandbox::Sandbox, config: &Conf
         None => println!("  ADMIN_TOKEN: from your environment"),
     }
     let secret_arg = s.signing_secret.as_deref().map(|x| format!(" --secret {x}")).unwrap_or_default();
+    let file = sample.map_or_else(|| "YOUR-EVENT.json".to_string(), |p| shell_quote(&p.display().to_string()));
     println!("Send the sample new hire:");
-    println!(
-        "  genesys-provisioner send-webhook --url {url}/webhooks/hr/user-created --file config/samples/new-hire.json{secret_arg}"
-    );
+    println!("  {} send-webhook --url {url}/webhooks/hr/user-created --file {file}{secret_arg}", self_command());
     println!("See the user in the emulator (its own SCIM API; emulator client {}):", s.client_id);
     println!(
         "  TOKEN=$(curl -s -u {}:{} -d grant_type=client_credentials {base}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')",
@@ -223,7 +274,7 @@ async fn emulator(
                 return ExitCode::FAILURE;
             }
         },
-        None => match config_path(config).map(Config::departments_in).transpose() {
+        None => match config_path(config).ok().as_deref().map(Config::departments_in).transpose() {
             Ok(departments) => Seed {
                 groups: departments
                     .unwrap_or_default()
@@ -231,6 +282,7 @@ async fn emulator(
                     .map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() })
                     .collect(),
                 users: Vec::new(),
+                roles: None,
             },
             Err(e) => {
                 eprint!("{e}");
@@ -238,8 +290,11 @@ async fn emulator(
             }
         },
     };
-    let emulator_config =
+    let mut emulator_config =
         EmulatorConfig { client_id, client_secret, groups: seed.groups.clone(), ..Default::default() };
+    if let Some(roles) = seed.roles {
+        emulator_config.roles = roles;
+    }
     let emulator = match Emulator::start(addr, emulator_config).await {
         Ok(e) => e,
         Err(e) => {
@@ -281,9 +336,14 @@ async fn stop_on_signal(stop: CancellationToken) {
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: in a file, a pipe or a log collector they are ESC bytes.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         // Control characters from input are escaped, so a value cannot forge a line.
@@ -291,22 +351,44 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: Option<&Path>) -> ExitCode {
-    match load_config(path) {
-        Ok(config) => {
-            println!("configuration OK");
-            for line in config.report() {
-                println!("  {line}");
-            }
-            for w in config.warnings() {
-                println!("warning: {w}");
-            }
-            ExitCode::SUCCESS
-        }
+async fn check_config(path: Option<&Path>, probe: bool) -> ExitCode {
+    let path = match config_path(path) {
+        Ok(p) => p,
         Err(e) => {
             print!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let config = match load_config(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("config file {}", path.display());
+            print!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("configuration OK");
+    for line in config.report() {
+        println!("  {line}");
+    }
+    for w in config.warnings() {
+        println!("warning: {w}");
+    }
+    if !probe {
+        return ExitCode::SUCCESS;
+    }
+    println!("probe of Genesys Cloud at {} (reads only):", config.genesys.api_url);
+    let findings = genesys_provisioner::probe::probe(&config).await;
+    let problems = findings.iter().filter(|f| !f.ok).count();
+    for f in &findings {
+        println!("  {} {}", if f.ok { "ok     " } else { "PROBLEM" }, f.text);
+    }
+    if problems == 0 {
+        println!("probe OK: everything the configuration names exists in Genesys Cloud");
+        ExitCode::SUCCESS
+    } else {
+        println!("probe FAILED: {problems} problem(s)");
+        ExitCode::FAILURE
     }
 }
 

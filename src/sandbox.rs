@@ -84,6 +84,7 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     let mut config = Config::load(path, &Layered { overrides, base: env })?;
     // Its audit lines, too, stay out of the real trail: a `sandbox` folder inside the audit folder.
     config.audit.dir.push("sandbox");
+    config.sandbox = true;
     Ok((config, Sandbox { emulator, client_id, client_secret, signing_secret, admin_token }))
 }
 

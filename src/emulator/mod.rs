@@ -49,7 +49,13 @@ pub struct EmulatorConfig {
     pub groups: Vec<SeedGroup>,
     /// Requests per minute for the OAuth client on `/api/v2`; None = unlimited.
     pub rate_limit_per_minute: Option<u32>,
+    /// Names of the security roles `GET /api/v2/authorization/roles` lists (default: `DEFAULT_ROLES`).
+    pub roles: Vec<String>,
 }
+
+/// The roles the emulator's organisation has unless told otherwise: Genesys Cloud's built-in ones
+/// that the sample configuration names, and two more.
+pub const DEFAULT_ROLES: &[&str] = &["admin", "agent", "employee", "Master Admin", "supervisor", "User"];
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -59,6 +65,7 @@ impl Default for EmulatorConfig {
             token_ttl: Duration::from_secs(3600),
             groups: Vec::new(),
             rate_limit_per_minute: None,
+            roles: DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
@@ -71,6 +78,9 @@ pub struct Seed {
     pub groups: Vec<SeedGroup>,
     #[serde(default)]
     pub users: Vec<ScimUser>,
+    /// Names of the organisation's security roles; absent: `DEFAULT_ROLES`.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 /// A group that exists when the emulator starts.
@@ -111,6 +121,8 @@ struct Shared {
     store: Mutex<Store>,
     faults: Faults,
     counters: Counters,
+    /// (id, name) of each security role, in the order given.
+    roles: Vec<(String, String)>,
 }
 
 impl Shared {
@@ -165,6 +177,7 @@ impl Emulator {
             store: Mutex::new(Store::new(base_url.clone(), &config.groups)),
             faults: Faults::new(config.rate_limit_per_minute),
             counters: Counters::default(),
+            roles: config.roles.into_iter().map(|name| (uuid::Uuid::new_v4().to_string(), name)).collect(),
         });
         let stop = CancellationToken::new();
         let router = server::router(shared.clone());

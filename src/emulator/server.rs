@@ -39,6 +39,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             "/api/v2/scim/v2/groups/{id}",
             get(get_group).patch(patch_group).put(replace_group).delete(no_group_writes).post(no_group_writes),
         )
+        .route("/api/v2/authorization/roles", get(list_roles))
         .route("/emulator/faults", get(faults).post(set_faults))
         .route("/emulator/stats", get(stats))
         .fallback(|| async { fail(&Fail::new(404, None, "no such endpoint in the Genesys emulator")) })
@@ -382,6 +383,38 @@ async fn no_group_writes() -> Response {
     let mut resp = fail(&Fail::new(405, None, detail));
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, PATCH, PUT"));
     resp
+}
+
+// ---------- authorization roles (read only) ----------
+
+/// `GET /api/v2/authorization/roles`: the organisation's roles as an entity listing
+/// (`OrganizationRoleEntityListing`), optionally only those with a given `name` (case-insensitive),
+/// paged by `pageSize` (default 25) and `pageNumber` (from 1).
+async fn list_roles(State(shared): St, Query(query): Query<HashMap<String, String>>) -> Response {
+    let (size, page) = match (number(&query, "pageSize", 25), number(&query, "pageNumber", 1)) {
+        (Ok(size), Ok(page)) => (size.clamp(1, 500) as usize, page.max(1) as usize),
+        (Err(f), _) | (_, Err(f)) => return fail(&f),
+    };
+    let name = param(&query, "name");
+    let matching: Vec<&(String, String)> =
+        shared.roles.iter().filter(|(_, n)| name.is_none_or(|want| n.eq_ignore_ascii_case(want))).collect();
+    let entities: Vec<serde_json::Value> = matching
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|(id, name)| {
+            json!({"id": id, "name": name, "default": true, "base": false,
+                   "selfUri": format!("/api/v2/authorization/roles/{id}")})
+        })
+        .collect();
+    let body = json!({
+        "entities": entities,
+        "pageSize": size,
+        "pageNumber": page,
+        "total": matching.len(),
+        "pageCount": matching.len().div_ceil(size),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 // ---------- control routes ----------

@@ -88,6 +88,11 @@ impl Mapping {
         Self::compile(&text, &path.display().to_string())
     }
 
+    /// Where the mapping came from: the file as named in the configuration.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
     /// Parses `text`; a syntax error is reported with its line and column.
     pub fn compile(text: &str, source_name: &str) -> Result<Mapping, MappingError> {
         match jsonata_core::parser::parse(text) {

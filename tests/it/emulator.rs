@@ -762,3 +762,29 @@ async fn a_request_that_cannot_be_built_is_a_permanent_failure_not_an_outage() {
     assert!(error.to_string().len() < 1000, "the error does not carry the whole URL");
     assert_eq!(client.stats.retried.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+/// The roles listing `check-config --probe` reads: an entity listing, filtered by name without
+/// regard to case, paged, behind the bearer token like the rest of /api/v2.
+#[tokio::test]
+async fn authorization_roles_are_listed_by_name_and_page() {
+    let api = Api::start(EmulatorConfig {
+        roles: vec!["employee".into(), "Master Admin".into(), "agent".into()],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let all = api.get("/api/v2/authorization/roles").await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!((all.body["total"].clone(), all.body["pageCount"].clone()), (json!(3), json!(1)), "{}", all.body);
+    let named = api.get("/api/v2/authorization/roles?name=master%20admin").await;
+    let entities = named.body["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 1, "{}", named.body);
+    assert_eq!(entities[0]["name"], "Master Admin");
+    assert!(entities[0]["id"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()), "{}", named.body);
+    let none = api.get("/api/v2/authorization/roles?name=astronaut").await;
+    assert_eq!((none.body["total"].clone(), none.body["entities"].clone()), (json!(0), json!([])), "{}", none.body);
+    let page = api.get("/api/v2/authorization/roles?pageSize=2&pageNumber=2").await;
+    assert_eq!(page.body["entities"][0]["name"], "agent", "{}", page.body);
+    assert_eq!(page.body["pageCount"], 2, "{}", page.body);
+    let anonymous = api.http.get(api.url("/api/v2/authorization/roles")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -267,7 +267,7 @@ fn free_port() -> u16 {
 async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    let sample = std::fs::read_to_string("config/default.toml").unwrap();
+    let sample = sample_config_text();
     let port = free_port();
     let config_text = sample
         .replace("\nmax_connections = 512 ", "\nmax_connections = 1000 ")

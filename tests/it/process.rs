@@ -355,6 +355,22 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// A command line run by a POSIX shell as a person would paste it, in the environment `cli` gives.
+fn shell(line: &str) -> (i32, String, String) {
+    let out = Command::new("sh")
+        .args(["-c", line])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PROVISIONER_ENV_FILE", "none")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 #[tokio::test]
 async fn check_config_reports_every_problem_and_never_a_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -397,6 +413,205 @@ async fn check_config_reports_every_problem_and_never_a_secret() {
     }
 }
 
+/// Relative paths in a config file mean its folder, wherever the command runs from.
+#[tokio::test]
+async fn relative_paths_in_the_config_file_mean_its_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("maps")).unwrap();
+    std::fs::copy("config/mappings/directory.jsonata", home.path().join("maps/hr.jsonata")).unwrap();
+    let config = home.path().join("provisioner.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndatabase_url = \"sqlite://state/jobs.db?mode=rwc\"\n[audit]\ndir = \"trail\"\n\
+         [sync]\nmapping = \"maps/hr.jsonata\"\n\
+         [departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n",
+    )
+    .unwrap();
+    let check = |audit_dir: Option<&str>| {
+        let mut command = bin();
+        command
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .current_dir(elsewhere.path())
+            .env("HR_WEBHOOK_SECRET", SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("DATABASE_URL")
+            .env_remove("AUDIT_DIR");
+        if let Some(dir) = audit_dir {
+            command.env("AUDIT_DIR", dir);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = check(None);
+    let folder = home.path().display().to_string();
+    for expected in [
+        format!("config file         {}", config.display()),
+        format!("database            sqlite://{folder}/state/jobs.db?mode=rwc"),
+        format!("audit_dir           {folder}/trail "),
+        format!("sync mapping        {folder}/maps/hr.jsonata (compiled)"),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(!text.contains("Mapping("), "no Rust debug output:\n{text}");
+    // Values from the environment keep meaning the working directory, as in any shell.
+    let text = check(Some("audit-here"));
+    assert!(text.contains("audit_dir           audit-here "), "{text}");
+}
+
+/// With no config file named and none in the usual place, nothing starts with zero departments.
+#[tokio::test]
+async fn with_no_config_file_the_commands_say_where_they_looked_and_stop() {
+    let empty = tempfile::tempdir().unwrap();
+    for args in [&["check-config"][..], &["serve"], &["serve", "--sandbox"]] {
+        let out = bin()
+            .args(args)
+            .current_dir(empty.path())
+            .env_remove("PROVISIONER_CONFIG")
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("HR_WEBHOOK_SECRET", SECRET)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        let looked = format!("looked for config/default.toml in {}", empty.path().display());
+        assert!(text.contains("no config file") && text.contains(&looked), "{args:?}: {text}");
+        assert!(text.contains("--config") && text.contains("PROVISIONER_CONFIG="), "{args:?}: {text}");
+    }
+}
+
+/// The service's environment for `check-config --probe` against the emulator at `emulator`.
+fn probe_env<'a>(emulator: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("HR_WEBHOOK_SECRET", SECRET),
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ("GENESYS_API_URL", emulator),
+        ("GENESYS_LOGIN_URL", emulator),
+        ("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID),
+        ("GENESYS_CLIENT_SECRET", secret),
+    ]
+}
+
+const PROBE: &[&str] = &["check-config", "--probe", "--config", "config/default.toml"];
+
+#[tokio::test]
+async fn probe_finds_every_configured_group_and_role() {
+    let emulator = EmulatorProcess::start().await;
+    let (code, out, err) = cli(PROBE, &probe_env(&emulator.base, EMULATOR_CLIENT_SECRET));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("token       granted to client emulator-client"), "{out}");
+    for group in ["a1b2c3d4-5678-90ab-cdef-1234567890ab", "d4e5f6a7-8901-23de-fabc-4567890abcde"] {
+        assert!(out.lines().any(|l| l.contains(group) && l.contains("found")), "{group} not found:\n{out}");
+    }
+    for role in ["employee", "agent", "supervisor", "admin"] {
+        assert!(out.contains(&format!("role        \"{role}\" found")), "{role} not found:\n{out}");
+    }
+    assert!(out.contains("probe OK"), "{out}");
+    // Reads only: nothing was written to the emulator.
+    let stats: Value = reqwest::get(format!("{}/emulator/stats", emulator.base)).await.unwrap().json().await.unwrap();
+    let routes = stats.to_string();
+    for write in ["POST /api/v2/scim", "PATCH ", "PUT ", "DELETE "] {
+        assert!(!routes.contains(write), "the probe wrote ({write}): {routes}");
+    }
+    assert!(routes.contains("GET /api/v2/authorization/roles"), "{routes}");
+}
+
+#[tokio::test]
+async fn probe_reports_a_missing_group_or_role_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    // Only the Engineering group exists in this organisation, and no "supervisor" role.
+    std::fs::write(
+        &seed,
+        r#"{"groups": [{"id": "a1b2c3d4-5678-90ab-cdef-1234567890ab", "displayName": "ENG"}],
+            "roles": ["admin", "agent", "employee"]}"#,
+    )
+    .unwrap();
+    let emulator = EmulatorProcess::start_with(&["--seed", seed.to_str().unwrap()]).await;
+    let (code, out, err) = cli(PROBE, &probe_env(&emulator.base, EMULATOR_CLIENT_SECRET));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.lines().any(|l| l.contains("a1b2c3d4-5678-90ab-cdef-1234567890ab") && l.contains("found")), "{out}");
+    for (code_name, group) in [
+        ("SUPPORT", "b2c3d4e5-6789-01bc-defa-234567890abc"),
+        ("SALES", "c3d4e5f6-7890-12cd-efab-34567890abcd"),
+        ("HR", "d4e5f6a7-8901-23de-fabc-4567890abcde"),
+    ] {
+        let line = format!("group       {group} ({code_name}) MISSING");
+        assert!(out.contains(&line), "{line:?} not in:\n{out}");
+    }
+    assert!(out.contains("role        \"supervisor\" MISSING"), "{out}");
+    assert!(out.contains("role        \"agent\" found"), "{out}");
+    assert!(out.contains("probe FAILED: 4 problem(s)"), "{out}");
+}
+
+#[tokio::test]
+async fn probe_reports_refused_credentials_and_exits_non_zero() {
+    let emulator = EmulatorProcess::start().await;
+    let (code, out, err) = cli(PROBE, &probe_env(&emulator.base, "not-the-secret"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("token       REFUSED for client emulator-client"), "{out}");
+    assert!(!out.contains("not-the-secret"), "the secret was printed:\n{out}");
+    assert!(!out.contains("group       "), "nothing else is asked once the token is refused:\n{out}");
+}
+
+/// The warnings an operator must not miss, from `check-config` (start-up logs the same ones).
+#[tokio::test]
+async fn check_config_warns_about_example_secrets_plain_http_and_unverified_webhooks() {
+    let example = std::fs::read_to_string(".env.example").unwrap();
+    let value = |name: &str| {
+        let prefix = format!("{name}=");
+        example.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{name}")).to_string()
+    };
+    let (secret, token) = (value("HR_WEBHOOK_SECRET"), value("ADMIN_TOKEN"));
+    let (code, out, _) = cli(
+        &["check-config", "--config", "config/default.toml"],
+        &[
+            ("HR_WEBHOOK_SECRET", &secret),
+            ("ADMIN_TOKEN", &token),
+            ("GENESYS_API_URL", "http://genesys.example.com"),
+            ("VERIFY_SIGNATURES", "false"),
+        ],
+    );
+    assert_eq!(code, 0, "warnings do not fail the check:\n{out}");
+    for expected in [
+        "warning: HR_WEBHOOK_SECRET is the development value from .env.example",
+        "warning: ADMIN_TOKEN is the development value from .env.example",
+        "warning: GENESYS_API_URL http://genesys.example.com is plain http://",
+        "warning: WEBHOOK SIGNATURE VERIFICATION IS OFF",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in:\n{out}");
+    }
+    assert!(!out.contains(&secret) && !out.contains(&token), "a secret was printed:\n{out}");
+}
+
+/// Start-up says in one line what runs; stderr that is a file carries no colour codes.
+#[tokio::test]
+async fn start_up_writes_one_summary_line_and_no_colour_codes() {
+    let emulator = EmulatorProcess::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    let service = Service::start(dir.path(), &db, 0, &emulator.base).await;
+    let log = std::fs::read_to_string(&service.stderr).unwrap();
+    let summary: Vec<&str> = log.lines().filter(|l| l.contains(" listening on ")).collect();
+    assert_eq!(summary.len(), 1, "{log}");
+    let port = service.base.rsplit(':').next().unwrap();
+    let host = emulator.base.trim_start_matches("http://");
+    for expected in [
+        format!("genesys-provisioner {} listening on 127.0.0.1:{port}", env!("CARGO_PKG_VERSION")),
+        "config config/default.toml".to_string(),
+        "backend sqlite".to_string(),
+        format!("genesys {host}"),
+        "workers on (8 at once)".to_string(),
+        "max body 1048576 bytes, timeouts header 10 s / body 30 s / idle 60 s, 512 connections, retry window 86400 s"
+            .to_string(),
+    ] {
+        assert!(summary[0].contains(&expected), "{expected:?} not in {}", summary[0]);
+    }
+    assert!(!log.contains('\u{1b}'), "an ESC byte in a log written to a file:\n{log}");
+}
+
 #[tokio::test]
 async fn send_webhook_signs_and_posts_a_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -436,8 +651,7 @@ async fn sigkill_during_provisioning_leaves_one_user_per_accepted_event() {
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
     let emulator = EmulatorProcess::start().await;
     // Fast pacing and short leases, so a job held by a killed process comes back within seconds.
-    let config = std::fs::read_to_string("config/default.toml")
-        .unwrap()
+    let config = sample_config_text()
         .replace("requests_per_minute = 300", "requests_per_minute = 60000")
         .replace("lease_secs = 60", "lease_secs = 2")
         .replace("backoff_base_ms = 2000", "backoff_base_ms = 50")
@@ -552,31 +766,30 @@ async fn the_sandbox_runs_the_whole_job_with_no_credentials() {
             let _ = tx.send(line);
         }
     });
-    let (mut secret, mut token) = (None, None);
-    while secret.is_none() || token.is_none() {
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let (mut bound, mut token, mut send) = (false, None, None);
+    while token.is_none() || send.is_none() {
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("the sandbox prints its development values");
-        if let Some(v) = line.trim().strip_prefix("HR_WEBHOOK_SECRET=") {
-            secret = v.split_whitespace().next().map(str::to_string);
+        if line.trim() == format!("service: {base} (listening now)") {
+            // The banner comes after the port is bound: asked at once, with no waiting, it answers.
+            let health = client.get(format!("{base}/healthz")).send().await;
+            assert!(health.is_ok_and(|r| r.status().is_success()), "the banner was printed before the port was bound");
+            bound = true;
         }
         if let Some(v) = line.trim().strip_prefix("ADMIN_TOKEN=") {
             token = v.split_whitespace().next().map(str::to_string);
         }
+        if line.contains(" send-webhook ") {
+            send = Some(line.trim().to_string());
+        }
     }
-    let (secret, token) = (secret.unwrap(), token.unwrap());
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(30), || async {
-        client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
-    })
-    .await;
-    assert!(up.is_some());
-    let url = format!("{base}{HR_PATH}");
-    let secret2 = secret.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        cli(&["send-webhook", "--url", &url, "--file", "config/samples/new-hire.json", "--secret", &secret2], &[])
-    })
-    .await
-    .unwrap();
+    assert!(bound, "the banner names the service's address");
+    let (token, send) = (token.unwrap(), send.unwrap());
+    // Pasted as printed: the binary's real path (not run through cargo here), the sample, the secret.
+    assert!(send.starts_with(&format!("{BIN} send-webhook --url {base}{HR_PATH} ")), "{send}");
+    assert!(send.contains(" --file config/samples/new-hire.json --secret whsec_"), "{send}");
+    let (code, out, err) = tokio::task::spawn_blocking(move || shell(&send)).await.unwrap();
     assert_eq!(code, 0, "{out}{err}");
     let audit_id =
         serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["auditId"].as_str().unwrap().to_string();
@@ -632,11 +845,7 @@ async fn the_emulator_runs_alone_from_a_seed_file() {
 async fn a_dotenv_file_is_read_unless_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "ADMIN_TOKEN=admin-token-from-a-dotenv-file\n").unwrap();
-    // The sample config with an absolute mapping path, since the command runs in the temporary folder.
-    let mapping = std::fs::canonicalize("config/mappings/directory.jsonata").unwrap();
-    let config = std::fs::read_to_string("config/default.toml")
-        .unwrap()
-        .replace("\"config/mappings/directory.jsonata\"", &format!("{:?}", mapping.display().to_string()));
+    let config = sample_config_text();
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).unwrap();
     let check = |env_file: Option<&str>| {

@@ -474,3 +474,13 @@ where
         body(backend).await;
     }
 }
+
+/// `config/default.toml` for a copy written elsewhere (a temporary folder): its relative mapping
+/// path means the config file's folder, so the copy points at the checkout's mapping instead.
+pub fn sample_config_text() -> String {
+    let mapping = std::fs::canonicalize("config/mappings/directory.jsonata").expect("the sample mapping");
+    let text = std::fs::read_to_string("config/default.toml").expect("the sample config");
+    let relative = "\"mappings/directory.jsonata\"";
+    assert!(text.contains(relative), "config/default.toml names its mapping as {relative}");
+    text.replace(relative, &format!("{:?}", mapping.display().to_string()))
+}
