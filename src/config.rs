@@ -52,7 +52,7 @@ pub const GENESYS_REGIONS: &[&str] = &[
 ];
 
 /// The environment variables read on top of the file, with what each sets.
-/// `.env.example` and the README list the same names; a test keeps them in step.
+/// `.env.example` and docs/configuration.md list the same names; tests keep them in step.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("LISTEN_ADDR", "address the HTTP server binds"),
     ("DATABASE_URL", "sqlite://... (embedded default) or postgres://..."),

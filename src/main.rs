@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers, often
 /// on different threads (a request's job is freed by the committer), where glibc's allocator spends
-/// measurable time consolidating (see the README's intake figures).
+/// measurable time consolidating (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
