@@ -7,6 +7,7 @@ mod directory;
 mod emulator;
 mod intake;
 mod limits;
+mod openapi;
 mod process;
 mod provisioning;
 mod queue;
