@@ -17,13 +17,22 @@ if [[ ! -x "$binary" ]]; then
   exit 1
 fi
 
+for tool in python3 curl; do
+  command -v "$tool" >/dev/null || { echo "openapi-fuzz: $tool is needed and missing; failing instead of skipping" >&2; exit 1; }
+done
+
 # schemathesis from the pinned requirements, in a venv of its own; a failed install fails the run.
 venv=.ci/venv
 requirements=.ci/requirements-schemathesis.txt
 if [[ ! -x "$venv/bin/st" ]] || ! cmp -s "$requirements" "$venv/requirements.installed"; then
-  python3 -m venv "$venv"
+  echo "openapi-fuzz: installing $requirements into $venv"
+  python3 -m venv "$venv" || { echo "openapi-fuzz: cannot create the venv $venv; failing instead of skipping" >&2; exit 1; }
   "$venv/bin/pip" install --quiet --disable-pip-version-check --require-virtualenv -r "$requirements"
   cp "$requirements" "$venv/requirements.installed"
+fi
+if [[ ! -x "$venv/bin/st" ]]; then
+  echo "openapi-fuzz: schemathesis is not installed in $venv; failing instead of skipping" >&2
+  exit 1
 fi
 "$venv/bin/st" --version
 

@@ -112,7 +112,11 @@ pub async fn document() -> Response {
 
 /// The body of `POST /webhooks/hr/user-created`. Fields not listed are kept with the job.
 #[derive(ToSchema)]
-#[schema(as = NewHire)]
+#[schema(as = NewHire, examples(json!({
+    "id": "evt-2026-11-23-0001", "email": "jane.doe@example.com", "firstName": "Jane", "lastName": "Doe",
+    "departmentCode": "ENG", "title": "Software Engineer", "employeeId": "E-1042", "employeeNumber": "1042",
+    "hireDate": "2026-12-01", "managerEmail": "maria.lopez@example.com", "phone": "+1 317 555 0142"
+})))]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // Describes a body read field by field (`SentHire`); never built.
 pub struct NewHireDoc {
@@ -157,7 +161,10 @@ pub enum TextOrNumber {
 
 /// One directory event: the body of `POST /webhooks/directory-sync`, an item of the batch.
 #[derive(ToSchema)]
-#[schema(as = DirectoryEvent)]
+#[schema(as = DirectoryEvent, examples(json!({
+    "id": "evt-dir-0001", "event": "user.updated",
+    "data": {"externalId": "E-1042", "workEmail": "jane.doe@example.com", "firstName": "Jane", "lastName": "Doe", "departmentCode": "ENG"}
+})))]
 #[allow(dead_code)] // Describes a body parsed as JSON (`SyncEvent::from_json`); never built.
 pub struct DirectoryEventDoc {
     /// The event id when no `webhook-id` header is sent (in a batch: else `<batch webhook-id>#<index>`).
