@@ -56,16 +56,20 @@ pub struct JobView {
     lost_attempts: u32,
     max_lost_attempts: u32,
     /// Failed attempts are retried until then (queued and running jobs).
+    #[schema(required)]
     retry_window_ends_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replayed_at: Option<String>,
+    #[schema(required)]
     last_error: Option<String>,
     /// What the last successful attempt did.
-    #[schema(value_type = Option<Value>)]
+    #[schema(value_type = Option<Value>, required)]
     result: Option<serde_json::Value>,
     created_at: String,
     updated_at: String,
+    #[schema(required)]
     next_attempt_at: Option<String>,
+    #[schema(required)]
     finished_at: Option<String>,
     /// The event as stored.
     #[schema(value_type = Value)]

@@ -262,6 +262,7 @@ pub struct DeadLetterPage {
     limit: u32,
     offset: u64,
     /// The offset of the next page; null on the last.
+    #[schema(required)]
     next_offset: Option<u64>,
 }
 
@@ -309,8 +310,11 @@ pub struct SyncFailure {
     /// `sync_failure`.
     kind: String,
     audit_id: uuid::Uuid,
+    #[schema(required)]
     external_id: Option<String>,
+    #[schema(required)]
     error: Option<String>,
+    #[schema(required)]
     at: Option<String>,
 }
 

@@ -164,6 +164,7 @@ async fn real_answers_match_the_document() {
     assert_eq!(answer["nextOffset"], 1, "{answer}");
     check("get", "/admin/dead-letters", status, &answer);
     let (status, answer) = app.admin_get("/admin/reports/discrepancies").await;
+    assert_eq!(answer["failures"].as_array().map(Vec::len), Some(2), "the two dead sync jobs: {answer}");
     check("get", "/admin/reports/discrepancies", status, &answer);
     let (status, answer) = app.admin(Method::POST, &format!("/admin/dead-letters/{id}/replay")).await;
     check("post", "/admin/dead-letters/{audit_id}/replay", status, &answer);
