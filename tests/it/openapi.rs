@@ -55,6 +55,19 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
     want.sort();
     assert_eq!(operations(&doc), want);
 
+    // Every reference resolves, and every path parameter is declared.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let name = reference.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("odd $ref {reference}"));
+        assert!(doc["components"]["schemas"][name].is_object(), "$ref to a missing schema {name}");
+    }
+    for (method, path) in ROUTES.iter().filter(|(_, p)| p.contains("{audit_id}")) {
+        let params = doc["paths"][path][method]["parameters"].to_string();
+        assert!(params.contains(r#""name":"audit_id""#) && params.contains(r#""in":"path""#), "{method} {path}");
+    }
+
     let schemes = &doc["components"]["securitySchemes"];
     for (name, header) in [
         ("webhook_id", "webhook-id"),
@@ -182,6 +195,19 @@ async fn real_answers_match_the_document() {
     check("get", "/jobs/{audit_id}", resp.status().as_u16(), &resp.json().await.unwrap());
     assert_eq!(checked.len(), 19, "{checked:#?}");
     app.shutdown().await;
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }
 
 /// Whether `value` matches `schema`, for the parts of JSON Schema the document uses: `$ref`,
