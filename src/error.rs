@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::queue::QueueError;
 
 /// The body of every error answer.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What is wrong, in words.
     pub error: String,
 }
 

@@ -43,7 +43,7 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// A job as the admin API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     audit_id: uuid::Uuid,
@@ -56,15 +56,23 @@ pub struct JobView {
     lost_attempts: u32,
     max_lost_attempts: u32,
     /// Failed attempts are retried until then (queued and running jobs).
+    #[schema(required)]
     retry_window_ends_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replayed_at: Option<String>,
+    #[schema(required)]
     last_error: Option<String>,
+    /// What the last successful attempt did.
+    #[schema(value_type = Option<Value>, required)]
     result: Option<serde_json::Value>,
     created_at: String,
     updated_at: String,
+    #[schema(required)]
     next_attempt_at: Option<String>,
+    #[schema(required)]
     finished_at: Option<String>,
+    /// The event as stored.
+    #[schema(value_type = Value)]
     payload: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt_history: Option<Vec<Attempt>>,
@@ -96,6 +104,21 @@ impl JobView {
     }
 }
 
+/// A job: its state, attempts and payload.
+#[utoipa::path(
+    get,
+    path = "/jobs/{audit_id}",
+    tag = "admin",
+    params(("audit_id" = uuid::Uuid, Path, description = "The job's auditId")),
+    responses(
+        (status = 200, description = "The job, with its attempt history", body = JobView),
+        (status = 400, description = "The auditId is not a UUID", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn job(
     _: Admin,
     State(state): State<AppState>,
@@ -121,6 +144,23 @@ pub struct Page {
     offset: Option<String>,
 }
 
+/// The dead letters, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/admin/dead-letters",
+    tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 0, maximum = 500, description = "Page size, 1 to 500 (0 counts as 1); default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "How many to skip; default 0"),
+    ),
+    responses(
+        (status = 200, description = "A page of dead letters", body = super::openapi::DeadLetterPage),
+        (status = 400, description = "limit or offset is not a number in range", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn dead_letters(
     _: Admin,
     State(state): State<AppState>,
@@ -145,6 +185,22 @@ pub async fn dead_letters(
         .into_response())
 }
 
+/// Puts a dead letter back in the queue.
+#[utoipa::path(
+    post,
+    path = "/admin/dead-letters/{audit_id}/replay",
+    tag = "admin",
+    params(("audit_id" = uuid::Uuid, Path, description = "The job's auditId")),
+    responses(
+        (status = 202, description = "Queued again", body = super::openapi::Queued),
+        (status = 400, description = "The auditId is not a UUID", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 409, description = "The job is not a dead letter", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn replay(
     _: Admin,
     State(state): State<AppState>,
@@ -162,6 +218,22 @@ pub async fn replay(
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": audit_id}))).into_response())
 }
 
+/// Deletes a dead letter (its audit lines stay).
+#[utoipa::path(
+    delete,
+    path = "/admin/dead-letters/{audit_id}",
+    tag = "admin",
+    params(("audit_id" = uuid::Uuid, Path, description = "The job's auditId")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The auditId is not a UUID", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 409, description = "The job is not a dead letter", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn delete_dead_letter(
     _: Admin,
     State(state): State<AppState>,
@@ -185,6 +257,19 @@ pub struct Since {
 
 /// `GET /admin/reports/discrepancies?since=<RFC 3339>` (default: the last 24 hours): directory-sync
 /// totals, the attribute mismatches found after PATCHes, and the failed sync jobs.
+#[utoipa::path(
+    get,
+    path = "/admin/reports/discrepancies",
+    tag = "admin",
+    params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: 24 hours ago")),
+    responses(
+        (status = 200, description = "The report", body = super::openapi::DiscrepancyReport),
+        (status = 400, description = "since is not an RFC 3339 time", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn discrepancies(
     _: Admin,
     State(state): State<AppState>,

@@ -54,6 +54,24 @@ fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
     Ok(event)
 }
 
+/// One directory event: stored as a sync job, then acknowledged.
+#[utoipa::path(
+    post,
+    path = "/webhooks/directory-sync",
+    tag = "intake",
+    request_body(content = super::openapi::DirectoryEventDoc, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored as a job (a retry of the same event gets the same answer)", body = super::openapi::Queued),
+        (status = 400, description = "Malformed JSON, an unsupported event, no person key, an oversized field, or no event id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, stale or wrong signature", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json (or application/*+json)", body = crate::error::ErrorBody),
+        (status = 409, description = "The event id was already used for a different event", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable or the service is stopping: retry", body = crate::error::ErrorBody),
+    ),
+    security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
+)]
 pub async fn sync_event(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -87,6 +105,24 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
 /// failed for a reason of the service's own (the store is down: the sender must retry the batch;
 /// the items already stored come back as duplicates), else 202 when all were stored, 207 when
 /// some were, 409 when every item was a conflict, 400 when none was stored.
+#[utoipa::path(
+    post,
+    path = "/webhooks/directory-sync/batch",
+    tag = "intake",
+    request_body(content = Vec<super::openapi::DirectoryEventDoc>, content_type = "application/json", description = "1 to 1,000 directory events"),
+    responses(
+        (status = 202, description = "Every item stored", body = super::openapi::BatchAnswer),
+        (status = 207, description = "Some items stored, some refused", body = super::openapi::BatchAnswer),
+        (status = 400, description = "No item stored, or the body is not a batch (not an array, empty, too many)", body = super::openapi::BatchRefused),
+        (status = 401, description = "Missing, stale or wrong signature", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json (or application/*+json)", body = crate::error::ErrorBody),
+        (status = 409, description = "Every item's event id was already used for a different event", body = super::openapi::BatchAnswer),
+        (status = 503, description = "An item could not be stored: retry the whole batch (stored items come back as duplicates)", body = super::openapi::BatchAnswer),
+    ),
+    security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
+)]
 pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;

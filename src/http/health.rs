@@ -10,10 +10,22 @@ use serde_json::json;
 use super::AppState;
 use crate::error::ApiError;
 
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = super::openapi::Health)))]
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
+/// The database answers and Genesys accepts the credentials.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Ready),
+        (status = 503, description = "The database does not answer, or Genesys refuses the credentials", body = super::openapi::NotReady),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     // Not ready to provision while Genesys refuses the credentials (jobs wait in the queue).
     if state.metrics.genesys_auth_failed() {
@@ -31,6 +43,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let queue = state.store.counts_by_state().await?;
     let text = state.metrics.render(&queue);

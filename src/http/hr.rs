@@ -38,6 +38,25 @@ fn queued(audit_id: Uuid) -> Response {
     (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
+/// A new hire: stored as a provisioning job, then acknowledged.
+#[utoipa::path(
+    post,
+    path = "/webhooks/hr/user-created",
+    tag = "intake",
+    request_body(content = super::openapi::NewHireDoc, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored as a job (a retry of the same event gets the same answer)", body = super::openapi::Queued),
+        (status = 400, description = "Malformed JSON, a missing or invalid field, or no event id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, stale or wrong signature", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is larger than max_body_bytes", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json (or application/*+json)", body = crate::error::ErrorBody),
+        (status = 409, description = "The event id was already used for a different event", body = crate::error::ErrorBody),
+        (status = 422, description = "The department code is not configured", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable or the service is stopping: retry", body = crate::error::ErrorBody),
+    ),
+    security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
+)]
 pub async fn user_created(State(state): State<AppState>, request: Request) -> Response {
     // The request taken apart rather than its headers extracted: that extractor copies the header map.
     let (parts, body) = request.into_parts();

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod directory;
 pub mod health;
 pub mod hr;
+pub mod openapi;
 pub mod serve;
 pub mod signature;
 
@@ -16,7 +17,6 @@ use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use http_body_util::BodyExt;
 use uuid::Uuid;
 
@@ -57,18 +57,9 @@ pub struct Shared {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/webhooks/hr/user-created", post(hr::user_created))
-        .route("/webhooks/directory-sync", post(directory::sync_event))
-        .route("/webhooks/directory-sync/batch", post(directory::sync_batch))
-        .route("/jobs/{audit_id}", get(admin::job))
-        .route("/admin/dead-letters", get(admin::dead_letters))
-        .route("/admin/dead-letters/{audit_id}/replay", post(admin::replay))
-        .route("/admin/dead-letters/{audit_id}", delete(admin::delete_dead_letter))
-        .route("/admin/reports/discrepancies", get(admin::discrepancies))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    // The routes and their OpenAPI description come from one list (`openapi::routes`).
+    let (router, _) = openapi::routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::NotFound("No such endpoint".to_string()) })
         .method_not_allowed_fallback(|| async { MethodNotAllowed })
         .with_state(state)

@@ -198,7 +198,7 @@ pub struct Discrepancy {
 }
 
 /// One finished attempt of a job.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub attempt: u32,

@@ -9,6 +9,7 @@ mod docs;
 mod emulator;
 mod intake;
 mod limits;
+mod openapi;
 mod process;
 mod provisioning;
 mod queue;

@@ -1,0 +1,349 @@
+//! The service's own API as an OpenAPI 3.1 document, derived from the handlers' annotations and the
+//! types below, served at `GET /openapi.json`.
+//!
+//! The router is built from the same list (`routes`), so an endpoint cannot be served without being
+//! described, nor described without being served. The schema-only types here describe answers the
+//! handlers write as ad-hoc JSON (or, for the new-hire body, a reader that never builds a struct);
+//! `tests/it/openapi.rs` checks real answers against them, and `.ci/run` fuzzes the running service
+//! with the document (schemathesis).
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{AppState, admin, directory, health, hr};
+use crate::error::ErrorBody;
+
+/// Names of the security schemes, as the handlers' `security(...)` annotations use them.
+pub const SIGNATURE_SCHEMES: [&str; 3] = ["webhook_id", "webhook_timestamp", "webhook_signature"];
+pub const ADMIN_SCHEME: &str = "admin_token";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "genesys-provisioner",
+        description = "Keeps Genesys Cloud in step with an HR system. Webhooks are stored as jobs before \
+                       they are acknowledged; admin routes show and manage the jobs. Every error answer \
+                       is `{\"error\": \"<what is wrong>\"}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "intake", description = "Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature)"),
+        (name = "admin", description = "Jobs, dead letters and reports (Authorization: Bearer <ADMIN_TOKEN>)"),
+        (name = "operations", description = "Health, readiness, metrics and this document (no authentication)"),
+    )
+)]
+struct ApiDoc;
+
+/// The Standard Webhooks headers (all three together) and the admin bearer token.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let headers = [
+            (SIGNATURE_SCHEMES[0], super::signature::HEADER_ID, "The event id, covered by the signature."),
+            (SIGNATURE_SCHEMES[1], super::signature::HEADER_TIMESTAMP, "Unix seconds when the event was signed."),
+            (
+                SIGNATURE_SCHEMES[2],
+                super::signature::HEADER_SIGNATURE,
+                "`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with a WEBHOOK_SECRETS key; several may be sent, space separated.",
+            ),
+        ];
+        for (scheme, header, description) in headers {
+            let key = ApiKey::Header(ApiKeyValue::with_description(header, description));
+            components.add_security_scheme(scheme, SecurityScheme::ApiKey(key));
+        }
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The ADMIN_TOKEN, as `Authorization: Bearer <token>`."))
+            .build();
+        components.add_security_scheme(ADMIN_SCHEME, SecurityScheme::Http(bearer));
+    }
+}
+
+/// Every route of the service with its description: the one list the router and the document are
+/// both built from.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(hr::user_created))
+        .routes(routes!(directory::sync_event))
+        .routes(routes!(directory::sync_batch))
+        .routes(routes!(admin::job))
+        .routes(routes!(admin::dead_letters))
+        .routes(routes!(admin::replay))
+        .routes(routes!(admin::delete_dead_letter))
+        .routes(routes!(admin::discrepancies))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(document))
+}
+
+/// The document as JSON text, built once.
+pub fn document_json() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, api) = routes().split_for_parts();
+        // Serialising a tree of plain structs and maps cannot fail.
+        api.to_pretty_json().unwrap_or_else(|e| format!(r#"{{"error":"the document could not be written: {e}"}}"#))
+    })
+}
+
+/// This document (OpenAPI 3.1). It describes no secret, so it needs no credentials.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this service", content_type = "application/json", body = Object))
+)]
+pub async fn document() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], document_json()).into_response()
+}
+
+/// The body of `POST /webhooks/hr/user-created`. Fields not listed are kept with the job.
+#[derive(ToSchema)]
+#[schema(as = NewHire, examples(json!({
+    "id": "evt-2026-11-23-0001", "email": "jane.doe@example.com", "firstName": "Jane", "lastName": "Doe",
+    "departmentCode": "ENG", "title": "Software Engineer", "employeeId": "E-1042", "employeeNumber": "1042",
+    "hireDate": "2026-12-01", "managerEmail": "maria.lopez@example.com", "phone": "+1 317 555 0142"
+})))]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Describes a body read field by field (`SentHire`); never built.
+pub struct NewHireDoc {
+    /// The event id when no `webhook-id` header is sent (at most 255 printable characters).
+    #[schema(max_length = 255)]
+    id: Option<String>,
+    /// Required; at most 254 characters.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// Required; one of the configured `[departments]`, else 422.
+    #[schema(max_length = 256)]
+    department_code: String,
+    #[schema(max_length = 256)]
+    first_name: Option<String>,
+    #[schema(max_length = 256)]
+    last_name: Option<String>,
+    #[schema(max_length = 256)]
+    title: Option<String>,
+    #[schema(max_length = 256)]
+    phone: Option<String>,
+    /// A string or a number.
+    #[schema(value_type = Option<TextOrNumber>)]
+    employee_id: Option<String>,
+    /// A string or a number.
+    #[schema(value_type = Option<TextOrNumber>)]
+    employee_number: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    hire_date: Option<String>,
+    #[schema(format = Email, max_length = 254)]
+    manager_email: Option<String>,
+}
+
+/// Text, or a number (HR systems send identifiers either way).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Schema only.
+pub enum TextOrNumber {
+    Text(String),
+    Number(f64),
+}
+
+/// One directory event: the body of `POST /webhooks/directory-sync`, an item of the batch.
+#[derive(ToSchema)]
+#[schema(as = DirectoryEvent, examples(json!({
+    "id": "evt-dir-0001", "event": "user.updated",
+    "data": {"externalId": "E-1042", "workEmail": "jane.doe@example.com", "firstName": "Jane", "lastName": "Doe", "departmentCode": "ENG"}
+})))]
+#[allow(dead_code)] // Describes a body parsed as JSON (`SyncEvent::from_json`); never built.
+pub struct DirectoryEventDoc {
+    /// The event id when no `webhook-id` header is sent (in a batch: else `<batch webhook-id>#<index>`).
+    #[schema(max_length = 255)]
+    id: Option<String>,
+    event: SyncEventKind,
+    /// The HR record as the vendor sends it (the configured mapping reads it). It must name the
+    /// person (`externalId`, `employeeId`, `employeeNumber`, `userName`, `workEmail` or `email`).
+    #[schema(value_type = Object)]
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What happened to the person.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)] // Schema only.
+pub enum SyncEventKind {
+    #[serde(rename = "user.created")]
+    Created,
+    #[serde(rename = "user.updated")]
+    Updated,
+    #[serde(rename = "user.terminated")]
+    Terminated,
+}
+
+/// An event stored as a job (or stored before: a retry gets the same answer).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    /// `provisioning_queued` (new hire), `queued` (directory event, replay).
+    #[schema(example = "queued")]
+    pub status: String,
+    /// The job's id: `GET /jobs/{audit_id}` shows it.
+    pub audit_id: uuid::Uuid,
+}
+
+/// The answer to a batch: per item, in order, `queued` or `duplicate` with its auditId, or an error.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only: the handler writes this JSON directly.
+pub struct BatchAnswer {
+    accepted: u64,
+    rejected: u64,
+    results: Vec<BatchResult>,
+    /// Why nothing was stored, or why the sender must retry the batch (503).
+    error: Option<String>,
+}
+
+/// One batch item's outcome.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Schema only.
+pub enum BatchResult {
+    Stored {
+        index: u64,
+        /// `queued` or `duplicate`.
+        status: String,
+        #[serde(rename = "auditId")]
+        audit_id: uuid::Uuid,
+    },
+    Refused {
+        index: u64,
+        error: String,
+    },
+}
+
+/// A 400 for a batch: the per-item answer, or the error of a body that is no batch at all. Written
+/// by hand as `anyOf`: a per-item answer with its `error` matches the error shape too, and the
+/// `oneOf` an untagged enum derives would refuse a body that matches both.
+pub struct BatchRefused;
+
+impl utoipa::PartialSchema for BatchRefused {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(BatchAnswer::name()))
+            .item(Ref::from_schema_name(ErrorBody::name()))
+            .description(Some("The per-item answer, or the error of a body that is no batch at all"))
+            .into()
+    }
+}
+
+impl ToSchema for BatchRefused {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((BatchAnswer::name().into(), <BatchAnswer as utoipa::PartialSchema>::schema()));
+        <BatchAnswer as ToSchema>::schemas(schemas);
+        schemas.push((ErrorBody::name().into(), <ErrorBody as utoipa::PartialSchema>::schema()));
+    }
+}
+
+/// A page of dead letters, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Schema only: the handler writes this JSON directly.
+pub struct DeadLetterPage {
+    items: Vec<admin::JobView>,
+    total: u64,
+    limit: u32,
+    offset: u64,
+    /// The offset of the next page; null on the last.
+    #[schema(required)]
+    next_offset: Option<u64>,
+}
+
+/// Directory-sync totals, attribute mismatches and failed sync jobs since a time.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only: the handler writes this JSON directly.
+pub struct DiscrepancyReport {
+    /// RFC 3339.
+    since: String,
+    totals: ReportTotals,
+    discrepancies: Vec<Mismatch>,
+    failures: Vec<SyncFailure>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only.
+pub struct ReportTotals {
+    processed: u64,
+    successful: u64,
+    failed: u64,
+    discrepancies: u64,
+}
+
+/// An attribute Genesys shows differently from what was PATCHed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Schema only.
+pub struct Mismatch {
+    kind: String,
+    audit_id: uuid::Uuid,
+    external_id: String,
+    field: String,
+    #[schema(value_type = Value)]
+    expected: serde_json::Value,
+    #[schema(value_type = Value)]
+    actual: serde_json::Value,
+    at: String,
+}
+
+/// A directory-sync job that became a dead letter.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Schema only.
+pub struct SyncFailure {
+    /// `sync_failure`.
+    kind: String,
+    audit_id: uuid::Uuid,
+    #[schema(required)]
+    external_id: Option<String>,
+    #[schema(required)]
+    error: Option<String>,
+    #[schema(required)]
+    at: Option<String>,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only.
+pub struct Health {
+    /// `ok`.
+    status: String,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only.
+pub struct Ready {
+    /// `ready`.
+    status: String,
+    /// `sqlite` or `postgres`.
+    database: String,
+}
+
+/// `GET /readyz` when not ready: the error shape, with a status and a reason when Genesys refuses
+/// the credentials.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Schema only.
+pub struct NotReady {
+    /// `not_ready`.
+    status: Option<String>,
+    /// `genesys_auth_failed`.
+    reason: Option<String>,
+    error: String,
+}
