@@ -377,6 +377,14 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/deploy.rs",
         "fn the_documented_dead_letter_commands_list_inspect_replay_and_delete",
     ),
+    // The API contract: fetched and checked against real answers by tests/it/openapi.rs; the fuzz
+    // script is the last step of .ci/run.
+    ("curl -s http://127.0.0.1:3000/openapi.json", "tests/it/openapi.rs", "/openapi.json"),
+    (
+        ".ci/openapi-fuzz.sh target/debug/genesys-provisioner",
+        ".ci/run",
+        ".ci/openapi-fuzz.sh target/debug/genesys-provisioner",
+    ),
     // Benchmarks: compiled by `.ci/run` (clippy over all targets) but not run there: each loads a
     // 2-core machine for a minute or more.
     ("cargo bench --bench intake", ".ci/run", "--all-targets"),
