@@ -170,23 +170,11 @@ pub struct DirectoryEventDoc {
     /// The event id when no `webhook-id` header is sent (in a batch: else `<batch webhook-id>#<index>`).
     #[schema(max_length = 255)]
     id: Option<String>,
-    event: SyncEventKind,
+    event: crate::pipeline::directory::SyncKind,
     /// The HR record as the vendor sends it (the configured mapping reads it). It must name the
-    /// person (`externalId`, `employeeId`, `employeeNumber`, `userName`, `workEmail` or `email`).
+    /// person: `employeeId`, `externalId` or `employeeNumber` (the person key, in that order).
     #[schema(value_type = Object)]
     data: serde_json::Map<String, serde_json::Value>,
-}
-
-/// What happened to the person.
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)] // Schema only.
-pub enum SyncEventKind {
-    #[serde(rename = "user.created")]
-    Created,
-    #[serde(rename = "user.updated")]
-    Updated,
-    #[serde(rename = "user.terminated")]
-    Terminated,
 }
 
 /// An event stored as a job (or stored before: a retry gets the same answer).

@@ -12,8 +12,9 @@ use crate::mapping::{Mapping, MappingError};
 
 use super::provision::{GroupLocks, ProvisionError, set_membership};
 
-/// The event types the directory webhook accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The event types the directory webhook accepts (also its OpenAPI schema: what happened to the person).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = SyncEventKind)]
 pub enum SyncKind {
     #[serde(rename = "user.created")]
     Created,
