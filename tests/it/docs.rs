@@ -4,7 +4,7 @@
 //! test or `.ci/run` runs, and the README's sandbox tour works as written.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use genesys_provisioner::config::{Config, ENV_VARS};
@@ -450,15 +450,6 @@ fn commands(body: &str) -> Vec<String> {
         }
     }
     out
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The README's tour, step by step, with the built binary: `serve --sandbox` prints its development

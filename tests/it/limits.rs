@@ -275,8 +275,9 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
     assert_ne!(config_text, sample);
     std::fs::write(&config, config_text).unwrap();
     let stderr_path = dir.path().join("stderr.log");
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .args(["-c", "ulimit -n 64 && exec \"$0\" serve --config \"$1\"", BIN, config.to_str().unwrap()])
+        .env("PROVISIONER_ENV_FILE", "none")
         .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display()))
         .env("AUDIT_DIR", dir.path().join("audit"))
         .env("HR_WEBHOOK_SECRET", SECRET)
@@ -287,6 +288,8 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
+    // Killed however the test ends.
+    let child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
     let client = fresh_connection_client();
     let up = eventually(Duration::from_secs(30), || async {
@@ -329,8 +332,7 @@ async fn the_service_backs_off_when_it_runs_out_of_file_descriptors_and_recovers
     assert!(errors <= most, "{errors} failed accepts in {:?}: the loop spins", flood_started.elapsed());
     assert!(log.contains("Too many open files"), "{log}");
     drop(held);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 fn read(path: &Path) -> String {

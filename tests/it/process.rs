@@ -25,15 +25,6 @@ fn bin() -> Command {
     command
 }
 
-/// A child process that is killed when the test ends, passed or failed.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 const GENESYS_SECRET: &str = "genesys-client-secret-never-logged";
 
 /// The service binary running on a port of its own, its stderr going to a file.

@@ -106,6 +106,16 @@ impl TestDb {
     }
 }
 
+/// A child process that is killed when the test ends, passed or failed.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Says that (part of) the running test was skipped, where the test run's reader sees it: libtest
 /// captures `eprintln!` and shows it only for failing tests, but not a direct write to stderr.
 pub fn say_skipped(what: &str) {
