@@ -876,3 +876,53 @@ fn a_skipped_postgres_test_says_so_in_the_test_output() {
         "the skip is not visible:\n{all}"
     );
 }
+
+/// The README's way towards a real Genesys Cloud starts with `cp .env.example .env` and
+/// `cargo run -- serve` in the checkout: the example's values (no Genesys credentials yet) make a
+/// service that starts, intake only, and takes a webhook signed with the example's development secret.
+#[tokio::test]
+async fn the_env_example_as_dotenv_starts_a_service_that_takes_a_signed_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(".env.example").unwrap();
+    let secret = example
+        .lines()
+        .find_map(|l| l.strip_prefix("HR_WEBHOOK_SECRET="))
+        .expect("the example has a development signing secret")
+        .to_string();
+    std::fs::write(dir.path().join(".env"), &example).unwrap();
+    let port = free_port();
+    let stderr = dir.path().join("stderr.log");
+    // The example's own file, in the checkout as the README says; only the address, the database and
+    // the audit folder are moved out of the checkout (variables already set win over the file).
+    let child = bin()
+        .arg("serve")
+        .env("PROVISIONER_ENV_FILE", dir.path().join(".env"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display()))
+        .env("AUDIT_DIR", dir.path().join("audit"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(30), || async {
+        client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up.is_some(), "the service did not start: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
+    let body = std::fs::read("config/samples/new-hire.json").unwrap();
+    let mut request =
+        client.post(format!("{base}{HR_PATH}")).header("content-type", "application/json").body(body.clone());
+    for (k, v) in signed_headers(&secret, "env-example-1", now(), &body) {
+        request = request.header(k, v);
+    }
+    let answer = request.send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 202, "{}", answer.text().await.unwrap_or_default());
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    for name in ["HR_WEBHOOK_SECRET", "ADMIN_TOKEN"] {
+        let warning = format!("{name} is the development value from .env.example");
+        assert!(log.contains(&warning), "no warning that {name} is the example's: {log}");
+    }
+}
