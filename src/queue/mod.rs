@@ -406,28 +406,36 @@ macro_rules! job_columns {
 /// (now is `$3`), counting an attempt and applying `$set`. PostgreSQL claimers skip rows another
 /// transaction is claiming instead of waiting for them.
 macro_rules! lease_sql {
-    ($db:expr, $set:literal, $pick:literal) => {{
-        macro_rules! with_lock {
-            ($lock:literal) => {
-                concat!(
-                    "UPDATE jobs SET ",
-                    $set,
-                    " attempts = attempts + 1, run_attempts = run_attempts + 1, attempt_started_at = $3, \
-                     lease_token = $1, lease_until = $2, updated_at = $3 \
-                     WHERE audit_id IN (SELECT audit_id FROM jobs WHERE ",
-                    $pick,
-                    " LIMIT $4",
-                    $lock,
-                    ") RETURNING ",
-                    job_columns!()
-                )
-            };
-        }
+    ($db:expr, $set:literal, $pick:literal) => {
+        skip_locked!(
+            $db,
+            concat!(
+                "UPDATE jobs SET ",
+                $set,
+                " attempts = attempts + 1, run_attempts = run_attempts + 1, attempt_started_at = $3, \
+             lease_token = $1, lease_until = $2, updated_at = $3 \
+             WHERE audit_id IN (SELECT audit_id FROM jobs WHERE ",
+                $pick,
+                " LIMIT $4"
+            ),
+            ") RETURNING ",
+            job_columns!()
+        )
+    };
+}
+
+/// `$head` + `$tail` on SQLite; on PostgreSQL with `FOR UPDATE SKIP LOCKED` between them, so
+/// several processes picking rows skip those another transaction holds instead of waiting for them.
+macro_rules! skip_locked {
+    ($db:expr, $head:expr) => {
+        skip_locked!($db, $head, "")
+    };
+    ($db:expr, $head:expr, $($tail:expr),+) => {
         match $db {
-            Db::Sqlite(_) => with_lock!(""),
-            Db::Postgres(_) => with_lock!(" FOR UPDATE SKIP LOCKED"),
+            Db::Sqlite(_) => concat!($head, $($tail),+),
+            Db::Postgres(_) => concat!($head, " FOR UPDATE SKIP LOCKED", $($tail),+),
         }
-    }};
+    };
 }
 
 /// Records a running job's current attempt (`$1`) as lost, found at `$2`: it started at
@@ -664,16 +672,11 @@ impl JobStore {
              WHERE audit_id = $4 RETURNING ",
             job_columns!()
         );
-        let pick = match self.db {
-            Db::Sqlite(_) => {
-                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
-                 AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2"
-            }
-            Db::Postgres(_) => {
-                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
-                 AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED"
-            }
-        };
+        let pick = skip_locked!(
+            self.db,
+            "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+             AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2"
+        );
         let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).bind(limit as i64).fetch_all(&mut *tx).await?;
@@ -721,16 +724,11 @@ impl JobStore {
              WHERE audit_id = $2 RETURNING ",
             job_columns!()
         );
-        let pick = match self.db {
-            Db::Sqlite(_) => {
-                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
-                 AND lost_attempts + 1 >= max_attempts"
-            }
-            Db::Postgres(_) => {
-                "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
-                 AND lost_attempts + 1 >= max_attempts FOR UPDATE SKIP LOCKED"
-            }
-        };
+        let pick = skip_locked!(
+            self.db,
+            "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
+             AND lost_attempts + 1 >= max_attempts"
+        );
         let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).fetch_all(&mut *tx).await?;
