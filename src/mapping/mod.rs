@@ -128,10 +128,12 @@ impl Mapping {
         self.check_record(record)?;
         let busy = || MappingError::Evaluation("the mapping pool is shut down".to_string());
         let permit = self.slots.clone().acquire_owned().await.map_err(|_| busy())?;
+        // One copy, moved to the thread and turned into the engine's value there (its values are
+        // not Send); the size was checked above.
         let (mapping, record) = (self.clone(), record.clone());
         let running = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            mapping.apply(&record)
+            mapping.map_checked(&record.into())
         });
         match tokio::time::timeout(WAIT, running).await {
             Ok(Ok(result)) => result,
@@ -156,7 +158,11 @@ impl Mapping {
     /// object with a `userName`; `undefined` fields are left out, as JSONata does.
     pub fn apply(&self, record: &Value) -> Result<Value, MappingError> {
         self.check_record(record)?;
-        let data: JValue = record.clone().into();
+        self.map_checked(&record.clone().into())
+    }
+
+    /// The evaluation itself, of a record whose size was checked.
+    fn map_checked(&self, data: &JValue) -> Result<Value, MappingError> {
         let options = EvaluatorOptions {
             timeout_ms: Some(TIMEOUT_MS),
             max_stack_depth: Some(MAX_DEPTH),
@@ -167,7 +173,7 @@ impl Mapping {
         evaluator
             .register_fn_override("pad", bounded_pad)
             .map_err(|e| MappingError::Evaluation(format!("cannot bound $pad: {e}")))?;
-        let out = evaluator.evaluate(&self.ast, &data).map_err(|e| MappingError::Evaluation(e.to_string()))?;
+        let out = evaluator.evaluate(&self.ast, data).map_err(|e| MappingError::Evaluation(e.to_string()))?;
         let json = out.to_json_string().map_err(|e| MappingError::Evaluation(e.to_string()))?;
         if json.len() > self.limits.max_result_bytes {
             return Err(MappingError::ResultTooLarge { size: json.len(), limit: self.limits.max_result_bytes });
