@@ -817,15 +817,7 @@ impl JobStore {
         let sql = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_attempts = run_attempts - 1, \
                run_at = $1, updated_at = $2, lease_token = NULL, lease_until = NULL \
              WHERE audit_id = $3 AND lease_token = $4 AND state = 'running'";
-        let n = on_pool!(&self.writer, |p| sqlx::query(sql)
-            .bind(job.run_at)
-            .bind(now_ms())
-            .bind(job.audit_id.to_string())
-            .bind(job.lease_token.as_deref())
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(n == 1)
+        self.update_leased(sql, job, job.run_at).await
     }
 
     /// Records what a running attempt achieved so far, for the attempts after it (the job's
@@ -833,8 +825,21 @@ impl JobStore {
     pub async fn save_progress(&self, job: &Job, progress: &serde_json::Value) -> Result<bool, QueueError> {
         let sql = "UPDATE jobs SET progress = $1, updated_at = $2 \
              WHERE audit_id = $3 AND lease_token = $4 AND state = 'running'";
+        self.update_leased(sql, job, progress.to_string()).await
+    }
+
+    /// Runs `sql` on a job this worker holds: `$1` is `value`, `$2` now, `$3` and `$4` the job's id
+    /// and lease token (its WHERE). False when the lease was lost; nothing is changed then.
+    async fn update_leased<T>(&self, sql: &'static str, job: &Job, value: T) -> Result<bool, QueueError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'q> sqlx::Encode<'q, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Send,
+    {
         let n = on_pool!(&self.writer, |p| sqlx::query(sql)
-            .bind(progress.to_string())
+            .bind(value)
             .bind(now_ms())
             .bind(job.audit_id.to_string())
             .bind(job.lease_token.as_deref())
