@@ -1,6 +1,7 @@
 //! The `genesys-emulator` program, run as other people's tests would run it.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -30,8 +31,14 @@ fn free_port() -> u16 {
 impl Program {
     /// `genesys-emulator --addr 127.0.0.1:PORT --client-id me --client-secret s3cret` and `extra`.
     async fn start(extra: &[&str]) -> Program {
+        Self::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), extra).await
+    }
+
+    /// The same, run in the folder `dir`.
+    async fn start_in(dir: &Path, extra: &[&str]) -> Program {
         let port = free_port();
         let child = Command::new(BIN)
+            .current_dir(dir)
             .args(["--addr", &format!("127.0.0.1:{port}"), "--client-id", "me", "--client-secret", "s3cret"])
             .args(extra)
             .env_remove("PROVISIONER_CONFIG")
@@ -116,4 +123,24 @@ async fn the_program_starts_with_the_groups_of_a_config_files_departments() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("departments.ENG.group_id \"not-a-uuid\" is not a UUID"), "{stderr}");
+}
+
+/// Without `--seed` or `--config`, the service's settings file of a checkout (`config/default.toml`
+/// in the working directory) gives the groups, as `genesys-provisioner emulator` does.
+#[tokio::test]
+async fn the_program_reads_config_default_toml_in_its_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        "[departments.SALES]\ngroup_id = \"c3d4e5f6-7890-12cd-efab-34567890abcd\"\n",
+    )
+    .unwrap();
+    let program = Program::start_in(dir.path(), &[]).await;
+    let group = program.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(group["displayName"], "SALES", "{group}");
+    // Elsewhere, no groups at all.
+    let elsewhere = Program::start_in(&dir.path().join("config"), &[]).await;
+    let none = elsewhere.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(none["status"], "404", "{none}");
 }
