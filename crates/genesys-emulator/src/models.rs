@@ -255,11 +255,10 @@ fn check_path(resource: &str, path: &str, value: Option<&Value>, found: &mut Vec
     let mut prefix = String::new();
     let mut rest = path;
     let core = if resource == GROUP { SCHEMA_GROUP } else { SCHEMA_USER };
-    let extensions = attributes(resource).into_iter().filter(|a| a.starts_with("urn:"));
     if let Some(r) = strip_prefix_ci(path, core).and_then(|r| r.strip_prefix(':')) {
         rest = r;
     } else {
-        for ext in extensions {
+        for ext in attributes(resource).into_iter().filter(|a| a.starts_with("urn:")) {
             let Some(r) = strip_prefix_ci(path, ext) else { continue };
             let Some(inner) = attribute(resource, ext).and_then(|(_, ty)| model_of(ty)) else { return };
             if r.is_empty() {
@@ -273,6 +272,11 @@ fn check_path(resource: &str, path: &str, value: Option<&Value>, found: &mut Vec
             (model, prefix, rest) = (inner, format!("{ext}:"), r);
             break;
         }
+    }
+    if prefix.is_empty() && rest.starts_with("urn:") {
+        // An extension the resource does not have, named by its URN.
+        found.push(Violation::unknown(path.to_string(), model));
+        return;
     }
     let name_end = rest.find(['[', '.']).unwrap_or(rest.len());
     let (name, remainder) = rest.split_at(name_end);

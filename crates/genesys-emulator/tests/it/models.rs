@@ -144,13 +144,15 @@ fn the_patches_a_client_sends_keep_to_the_models() {
         {"op": "add", "path": format!("{SCHEMA_ENTERPRISE}:costCenter"), "value": "C"},
         {"op": "add", "path": SCHEMA_ENTERPRISE, "value": {"organization": "O"}},
         {"op": "add", "path": "emails[type eq \"work\"].display", "value": "D"},
-        {"op": "add", "path": "emails[kind eq \"work\"].value", "value": "D"}
+        {"op": "add", "path": "emails[kind eq \"work\"].value", "value": "D"},
+        {"op": "add", "path": "urn:example:params:scim:schemas:extension:acme:2.0:User:badge", "value": "7"}
     ]});
     assert_eq!(
         paths(&models::validate_patch(USER, &ext)),
         [
             "emails.display".to_string(),
             "emails.kind".to_string(),
+            "urn:example:params:scim:schemas:extension:acme:2.0:User:badge".to_string(),
             format!("{SCHEMA_ENTERPRISE}:costCenter"),
             format!("{SCHEMA_ENTERPRISE}:organization"),
         ]
