@@ -19,14 +19,20 @@ WORKDIR /src
 # them nor the symbol table (109 MB -> a stripped binary). Set here, not in Cargo.toml, so local
 # release builds keep `debug = "line-tables-only"`.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
+# The production binary: without the `sandbox` feature, so it holds no emulator code (no
+# `serve --sandbox`, no `emulator` subcommand). The emulator crate is still a workspace member, so
+# its manifest must be there for cargo to read the workspace; it is not compiled.
 # Dependencies first, so code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches tests/it && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+COPY crates/genesys-emulator/Cargo.toml crates/genesys-emulator/
+RUN mkdir -p src benches tests/it crates/genesys-emulator/src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/intake.rs && echo 'fn main() {}' > benches/provision.rs && echo 'fn main() {}' > benches/sync.rs && touch tests/it/main.rs \
-    && cargo build --release --locked && rm -rf src
+    && echo 'fn main() {}' > crates/genesys-emulator/src/main.rs && touch crates/genesys-emulator/src/lib.rs \
+    && cargo build --release --locked --no-default-features && rm -rf src crates/genesys-emulator/src
 COPY src src
+COPY crates crates
 COPY migrations migrations
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --no-default-features
 
 FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

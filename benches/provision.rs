@@ -37,7 +37,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys_provisioner::emulator::Stats;
+use genesys_emulator::Stats;
 use genesys_provisioner::http::signature::WebhookSecret;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -102,7 +102,7 @@ fn main() {
         };
         let elapsed = started.elapsed();
         let after = emulator_stats(&http, &emulator.base).await;
-        let api = |s: &genesys_provisioner::emulator::Stats, f: &dyn Fn(&str) -> bool| -> u64 {
+        let api = |s: &genesys_emulator::Stats, f: &dyn Fn(&str) -> bool| -> u64 {
             s.requests_by_route.iter().filter(|(r, _)| f(r)).map(|(_, n)| n).sum()
         };
         let upstream = api(&after, &|r| r.contains(" /api/v2/")) - api(&before, &|r| r.contains(" /api/v2/"));

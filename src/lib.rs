@@ -6,7 +6,6 @@
 
 pub mod audit;
 pub mod config;
-pub mod emulator;
 pub mod error;
 pub mod genesys;
 pub mod http;
@@ -16,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod probe;
 pub mod queue;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 
 use std::net::SocketAddr;

@@ -1,4 +1,6 @@
-//! The command line: serve, check-config, send-webhook, healthcheck. Nothing else lives here.
+//! The command line: serve, emulator, check-config, send-webhook, healthcheck. Nothing else lives here.
+//! `serve --sandbox` and `emulator` need the `sandbox` feature (on by default, off in the production
+//! image, whose binary then holds no emulator code).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +9,8 @@ use clap::{Parser, Subcommand};
 use genesys_provisioner::App;
 use genesys_provisioner::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, ProcessEnv};
 use genesys_provisioner::http::signature::WebhookSecret;
+#[cfg(feature = "sandbox")]
+use genesys_provisioner::sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers, often
@@ -34,21 +38,10 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
-    /// Run the Genesys Cloud emulator alone (for trying things and for other people's tests).
-    Emulator {
-        #[arg(long, default_value = "127.0.0.1:9100")]
-        addr: std::net::SocketAddr,
-        /// JSON seed: {"groups": [{"id", "displayName"}], "users": [SCIM users], "roles": [role names]}.
-        /// Without it, the groups of the config file's departments (and the default roles).
-        #[arg(long)]
-        seed: Option<PathBuf>,
-        #[arg(long, default_value = "emulator-client")]
-        client_id: String,
-        #[arg(long, default_value = "emulator-secret")]
-        client_secret: String,
-        #[arg(long, env = "PROVISIONER_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    /// Run the Genesys Cloud emulator alone (for trying things and for other people's tests); the
+    /// same program as `genesys-emulator`.
+    #[cfg(feature = "sandbox")]
+    Emulator(genesys_emulator::cli::Args),
     /// Load and validate the configuration, print what was loaded (never a secret), exit 1 on any problem.
     CheckConfig {
         #[arg(long, env = "PROVISIONER_CONFIG")]
@@ -94,9 +87,8 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config, sandbox } => serve(config.as_deref(), sandbox).await,
-            Command::Emulator { addr, seed, client_id, client_secret, config } => {
-                emulator(addr, seed.as_deref(), client_id, client_secret, config.as_deref()).await
-            }
+            #[cfg(feature = "sandbox")]
+            Command::Emulator(args) => genesys_emulator::cli::run(args).await,
             Command::CheckConfig { config, probe } => check_config(config.as_deref(), probe).await,
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
             Command::Healthcheck { url } => healthcheck(url).await,
@@ -155,7 +147,7 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
         }
     };
     let (config, sandbox) = if sandbox {
-        match genesys_provisioner::sandbox::start(Some(&path), &ProcessEnv).await {
+        match start_sandbox(&path).await {
             Ok((config, sandbox)) => (config, Some(sandbox)),
             Err(e) => {
                 eprint!("{e}");
@@ -188,7 +180,7 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
     tokio::spawn(stop_on_signal(stop.clone()));
     let outcome = app.run_until_stopped(stop).await;
     if let Some(s) = sandbox {
-        s.emulator.stop().await;
+        stop_sandbox(s).await;
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,8 +191,19 @@ async fn serve(path: Option<&Path>, sandbox: bool) -> ExitCode {
     }
 }
 
+#[cfg(feature = "sandbox")]
+async fn start_sandbox(path: &Path) -> Result<(Config, Sandbox), genesys_provisioner::config::ConfigError> {
+    genesys_provisioner::sandbox::start(Some(path), &ProcessEnv).await
+}
+
+#[cfg(feature = "sandbox")]
+async fn stop_sandbox(s: Sandbox) {
+    s.emulator.stop().await;
+}
+
 /// How to run this binary again from a shell: `cargo run -q --` when cargo started it (cargo sets
 /// `CARGO` for what it runs), else the binary's own path, quoted for a POSIX shell when it needs it.
+#[cfg(feature = "sandbox")]
 fn self_command() -> String {
     if std::env::var_os("CARGO").is_some() {
         return "cargo run -q --".to_string();
@@ -209,6 +212,7 @@ fn self_command() -> String {
     shell_quote(&exe)
 }
 
+#[cfg(feature = "sandbox")]
 fn shell_quote(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
@@ -219,12 +223,8 @@ fn shell_quote(word: &str) -> String {
 }
 
 /// What a newcomer needs to try the sandbox; these are development values made up at start.
-fn print_sandbox_banner(
-    s: &genesys_provisioner::sandbox::Sandbox,
-    bound: std::net::SocketAddr,
-    jobs: String,
-    sample: Option<&Path>,
-) {
+#[cfg(feature = "sandbox")]
+fn print_sandbox_banner(s: &Sandbox, bound: std::net::SocketAddr, jobs: String, sample: Option<&Path>) {
     // Listening on every address (0.0.0.0 in a container): the commands below run on this machine.
     let mut local = bound;
     if local.ip().is_unspecified() {
@@ -255,60 +255,26 @@ fn print_sandbox_banner(
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v2/scim/v2/users");
 }
 
-async fn emulator(
-    addr: std::net::SocketAddr,
-    seed: Option<&Path>,
-    client_id: String,
-    client_secret: String,
-    config: Option<&Path>,
-) -> ExitCode {
-    use genesys_provisioner::emulator::{Emulator, EmulatorConfig, Seed, SeedGroup};
-    let seed = match seed {
-        Some(file) => match std::fs::read(file)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Seed>(&b).map_err(|e| format!("not a valid seed: {e}")))
-        {
-            Ok(seed) => seed,
-            Err(e) => {
-                eprintln!("cannot use seed {}: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => match config_path(config).ok().as_deref().map(Config::departments_in).transpose() {
-            Ok(departments) => Seed {
-                groups: departments
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() })
-                    .collect(),
-                users: Vec::new(),
-                roles: None,
-            },
-            Err(e) => {
-                eprint!("{e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    let mut emulator_config =
-        EmulatorConfig { client_id, client_secret, groups: seed.groups.clone(), ..Default::default() };
-    if let Some(roles) = seed.roles {
-        emulator_config.roles = roles;
-    }
-    let emulator = match Emulator::start(addr, emulator_config).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("cannot start the emulator on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for user in seed.users {
-        emulator.insert_user(user);
-    }
-    println!("Genesys Cloud emulator at {} (API and login host); Ctrl-C stops it", emulator.base_url());
-    let _ = tokio::signal::ctrl_c().await;
-    emulator.stop().await;
-    ExitCode::SUCCESS
+/// A build without the `sandbox` feature (the production image): `serve --sandbox` says so and
+/// stops, and there is no `emulator` subcommand. `Sandbox` has no values, so nothing below can run.
+#[cfg(not(feature = "sandbox"))]
+enum Sandbox {}
+
+#[cfg(not(feature = "sandbox"))]
+async fn start_sandbox(_: &Path) -> Result<(Config, Sandbox), String> {
+    Err("serve --sandbox: this build has no sandbox (built without the `sandbox` cargo feature, as the \
+         production image is); build with default features for it, or run the service against Genesys Cloud\n"
+        .to_string())
+}
+
+#[cfg(not(feature = "sandbox"))]
+async fn stop_sandbox(s: Sandbox) {
+    match s {}
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn print_sandbox_banner(s: &Sandbox, _: std::net::SocketAddr, _: String, _: Option<&Path>) {
+    match *s {}
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

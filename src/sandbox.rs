@@ -1,14 +1,15 @@
-//! The sandbox: `serve --sandbox` runs the service against an in-process Genesys Cloud emulator,
-//! with development secrets made up at start, so the whole job can be tried without credentials.
+//! The sandbox: `serve --sandbox` runs the service against an in-process Genesys Cloud emulator
+//! (the `genesys-emulator` crate), with development secrets made up at start, so the whole job can
+//! be tried without credentials. Only with the `sandbox` feature.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine;
+use genesys_emulator::{Emulator, EmulatorConfig, SeedGroup};
 use rand::RngCore;
 
 use crate::config::{Config, ConfigError, Environment, Layered};
-use crate::emulator::{Emulator, EmulatorConfig, SeedGroup};
 
 /// Where `serve --sandbox` keeps its jobs unless `SANDBOX_DATABASE_URL` says otherwise.
 pub const DEFAULT_SANDBOX_DATABASE: &str = "sqlite://data/sandbox.db?mode=rwc";

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use genesys_provisioner::emulator::Stats;
+use genesys_emulator::Stats;
 use reqwest::StatusCode;
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,7 +1,8 @@
 //! The attributes of the Genesys Cloud SDK models (`purecloudplatformclientv2` 269.0.0), read from a
-//! pinned copy of shared/genesys-sdk-models.json (`sdk-models.json` beside this file). The sync diffs
-//! only attributes Genesys keeps, and the emulator refuses (or, lenient, drops) every other one, so
-//! both follow the same list.
+//! pinned copy of shared/genesys-sdk-models.json (`sdk-models.json` beside this file, the repository's
+//! one copy: the emulator crate validates requests against the same file). The sync diffs only
+//! attributes Genesys keeps, and the emulator refuses (or, lenient, drops) every other one, so both
+//! follow the same list.
 
 use std::sync::LazyLock;
 

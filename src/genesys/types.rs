@@ -1,5 +1,5 @@
 //! Serde models of the Genesys Cloud SCIM 2.0 and OAuth shapes this service uses (see genesys-api.md).
-//! Shared by the client and the emulator.
+//! The client's own: the emulator has its own wire types, so a wrong field here is not mirrored there.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

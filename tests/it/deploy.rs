@@ -624,3 +624,42 @@ async fn the_documented_dead_letter_commands_list_inspect_replay_and_delete() {
     assert_eq!(app.admin_get(&format!("/jobs/{id}")).await.0, 404, "the dead letter is still there");
     app.shutdown().await;
 }
+
+/// The image is the production build: every `cargo build` in the Dockerfile is without the
+/// `sandbox` feature, so the binary holds no emulator code (.ci/production-has-no-emulator.sh checks
+/// such a binary for it), and every workspace member's manifest is copied in before the first build,
+/// or cargo cannot read the workspace at all.
+#[test]
+fn the_image_is_built_without_the_sandbox_feature_from_the_whole_workspace() {
+    let mut instructions: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in read("Dockerfile").lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(&format!("{head} ")),
+            None => instructions.push(std::mem::take(&mut current) + line),
+        }
+    }
+    let builds: Vec<usize> = (0..instructions.len()).filter(|&i| instructions[i].contains("cargo build")).collect();
+    assert!(!builds.is_empty(), "the Dockerfile builds nothing");
+    for &i in &builds {
+        assert!(instructions[i].contains("--no-default-features"), "built with the sandbox: {}", instructions[i]);
+    }
+    let manifest: toml::Table = toml::from_str(&read("Cargo.toml")).unwrap();
+    let members = manifest["workspace"]["members"].as_array().expect("a workspace with members");
+    for member in members {
+        let member = member.as_str().unwrap();
+        let copied = instructions[..builds[0]]
+            .iter()
+            .any(|i| i.starts_with("COPY ") && i.contains(&format!("{member}/Cargo.toml")));
+        assert!(copied, "{member}/Cargo.toml is not copied in before the first cargo build");
+        // Its sources too (a folder that holds it), should a build ever need them.
+        let whole = instructions.iter().filter_map(|i| i.strip_prefix("COPY ")).any(|args| {
+            let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            let sources = &words[..words.len().saturating_sub(1)];
+            sources.iter().any(|s| {
+                member == s.trim_end_matches('/') || member.starts_with(&format!("{}/", s.trim_end_matches('/')))
+            })
+        });
+        assert!(whole, "{member} is not copied into the build");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use genesys_provisioner::genesys::types::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimUser};
+use genesys_emulator::wire::{SCHEMA_ENTERPRISE, ScimMultiValue, ScimUser};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -178,7 +178,7 @@ async fn refused_batch_items_are_audited_with_their_index_and_overlong_identifie
     app.shutdown().await;
 }
 
-fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
+fn seed_user(emulator: &genesys_emulator::Emulator, external_id: &str, email: &str) -> ScimUser {
     emulator.insert_user(ScimUser {
         user_name: email.into(),
         display_name: Some("Jane Doe".into()),
@@ -186,7 +186,7 @@ fn seed_user(emulator: &genesys_provisioner::emulator::Emulator, external_id: &s
         external_id: Some(external_id.into()),
         title: Some("Engineer".into()),
         emails: vec![ScimMultiValue { value: email.into(), kind: Some("work".into()), primary: Some(true) }],
-        enterprise: Some(genesys_provisioner::genesys::types::EnterpriseUser {
+        enterprise: Some(genesys_emulator::wire::EnterpriseUser {
             department: Some("Engineering".into()),
             employee_number: Some("1042".into()),
             date_hire: Some("2026-12-01".into()),
@@ -222,7 +222,7 @@ async fn an_update_sends_only_what_changed_and_a_no_op_sends_nothing() {
     changed["jobTitle"] = json!("Staff Engineer");
     changed["department"] = json!("Sales");
     changed["workPhone"] = json!("+1 317 555 0199");
-    let api = |e: &genesys_provisioner::emulator::Emulator| -> u64 {
+    let api = |e: &genesys_emulator::Emulator| -> u64 {
         e.stats().requests_by_route.iter().filter(|(r, _)| r.contains(" /api/v2/")).map(|(_, n)| n).sum()
     };
     let before = api(&emulator);
@@ -320,7 +320,7 @@ async fn a_change_between_read_and_patch_is_reread_and_applied_or_dead_lettered(
     app.shutdown().await;
 }
 
-fn members(emulator: &genesys_provisioner::emulator::Emulator, group: &str) -> Vec<String> {
+fn members(emulator: &genesys_emulator::Emulator, group: &str) -> Vec<String> {
     emulator.group(group).unwrap().members.into_iter().map(|m| m.value).collect()
 }
 

@@ -1,6 +1,6 @@
 //! The documentation against the code: README.md and docs/*.md must not rot. Every relative link
 //! resolves, the configuration reference lists exactly the keys and variables the code knows, the
-//! layout of src/ in docs/design.md names every file, every command in a shell block is one that a
+//! layout in docs/design.md names every file of src/ and of the emulator crate, every command in a shell block is one that a
 //! test or `.ci/run` runs, and the README's sandbox tour works as written.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -317,6 +317,25 @@ fn the_layout_in_design_md_names_every_file_in_src() {
             missing.push(format!("src/{name}"));
         }
     }
+    // The emulator crate: its folder, then every file and folder in it by name.
+    let emulator = "crates/genesys-emulator/src";
+    if !block.contains(&format!("{emulator}/")) {
+        missing.push(format!("{emulator}/"));
+    }
+    let mut dirs = vec![root().join(emulator)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let named = if path.is_dir() { format!("{name}/") } else { name };
+            if !block.contains(&named) {
+                missing.push(path.strip_prefix(root()).unwrap().display().to_string());
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
     missing.sort();
     assert!(missing.is_empty(), "the layout in docs/design.md does not name: {}", missing.join(", "));
 }
@@ -325,7 +344,7 @@ fn the_layout_in_design_md_names_every_file_in_src() {
 /// the evidence string). Commands that nothing runs say so, with the reason.
 const COMMANDS: &[(&str, &str, &str)] = &[
     ("cargo run -- serve --sandbox", "tests/it/docs.rs", "\"serve\", \"--sandbox\""),
-    ("cargo test", ".ci/run", "cargo test --locked"),
+    ("cargo test --workspace", ".ci/run", "cargo test --workspace --locked"),
     (
         "curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" http://127.0.0.1:3000/jobs/<auditId>",
         "tests/it/docs.rs",
@@ -344,6 +363,18 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "genesys-provisioner emulator --addr 127.0.0.1:9100 --seed seed.json --client-id me --client-secret s3cret",
         "tests/it/process.rs",
         "\"--client-id\", EMULATOR_CLIENT_ID, \"--client-secret\"",
+    ),
+    // The same as its own program: the emulator crate's cli.rs runs the genesys-emulator binary in a
+    // folder with a config/default.toml, and with `--seed FILE --client-id me --client-secret s3cret`.
+    (
+        "cargo run -p genesys-emulator -- --addr 127.0.0.1:9100",
+        "crates/genesys-emulator/tests/it/cli.rs",
+        "fn the_program_reads_config_default_toml_in_its_working_directory",
+    ),
+    (
+        "cargo run -p genesys-emulator -- --addr 127.0.0.1:9100 --seed seed.json --client-id me --client-secret s3cret",
+        "crates/genesys-emulator/tests/it/cli.rs",
+        "\"--client-id\", \"me\", \"--client-secret\", \"s3cret\"",
     ),
     // docs/operations.md: the SQLite backups and the dead-letter commands, run as written against a
     // running service by tests/it/deploy.rs.

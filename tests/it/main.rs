@@ -2,11 +2,11 @@
 //! PostgreSQL runs need TEST_DATABASE_URL; without it they print SKIPPED and pass.
 
 mod admin;
+mod client;
 mod common;
 mod deploy;
 mod directory;
 mod docs;
-mod emulator;
 mod intake;
 mod limits;
 mod openapi;

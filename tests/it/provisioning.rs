@@ -3,18 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use genesys_provisioner::genesys::types::{ScimMultiValue, ScimUser};
+use genesys_emulator::wire::{ScimMultiValue, ScimUser};
 use serde_json::json;
 
 use crate::common::*;
 
 const ENG_GROUP: &str = "a1b2c3d4-5678-90ab-cdef-1234567890ab";
 
-async fn provisioning_app(emulator: &genesys_provisioner::emulator::Emulator) -> TestApp {
+async fn provisioning_app(emulator: &genesys_emulator::Emulator) -> TestApp {
     Spawn::new(Backend::Sqlite).provisioning(emulator).start().await.unwrap()
 }
 
-fn user_named(emulator: &genesys_provisioner::emulator::Emulator, user_name: &str) -> Vec<ScimUser> {
+fn user_named(emulator: &genesys_emulator::Emulator, user_name: &str) -> Vec<ScimUser> {
     emulator.users().into_iter().filter(|u| u.user_name.eq_ignore_ascii_case(user_name)).collect()
 }
 

@@ -34,8 +34,8 @@ pub const GROUPS: &[(&str, &str)] = &[
 ];
 
 /// A Genesys Cloud emulator with the test departments' groups.
-pub async fn start_emulator() -> genesys_provisioner::emulator::Emulator {
-    use genesys_provisioner::emulator::{Emulator, EmulatorConfig, SeedGroup};
+pub async fn start_emulator() -> genesys_emulator::Emulator {
+    use genesys_emulator::{Emulator, EmulatorConfig, SeedGroup};
     let config = EmulatorConfig {
         client_id: EMULATOR_CLIENT_ID.to_string(),
         client_secret: EMULATOR_CLIENT_SECRET.to_string(),
@@ -245,7 +245,7 @@ impl Spawn {
     }
 
     /// Runs the real provisioning pipeline against `emulator` (fast pacing, short inline waits).
-    pub fn provisioning(mut self, emulator: &genesys_provisioner::emulator::Emulator) -> Self {
+    pub fn provisioning(mut self, emulator: &genesys_emulator::Emulator) -> Self {
         self = self.real_pipeline();
         let base = emulator.base_url();
         self = self

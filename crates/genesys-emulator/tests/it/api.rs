@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use genesys_provisioner::emulator::{Emulator, EmulatorConfig, SeedGroup, Stats};
-use genesys_provisioner::genesys::types::{PatchOp, PatchOperation, SCHEMA_PATCH_OP, ScimUser};
+use genesys_emulator::wire::{PatchOp, PatchOperation, SCHEMA_PATCH_OP, ScimUser};
+use genesys_emulator::{Emulator, EmulatorConfig, SeedGroup, Stats};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::eventually;
+use crate::eventually;
 
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const USERS: &str = "/api/v2/scim/v2/users";
@@ -734,33 +734,84 @@ async fn attributes_outside_the_genesys_models_are_refused_or_dropped_and_never_
     assert_eq!(faults(json!({"strictAttributes": true})).await, 200);
 }
 
+/// Every body is held to the models: values outside an enum are refused (letter case aside, as
+/// SCIM compares them), and group bodies follow the same strict or lenient rule as user bodies.
 #[tokio::test]
-async fn a_request_that_cannot_be_built_is_a_permanent_failure_not_an_outage() {
-    use genesys_provisioner::genesys::auth::Credentials;
-    use genesys_provisioner::genesys::{ClientSettings, GenesysClient};
-    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig::default()).await.unwrap();
-    let client = GenesysClient::new(ClientSettings {
-        api_url: emu.base_url(),
-        credentials: Credentials {
-            login_url: emu.base_url(),
-            region: "mypurecloud.com".into(),
-            client_id: "emulator-client".into(),
-            client_secret: "emulator-secret".to_string().into(),
-        },
-        requests_per_minute: 60_000,
-        token_refresh_margin: Duration::from_secs(60),
-        timeout: Duration::from_secs(5),
-        max_inline_wait: Duration::from_secs(1),
-        transient_retries: 2,
-    })
-    .unwrap();
-    // A filter value of 100 KB: no URL that long can be sent.
-    let huge = "x".repeat(100 * 1024);
-    let error = client.find_users(&format!("userName eq \"{huge}\"")).await.unwrap_err();
-    assert!(!error.is_retryable(), "{error}");
-    assert!(!error.to_string().contains("unreachable"), "{error}");
-    assert!(error.to_string().len() < 1000, "the error does not carry the whole URL");
-    assert_eq!(client.stats.retried.load(std::sync::atomic::Ordering::Relaxed), 0);
+async fn enum_values_and_group_bodies_are_held_to_the_models() {
+    let api = Api::start(with_sales()).await;
+    let faults = |body: Value| {
+        let req = api.http.post(api.url("/emulator/faults")).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let mut home = user_body("home@example.com");
+    home["emails"][0]["type"] = json!("home");
+    let answer = api.post(USERS, &home).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let (kind, detail) = answer.scim_error();
+    assert_eq!(kind, "invalidValue");
+    assert_eq!(detail, "emails.type: \"home\" is not one of work, other");
+    let mut work = user_body("work@example.com");
+    work["emails"][0]["type"] = json!("Work");
+    let jane = api.post(USERS, &work).await;
+    assert_eq!(jane.status, 201, "SCIM compares type values without case: {}", jane.body);
+    let jane = jane.body["id"].as_str().unwrap().to_string();
+
+    let by_filter = patch_body(json!([{"op": "add", "path": "phoneNumbers[type eq \"fax\"].value", "value": "1"}]));
+    let answer = api.patch(&format!("{USERS}/{jane}"), &by_filter, None).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.scim_error().1.starts_with("phoneNumbers.type: \"fax\""), "{}", answer.body);
+
+    let group = format!("{GROUPS}/{SALES}");
+    let odd_member = patch_body(json!([{"op": "add", "path": "members", "value": [{"value": jane, "display": "J"}]}]));
+    let answer = api.patch(&group, &odd_member, None).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        answer.scim_error(),
+        ("invalidValue".into(), "members.display: not an attribute of the Genesys Cloud group".into())
+    );
+    let wrong_type =
+        patch_body(json!([{"op": "add", "path": "members", "value": [{"value": jane, "type": "Person"}]}]));
+    assert_eq!(api.patch(&group, &wrong_type, None).await.status, 400);
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Sales",
+        "members": [{"value": jane}], "description": "not in ScimV2Group"});
+    let answer = api.send(Method::PUT, &group, Some(&put), &[]).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.scim_error().1.starts_with("description:"), "{}", answer.body);
+    assert!(api.emu.group(SALES).unwrap().members.is_empty(), "nothing was changed");
+
+    // Lenient: the attribute is ignored, the rest applied; an enum is still refused.
+    assert_eq!(faults(json!({"strictAttributes": false})).await, 200);
+    let answer = api.patch(&group, &odd_member, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body["members"][0],
+        json!({"value": jane, "$ref": format!("{}{USERS}/{jane}", api.emu.base_url()), "type": "User"})
+    );
+    let answer = api.send(Method::PUT, &group, Some(&put), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.get("description").is_none(), "{}", answer.body);
+    assert_eq!(api.patch(&group, &wrong_type, None).await.status, 400);
+    assert_eq!(api.post(USERS, &home).await.status, 400);
+}
+
+/// What a client put on the wire, for its golden tests: every body the SCIM API received, in order.
+#[tokio::test]
+async fn every_body_received_is_logged_as_sent() {
+    let api = Api::start(with_sales()).await;
+    let jane = api.create("jane@example.com").await;
+    let add = patch_body(json!([{"op": "add", "path": "members", "value": [{"value": jane}]}]));
+    assert_eq!(api.patch(&format!("{GROUPS}/{SALES}"), &add, None).await.status, 200);
+    let refused = api.post(USERS, &json!({"userName": "x"})).await;
+    assert_eq!(refused.status, 400);
+    api.emu.faults().fail_next_writes(1, 503);
+    assert_eq!(api.post(USERS, &user_body("later@example.com")).await.status, 503);
+    let received = api.emu.received();
+    let seen: Vec<(&str, &str)> = received.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
+    let group_path = format!("{GROUPS}/{SALES}");
+    assert_eq!(seen, [("POST", USERS), ("PATCH", group_path.as_str()), ("POST", USERS)], "the injected 503 is not");
+    assert_eq!(received[0].body, user_body("jane@example.com"));
+    assert_eq!(received[1].body, add);
+    assert_eq!(received[2].body, json!({"userName": "x"}), "refused bodies too");
 }
 
 /// The roles listing `check-config --probe` reads: an entity listing, filtered by name without

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,10 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::Shared;
-use super::faults::RateInfo;
-use super::store::{Fail, etag, etag_matches};
-use crate::genesys::types::{SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
+use crate::Shared;
+use crate::faults::RateInfo;
+use crate::store::{Fail, etag, etag_matches};
+use crate::wire::{SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
 
 const CORRELATION: HeaderName = HeaderName::from_static("inin-correlation-id");
 const RL_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
@@ -130,7 +130,7 @@ async fn guard(shared: &Shared, req: Request, next: Next) -> Response {
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-        token.is_some_and(|t| shared.store().token_valid(t))
+        token.is_some_and(|t| shared.store().tokens.is_valid(t))
     };
     if !authorized {
         let mut resp = fail(&Fail::new(401, None, "a valid, unexpired Bearer token is required"));
@@ -247,7 +247,7 @@ async fn token(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
             );
         }
     }
-    let access_token = shared.store().issue_token(shared.token_ttl);
+    let access_token = shared.store().tokens.issue(shared.token_ttl);
     let answer =
         TokenResponse { access_token, token_type: "bearer".to_string(), expires_in: shared.token_ttl.as_secs() };
     (StatusCode::OK, axum::Json(answer)).into_response()
@@ -277,7 +277,8 @@ async fn list_users(State(shared): St, Query(query): Query<HashMap<String, Strin
     }
 }
 
-async fn create_user(State(shared): St, body: Bytes) -> Response {
+async fn create_user(State(shared): St, method: Method, uri: Uri, body: Bytes) -> Response {
+    shared.record(&method, &uri, &body);
     let strict = shared.faults.strict_emails();
     let strict_attributes = shared.faults.strict_attributes();
     let result = shared.store().create_user(&body, strict, strict_attributes);
@@ -298,7 +299,14 @@ async fn get_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap)
     }
 }
 
-async fn replace_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn replace_user(
+    State(shared): St,
+    Path(id): Path<String>,
+    (method, uri): (Method, Uri),
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.record(&method, &uri, &body);
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
     let strict_attributes = shared.faults.strict_attributes();
@@ -309,7 +317,14 @@ async fn replace_user(State(shared): St, Path(id): Path<String>, headers: Header
     }
 }
 
-async fn patch_user(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn patch_user(
+    State(shared): St,
+    Path(id): Path<String>,
+    (method, uri): (Method, Uri),
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.record(&method, &uri, &body);
     if shared.faults.take_concurrent_user_change() {
         shared.store().bump_user_version(&id);
     }
@@ -353,7 +368,13 @@ async fn get_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap
     }
 }
 
-async fn patch_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn patch_group(
+    State(shared): St,
+    Path(id): Path<String>,
+    (method, uri): (Method, Uri),
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(status) = shared.faults.take_group_patch_failure() {
         if status >= 500 {
             Shared::bump(&shared.counters.server_errors);
@@ -363,15 +384,25 @@ async fn patch_group(State(shared): St, Path(id): Path<String>, headers: HeaderM
     if shared.faults.take_concurrent_group_change() {
         shared.store().bump_group_version(&id);
     }
-    let result = shared.store().patch_group(&id, &body, header_str(&headers, header::IF_MATCH));
+    shared.record(&method, &uri, &body);
+    let strict_attributes = shared.faults.strict_attributes();
+    let result = shared.store().patch_group(&id, &body, header_str(&headers, header::IF_MATCH), strict_attributes);
     match result {
         Ok(group) => group_answer(&group),
         Err(f) => fail(&f),
     }
 }
 
-async fn replace_group(State(shared): St, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = shared.store().replace_group(&id, &body, header_str(&headers, header::IF_MATCH));
+async fn replace_group(
+    State(shared): St,
+    Path(id): Path<String>,
+    (method, uri): (Method, Uri),
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.record(&method, &uri, &body);
+    let strict_attributes = shared.faults.strict_attributes();
+    let result = shared.store().replace_group(&id, &body, header_str(&headers, header::IF_MATCH), strict_attributes);
     match result {
         Ok(group) => group_answer(&group),
         Err(f) => fail(&f),
@@ -428,8 +459,8 @@ struct FaultsBody {
     rate_limit_per_minute: Option<Option<u32>>,
     server_error_rate: Option<f64>,
     latency_ms: Option<u64>,
-    fail_next_writes: Option<super::FailWrites>,
-    fail_next_reads: Option<super::FailWrites>,
+    fail_next_writes: Option<crate::FailWrites>,
+    fail_next_reads: Option<crate::FailWrites>,
     strict_emails: Option<bool>,
     strict_attributes: Option<bool>,
 }

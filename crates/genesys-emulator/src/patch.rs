@@ -5,10 +5,10 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
-use super::filter::{self, FilterValue};
-use super::store::Fail;
-use crate::genesys::models;
-use crate::genesys::types::{PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, SCHEMA_USER};
+use crate::filter::{self, FilterValue};
+use crate::models;
+use crate::store::Fail;
+use crate::wire::{PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, SCHEMA_USER};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
@@ -33,7 +33,7 @@ enum Kind {
 const READ_ONLY: &[&str] = &["id", "meta", "groups", "schemas"];
 
 /// The attributes of each part of the user, derived from the pinned SDK models
-/// (`crate::genesys::models`), so the emulator knows exactly what Genesys keeps.
+/// (`crate::models`), so the emulator knows exactly what Genesys keeps.
 static CORE: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table(models::USER));
 static ENTERPRISE: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table("ScimV2EnterpriseUser"));
 static GENESYS: LazyLock<Vec<(&'static str, Kind)>> = LazyLock::new(|| table("ScimUserExtensions"));
@@ -126,8 +126,8 @@ fn canonical_sub(subs: &'static [&'static str], name: &str, attr: &str) -> Resul
 struct NotKept(String);
 
 /// The refusal of an attribute Genesys does not keep (strict), naming it.
-pub(super) fn not_kept(attribute: &str) -> Fail {
-    Fail::bad(Some("invalidValue"), format!("{attribute}: not an attribute of the Genesys Cloud user"))
+fn not_kept(attribute: &str) -> Fail {
+    crate::store::not_kept("user", attribute)
 }
 
 /// The target of a path; None when it names an attribute Genesys does not keep and `strict` is off
@@ -205,7 +205,7 @@ fn parse_path(path: &str) -> Result<Result<Target, NotKept>, Fail> {
 
 /// Applies one operation to `doc`, the user as a JSON object. An attribute Genesys does not keep is
 /// refused when `strict`, else skipped.
-pub(super) fn apply(doc: &mut Map<String, Value>, operation: &PatchOperation, strict: bool) -> Result<(), Fail> {
+pub(crate) fn apply(doc: &mut Map<String, Value>, operation: &PatchOperation, strict: bool) -> Result<(), Fail> {
     let op = match operation.op.to_ascii_lowercase().as_str() {
         "add" => Op::Add,
         "replace" => Op::Replace,

@@ -1,11 +1,15 @@
-//! An in-process Genesys Cloud emulator: it owns a fake login host (`POST /oauth/token`), the SCIM 2.0 users
+//! A Genesys Cloud emulator: it owns a fake login host (`POST /oauth/token`), the SCIM 2.0 users
 //! and groups API (`/api/v2/scim/v2/...`) with the Genesys rules of genesys-api.md, and the fault controls
 //! (`Faults`, `POST /emulator/faults`, `GET /emulator/stats`) used by tests, `serve --sandbox` and standalone
-//! runs. It uses nothing of the service but `crate::genesys::types`.
+//! runs (the `genesys-emulator` binary, or `genesys-provisioner emulator`).
+//!
+//! It imports nothing of the service: its wire types are its own (`wire`), and every request body it
+//! takes is checked against the Genesys API models of the pinned SDK models file (`models`), which
+//! the service's tests use to check what its client sends.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use genesys_provisioner::emulator::{Emulator, EmulatorConfig, SeedGroup};
+//! use genesys_emulator::{Emulator, EmulatorConfig, SeedGroup};
 //! let config = EmulatorConfig {
 //!     groups: vec![SeedGroup { id: "g-eng".into(), display_name: "Engineering".into() }],
 //!     ..EmulatorConfig::default()
@@ -16,11 +20,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 mod faults;
 mod filter;
+pub mod models;
 mod patch;
 mod server;
 mod store;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -34,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{FailWrites, FaultSettings, Faults};
 
-use crate::genesys::types::{PatchOp, ScimGroup, ScimUser};
+use crate::wire::{PatchOp, ScimGroup, ScimUser};
 use store::Store;
 
 /// How an emulator starts.
@@ -70,7 +77,7 @@ impl Default for EmulatorConfig {
     }
 }
 
-/// What `genesys-provisioner emulator --seed FILE` loads: groups and users that exist at start.
+/// What `genesys-emulator --seed FILE` loads: groups and users that exist at start.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
@@ -105,6 +112,17 @@ pub struct Stats {
     pub server_errors: u64,
 }
 
+/// One request body the API received (`Emulator::received`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// `POST`, `PUT`, `PATCH`.
+    pub method: String,
+    /// Path and query, e.g. `/api/v2/scim/v2/groups/<id>`.
+    pub path: String,
+    /// The body as sent: its JSON, or a string when it is not JSON.
+    pub body: serde_json::Value,
+}
+
 #[derive(Default)]
 struct Counters {
     token_requests: AtomicU64,
@@ -123,12 +141,21 @@ struct Shared {
     counters: Counters,
     /// (id, name) of each security role, in the order given.
     roles: Vec<(String, String)>,
+    received: Mutex<Vec<Received>>,
 }
 
 impl Shared {
     /// The state; never held across an `.await`.
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, method: &axum::http::Method, uri: &axum::http::Uri, body: &[u8]) {
+        let body = serde_json::from_slice(body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
+        let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+        let received = Received { method: method.to_string(), path, body };
+        self.received.lock().unwrap_or_else(|e| e.into_inner()).push(received);
     }
 
     fn count_route(&self, route: String) {
@@ -178,6 +205,7 @@ impl Emulator {
             faults: Faults::new(config.rate_limit_per_minute),
             counters: Counters::default(),
             roles: config.roles.into_iter().map(|name| (uuid::Uuid::new_v4().to_string(), name)).collect(),
+            received: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         let router = server::router(shared.clone());
@@ -226,12 +254,12 @@ impl Emulator {
 
     /// Every access token issued so far (to check that none appears in a log).
     pub fn issued_tokens(&self) -> Vec<String> {
-        self.shared.store().issued_tokens()
+        self.shared.store().tokens.issued()
     }
 
     /// Invalidates every issued token: the next API call with one of them gets a 401.
     pub fn revoke_tokens(&self) {
-        self.shared.store().revoke_tokens();
+        self.shared.store().tokens.revoke_all();
     }
 
     /// Simulates a concurrent change: the group's version moves on, its members stay.
@@ -249,6 +277,13 @@ impl Emulator {
     /// requests answered by an injected fault never reach this far).
     pub fn patches(&self, user_id: &str) -> Vec<PatchOp> {
         self.shared.store().patches(user_id)
+    }
+
+    /// Every request body the SCIM API received (user create, replace and PATCH, group PATCH and
+    /// replace), in order, as sent: what a client really put on the wire. Requests refused before
+    /// the handler (auth, rate limit, an injected fault) are not in it.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.

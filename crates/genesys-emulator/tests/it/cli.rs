@@ -1,0 +1,146 @@
+//! The `genesys-emulator` program, run as other people's tests would run it.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually;
+
+const BIN: &str = env!("CARGO_BIN_EXE_genesys-emulator");
+
+/// A running `genesys-emulator`, killed when the test ends, passed or failed.
+struct Program {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Program {
+    /// `genesys-emulator --addr 127.0.0.1:PORT --client-id me --client-secret s3cret` and `extra`.
+    async fn start(extra: &[&str]) -> Program {
+        Self::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), extra).await
+    }
+
+    /// The same, run in the folder `dir`.
+    async fn start_in(dir: &Path, extra: &[&str]) -> Program {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .current_dir(dir)
+            .args(["--addr", &format!("127.0.0.1:{port}"), "--client-id", "me", "--client-secret", "s3cret"])
+            .args(extra)
+            .env_remove("PROVISIONER_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("genesys-emulator starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let program = Program { child, base };
+        let client = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(30), || async {
+            client.get(format!("{}/emulator/stats", program.base)).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up.is_some(), "genesys-emulator did not come up");
+        program
+    }
+
+    /// A GET on its SCIM API, with a token from its token endpoint for the client it was given.
+    async fn scim_get(&self, path: &str) -> Value {
+        let client = reqwest::Client::new();
+        let token: Value = client
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth("me", Some("s3cret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["access_token"].as_str().expect("the given client credentials are the emulator's");
+        let answer = client.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        answer.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_program_starts_from_a_seed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"groups": [{"id": "11111111-2222-3333-4444-555555555555", "displayName": "Night shift"}],
+            "users": [{"userName": "ops@example.com", "displayName": "Ops", "active": true,
+                       "emails": [{"value": "ops@example.com", "type": "work", "primary": true}]}],
+            "roles": ["employee", "Night Admin"]}"#,
+    )
+    .unwrap();
+    let program = Program::start(&["--seed", seed.to_str().unwrap()]).await;
+    let users = program.scim_get("/api/v2/scim/v2/users?filter=userName%20eq%20%22ops%40example.com%22").await;
+    assert_eq!(users["totalResults"], 1, "{users}");
+    let group = program.scim_get("/api/v2/scim/v2/groups/11111111-2222-3333-4444-555555555555").await;
+    assert_eq!(group["displayName"], "Night shift");
+    let roles = program.scim_get("/api/v2/authorization/roles?name=night%20admin").await;
+    assert_eq!(roles["total"], 1, "{roles}");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"groupz": []}"#).unwrap();
+    let out = Command::new(BIN).args(["--addr", "127.0.0.1:0", "--seed", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a valid seed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_program_starts_with_the_groups_of_a_config_files_departments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provisioner.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten_addr = \"127.0.0.1:0\"\n\n[departments.ENG]\nname = \"Engineering\"\n\
+         group_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\nroles = [\"employee\"]\n",
+    )
+    .unwrap();
+    let program = Program::start(&["--config", config.to_str().unwrap()]).await;
+    let group = program.scim_get("/api/v2/scim/v2/groups/a1b2c3d4-5678-90ab-cdef-1234567890ab").await;
+    assert_eq!(group["displayName"], "ENG", "named by the department's code: {group}");
+
+    std::fs::write(&config, "[departments.ENG]\ngroup_id = \"not-a-uuid\"\n").unwrap();
+    let out = Command::new(BIN).args(["--addr", "127.0.0.1:0", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("departments.ENG.group_id \"not-a-uuid\" is not a UUID"), "{stderr}");
+}
+
+/// Without `--seed` or `--config`, the service's settings file of a checkout (`config/default.toml`
+/// in the working directory) gives the groups, as `genesys-provisioner emulator` does.
+#[tokio::test]
+async fn the_program_reads_config_default_toml_in_its_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        "[departments.SALES]\ngroup_id = \"c3d4e5f6-7890-12cd-efab-34567890abcd\"\n",
+    )
+    .unwrap();
+    let program = Program::start_in(dir.path(), &[]).await;
+    let group = program.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(group["displayName"], "SALES", "{group}");
+    // Elsewhere, no groups at all.
+    let elsewhere = Program::start_in(&dir.path().join("config"), &[]).await;
+    let none = elsewhere.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(none["status"], "404", "{none}");
+}
