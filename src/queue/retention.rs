@@ -27,6 +27,23 @@ pub struct Swept {
     pub discrepancies: u64,
 }
 
+/// The succeeded jobs not yet purged that finished at `$1` or earlier, oldest first, `$2` of them.
+/// Its own partial index (`jobs_to_purge`) holds exactly these rows; SQLite is told to use it, since
+/// without table statistics (the service never runs ANALYZE) it would rather scan every succeeded
+/// job through `jobs_due` and sort them.
+macro_rules! to_purge {
+    () => {
+        "state = 'succeeded' AND purged_at IS NULL AND finished_at <= $1 ORDER BY finished_at LIMIT $2"
+    };
+}
+
+/// The succeeded jobs that finished at `$1` or earlier, oldest first, `$2` of them (`jobs_succeeded`).
+macro_rules! to_forget {
+    () => {
+        "state = 'succeeded' AND finished_at <= $1 ORDER BY finished_at LIMIT $2"
+    };
+}
+
 /// Purged: the payload (the HR event), the result (what was sent to Genesys and what came back),
 /// the progress and any error text, which may quote the person's data.
 const PURGE_JOBS: &str =
@@ -79,11 +96,10 @@ impl JobStore {
 
     /// Up to `BATCH` succeeded jobs not yet purged that finished at `before` or earlier.
     async fn purge_batch(&self, before: i64, now: i64) -> Result<u64, QueueError> {
-        let pick = skip_locked!(
-            self.db,
-            "SELECT audit_id FROM jobs WHERE state = 'succeeded' AND purged_at IS NULL AND finished_at <= $1 \
-             ORDER BY finished_at LIMIT $2"
-        );
+        let pick = match self.db {
+            Db::Sqlite(_) => concat!("SELECT audit_id FROM jobs INDEXED BY jobs_to_purge WHERE ", to_purge!()),
+            Db::Postgres(_) => concat!("SELECT audit_id FROM jobs WHERE ", to_purge!(), " FOR UPDATE SKIP LOCKED"),
+        };
         on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(before).bind(BATCH as i64).fetch_all(&mut *tx).await?;
@@ -110,10 +126,10 @@ impl JobStore {
 
     /// Up to `BATCH` succeeded jobs, with their attempts, that finished at `before` or earlier.
     async fn forget_batch(&self, before: i64) -> Result<u64, QueueError> {
-        let pick = skip_locked!(
-            self.db,
-            "SELECT audit_id FROM jobs WHERE state = 'succeeded' AND finished_at <= $1 ORDER BY finished_at LIMIT $2"
-        );
+        let pick = match self.db {
+            Db::Sqlite(_) => concat!("SELECT audit_id FROM jobs INDEXED BY jobs_succeeded WHERE ", to_forget!()),
+            Db::Postgres(_) => concat!("SELECT audit_id FROM jobs WHERE ", to_forget!(), " FOR UPDATE SKIP LOCKED"),
+        };
         on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(before).bind(BATCH as i64).fetch_all(&mut *tx).await?;
