@@ -496,3 +496,18 @@ async fn an_attempt_lost_to_a_crash_shows_in_the_history_as_lost() {
     })
     .await;
 }
+
+/// Issue 16: the service reads back what its SQLite writer runs with and refuses to start unless
+/// it is WAL with `synchronous = FULL`: an in-memory database stays out of WAL mode without an error.
+#[tokio::test]
+async fn the_service_refuses_to_start_on_a_database_that_cannot_run_in_wal_mode() {
+    let mut env = base_env();
+    env.insert("DATABASE_URL".into(), "sqlite::memory:".into());
+    let dir = tempfile::tempdir().unwrap();
+    env.insert("AUDIT_DIR".into(), dir.path().join("audit").display().to_string());
+    let config = genesys_provisioner::config::Config::from_toml(TEST_TOML, &env).expect("a valid config");
+    let refused = genesys_provisioner::App::build_with_handler(config, ScriptedHandler::succeeding()).await;
+    let error = refused.err().expect("the app refuses to start").to_string();
+    assert!(error.starts_with("cannot open the job store (sqlite): SQLite runs with journal_mode=memory"), "{error}");
+    assert!(error.contains("not WAL and FULL (2)"), "{error}");
+}
