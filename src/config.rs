@@ -226,6 +226,12 @@ pub struct QueueConfig {
     pub shutdown_grace: Duration,
     /// Most webhook rows committed in one transaction.
     pub intake_batch_max: usize,
+    /// A succeeded job's personal data (payload, result, progress, errors) is purged this long
+    /// after it succeeded; dead letters keep theirs until an admin replays or deletes them.
+    pub retention: Duration,
+    /// A succeeded job's event id is recognised as a repeat this long after it succeeded (at least
+    /// `retention`); then the job and its attempts are deleted.
+    pub dedupe_window: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,6 +379,8 @@ struct RawQueue {
     poll_interval_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     intake_batch_max: Option<usize>,
+    retention_days: Option<u64>,
+    dedupe_window_days: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -926,6 +934,17 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
     if lease_secs < 2 {
         problems.push("queue.lease_secs must be at least 2".to_string());
     }
+    let (retention_days, dedupe_window_days) = (raw.retention_days.unwrap_or(30), raw.dedupe_window_days.unwrap_or(90));
+    if !(1..=36_500).contains(&retention_days) {
+        problems.push("queue.retention_days must be from 1 to 36500".to_string());
+    }
+    if dedupe_window_days < retention_days || dedupe_window_days > 36_500 {
+        problems.push(format!(
+            "queue.dedupe_window_days ({dedupe_window_days}) must be at least queue.retention_days \
+             ({retention_days}) and at most 36500: a purged job is still needed to recognise a repeat"
+        ));
+    }
+    let days = |n: u64| Duration::from_secs(n.min(36_500) * 24 * 3600);
     QueueConfig {
         run_workers,
         concurrency,
@@ -938,6 +957,8 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
         poll_interval: Duration::from_millis(raw.poll_interval_ms.unwrap_or(1_000).max(10)),
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(20)),
         intake_batch_max: raw.intake_batch_max.unwrap_or(512).max(1),
+        retention: days(retention_days),
+        dedupe_window: days(dedupe_window_days),
     }
 }
 
@@ -1131,5 +1152,25 @@ mod tests {
     fn unknown_keys_in_the_file_are_errors() {
         let err = Config::from_toml("[server]\nlisten_adr = \"x\"\n", &good_env()).unwrap_err();
         assert!(err.to_string().contains("listen_adr"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_the_dedupe_window_may_not_be_shorter() {
+        let dept = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
+        let day = Duration::from_secs(24 * 3600);
+        let cfg = Config::from_toml(dept, &good_env()).unwrap();
+        assert_eq!((cfg.queue.retention, cfg.queue.dedupe_window), (day * 30, day * 90));
+        let same = format!("[queue]\nretention_days = 7\ndedupe_window_days = 7\n{dept}");
+        let cfg = Config::from_toml(&same, &good_env()).unwrap();
+        assert_eq!((cfg.queue.retention, cfg.queue.dedupe_window), (day * 7, day * 7));
+        let shorter = format!("[queue]\nretention_days = 30\ndedupe_window_days = 10\n{dept}");
+        let err = Config::from_toml(&shorter, &good_env()).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.problems[0].starts_with("queue.dedupe_window_days (10) must be at least queue.retention_days (30)")
+        );
+        let never = format!("[queue]\nretention_days = 0\n{dept}");
+        let err = Config::from_toml(&never, &good_env()).unwrap_err();
+        assert!(err.problems.iter().any(|p| p == "queue.retention_days must be from 1 to 36500"), "{err}");
     }
 }

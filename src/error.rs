@@ -82,7 +82,8 @@ impl From<QueueError> for ApiError {
             // The event was not stored: 503 tells the sender to try again; nothing was acknowledged.
             QueueError::Database(e) => ApiError::StoreUnavailable(e.to_string()),
             QueueError::Closed => ApiError::Unavailable("Service is shutting down".to_string()),
-            QueueError::Corrupt(e) => ApiError::Internal(e),
+            // Only at start, which refuses to run; never while serving.
+            QueueError::Corrupt(e) | QueueError::NotDurable(e) => ApiError::Internal(e),
         }
     }
 }

@@ -4,7 +4,11 @@
 //! the intake committer and the workers until a `CancellationToken` says stop. `main` and the tests
 //! both start the service this way.
 
+// `unsafe` only where a module says why it needs it (`queue::wal_gather`, an SQLite VFS).
+#![deny(unsafe_code)]
+
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod genesys;
@@ -27,6 +31,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::genesys::GenesysClient;
 use crate::http::{AppState, Shared};
@@ -60,17 +65,43 @@ pub struct App {
     run_workers: bool,
 }
 
-impl App {
-    /// Builds the service with its real job handler, the provisioning pipeline, calling Genesys
-    /// through one shared client (none when no credentials are configured).
-    pub async fn build(config: Config) -> Result<App, StartError> {
+/// How to build an `App`: `App::builder(config)`, then what differs from production, then `build`.
+pub struct AppBuilder {
+    config: Config,
+    /// None: the provisioning pipeline.
+    handler: Option<Arc<dyn JobHandler>>,
+    clock: Clock,
+}
+
+impl AppBuilder {
+    /// Runs jobs with `handler` instead of the provisioning pipeline (tests use their own).
+    pub fn handler(mut self, handler: Arc<dyn JobHandler>) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// Runs the queue, the worker, retention and the Genesys client on `clock` instead of the system
+    /// clock (tests use a `clock::ManualClock`).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Binds the port and opens the job store.
+    pub async fn build(self) -> Result<App, StartError> {
+        let AppBuilder { config, handler, clock } = self;
+        if let Some(handler) = handler {
+            return App::build_with(config, None, clock, move |_, _, _| handler).await;
+        }
+        // The provisioning pipeline, calling Genesys through one shared client (none when no
+        // credentials are configured).
         let genesys = match GenesysClient::from_config(&config.genesys).transpose() {
-            Ok(client) => client.map(Arc::new),
+            Ok(client) => client.map(|c| Arc::new(c.with_clock(clock.clone()))),
             Err(e) => return Err(StartError::Genesys(e.to_string())),
         };
         let for_handler = genesys.clone();
         let has_credentials = genesys.is_some();
-        let mut app = Self::build_with(config, genesys, move |config, audit, store| {
+        let mut app = App::build_with(config, genesys, clock, move |config, audit, store| {
             Arc::new(pipeline::Provisioning::new(
                 config.departments.clone(),
                 for_handler,
@@ -84,15 +115,31 @@ impl App {
         app.run_workers &= has_credentials;
         Ok(app)
     }
+}
+
+/// How often retention looks for succeeded jobs to purge or forget: its periods are days long.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+impl App {
+    /// A builder for the service: the provisioning pipeline on the system clock unless told otherwise.
+    pub fn builder(config: Config) -> AppBuilder {
+        AppBuilder { config, handler: None, clock: Clock::system() }
+    }
+
+    /// Builds the service with its real job handler, the provisioning pipeline, on the system clock.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        Self::builder(config).build().await
+    }
 
     /// Builds the service with a given job handler (tests use their own).
     pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
-        Self::build_with(config, None, move |_, _, _| handler).await
+        Self::builder(config).handler(handler).build().await
     }
 
     async fn build_with(
         config: Config,
         genesys: Option<Arc<GenesysClient>>,
+        clock: Clock,
         handler: impl FnOnce(&Config, &AuditLog, &JobStore) -> Arc<dyn JobHandler>,
     ) -> Result<App, StartError> {
         let addr = config.server.listen_addr;
@@ -100,7 +147,8 @@ impl App {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let store = JobStore::connect(&config.server.database_url, config.queue.max_lost_attempts)
             .await
-            .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?;
+            .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?
+            .with_clock(clock);
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
         let handler = handler(&config, &audit, &store);
         let metrics = Arc::new(Metrics::with_genesys(genesys));
@@ -137,6 +185,11 @@ impl App {
         self.state.store.clone()
     }
 
+    /// The clock the queue, the worker, retention and the Genesys client run on.
+    pub fn clock(&self) -> Clock {
+        self.state.store.clock().clone()
+    }
+
     /// The worker, for driving the queue by hand (`Worker::drain`).
     pub fn worker(&self) -> Arc<Worker> {
         self.worker.clone()
@@ -170,6 +223,13 @@ impl App {
         let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
         let checkpoints =
             tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
+        let queue = &state.config.queue;
+        let retention = tokio::spawn(state.store.clone().run_retention(
+            queue.retention,
+            queue.dedupe_window,
+            RETENTION_EVERY,
+            committer_stop.clone(),
+        ));
         // One line an operator can read at a glance: what runs, from which file, against what, within which limits.
         let addr = listener.local_addr().map_err(StartError::Serve)?;
         tracing::info!("{}", state.config.summary(addr, run_workers));
@@ -183,6 +243,7 @@ impl App {
         committer_stop.cancel();
         let _ = committer.await;
         let _ = checkpoints.await;
+        let _ = retention.await;
         if let Some(w) = workers {
             let _ = w.await;
         }

@@ -4,7 +4,7 @@
 //! lock while the first of them refreshes, so a cold cache under 50 concurrent jobs makes ONE token
 //! request (single flight).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use super::client::GenesysError;
 use super::types::TokenResponse;
+use crate::clock::{Clock, Moment};
 
 /// Where and as whom to ask for tokens.
 #[derive(Clone, Debug)]
@@ -25,7 +26,7 @@ pub struct Credentials {
 
 struct Cached {
     token: SecretString,
-    refresh_at: Instant,
+    refresh_at: Moment,
 }
 
 /// The process's one bearer token.
@@ -34,11 +35,13 @@ pub struct TokenCache {
     margin: Duration,
     current: Mutex<Option<Cached>>,
     requests: std::sync::atomic::AtomicU64,
+    /// What a token's lifetime is measured on.
+    clock: Clock,
 }
 
 impl TokenCache {
-    pub fn new(credentials: Credentials, margin: Duration) -> Self {
-        TokenCache { credentials, margin, current: Mutex::new(None), requests: Default::default() }
+    pub fn new(credentials: Credentials, margin: Duration, clock: Clock) -> Self {
+        TokenCache { credentials, margin, current: Mutex::new(None), requests: Default::default(), clock }
     }
 
     /// How many token requests were made (for tests and metrics).
@@ -50,7 +53,7 @@ impl TokenCache {
     pub async fn get(&self, http: &reqwest::Client) -> Result<SecretString, GenesysError> {
         // Holding the lock while refreshing is the single flight: the others wait, then reuse it.
         let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+        if let Some(c) = current.as_ref().filter(|c| self.clock.now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
         let fetched = self.fetch(http).await?;
@@ -58,7 +61,7 @@ impl TokenCache {
         // A lifetime shorter than the margin is still used, for half of it.
         let usable = lifetime.checked_sub(self.margin).unwrap_or(lifetime / 2);
         let token = SecretString::from(fetched.access_token);
-        *current = Some(Cached { token: token.clone(), refresh_at: Instant::now() + usable });
+        *current = Some(Cached { token: token.clone(), refresh_at: self.clock.now() + usable });
         Ok(token)
     }
 

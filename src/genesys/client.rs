@@ -14,10 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::auth::{Credentials, TokenCache, transport_reason};
 use super::types::{SCIM_CONTENT_TYPE, ScimError};
+use crate::clock::{Clock, Moment};
 
 /// Errors of calls to Genesys. Texts name the region, status and Genesys detail, never a secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -116,7 +116,7 @@ impl Answer {
 /// Spaces requests evenly at the allowed rate; a 429 pushes every waiting request back.
 struct Pace {
     interval: Duration,
-    next: Instant,
+    next: Moment,
 }
 
 /// The share of the allowed rate we use. Genesys counts a sliding minute by arrival, we space by
@@ -142,6 +142,8 @@ pub struct GenesysClient {
     tokens: TokenCache,
     pace: Mutex<Pace>,
     pub stats: ClientStats,
+    /// What the pace, the waits between tries and the token's lifetime run on.
+    clock: Clock,
 }
 
 impl GenesysClient {
@@ -172,15 +174,27 @@ impl GenesysClient {
             .user_agent(concat!("genesys-provisioner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GenesysError::Decode(format!("cannot build the HTTP client: {e}")))?;
+        let clock = Clock::system();
         let interval = pace_interval(settings.requests_per_minute);
-        let tokens = TokenCache::new(settings.credentials.clone(), settings.token_refresh_margin);
+        let tokens = TokenCache::new(settings.credentials.clone(), settings.token_refresh_margin, clock.clone());
         Ok(GenesysClient {
             http,
             settings,
             tokens,
-            pace: Mutex::new(Pace { interval, next: Instant::now() }),
+            pace: Mutex::new(Pace { interval, next: clock.now() }),
             stats: ClientStats::default(),
+            clock,
         })
+    }
+
+    /// The client on `clock` (it is on the system clock otherwise), before its first request.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        let interval = pace_interval(self.settings.requests_per_minute);
+        self.tokens =
+            TokenCache::new(self.settings.credentials.clone(), self.settings.token_refresh_margin, clock.clone());
+        self.pace = Mutex::new(Pace { interval, next: clock.now() });
+        self.clock = clock;
+        self
     }
 
     pub fn token_requests(&self) -> u64 {
@@ -241,7 +255,7 @@ impl GenesysClient {
                     if transient_left > 0 {
                         transient_left -= 1;
                         self.stats.retried.fetch_add(1, Relaxed);
-                        tokio::time::sleep(self.transient_delay(transient_left)).await;
+                        self.clock.sleep(self.transient_delay(transient_left)).await;
                         continue;
                     }
                     return Err(GenesysError::Transport { reason, correlation_id });
@@ -279,7 +293,7 @@ impl GenesysClient {
                 s if s >= 500 && transient_left > 0 => {
                     transient_left -= 1;
                     self.stats.retried.fetch_add(1, Relaxed);
-                    tokio::time::sleep(self.transient_delay(transient_left)).await;
+                    self.clock.sleep(self.transient_delay(transient_left)).await;
                     continue;
                 }
                 s if s >= 400 => {
@@ -311,19 +325,19 @@ impl GenesysClient {
     async fn wait_turn(&self) {
         let slot = {
             let mut pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
+            let now = self.clock.now();
             let slot = pace.next.max(now);
             pace.next = slot + pace.interval;
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        self.clock.sleep_until(slot).await;
     }
 
     /// After a 429: nobody sends before `retry_after` has passed, and if Genesys says it allows
     /// fewer requests than we pace for, the pace follows it.
     fn slow_down(&self, retry_after: Duration, allowed_per_minute: Option<u32>) {
         let mut pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
-        pace.next = pace.next.max(Instant::now() + retry_after);
+        pace.next = pace.next.max(self.clock.now() + retry_after);
         if let Some(allowed) = allowed_per_minute.filter(|a| *a > 0) {
             let theirs = pace_interval(allowed);
             if theirs > pace.interval {

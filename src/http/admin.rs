@@ -71,7 +71,12 @@ pub struct JobView {
     next_attempt_at: Option<String>,
     #[schema(required)]
     finished_at: Option<String>,
-    /// The event as stored.
+    /// When retention purged this succeeded job's personal data: `payload` is null from then on, and
+    /// `result` and the attempts' errors are empty. Its event id is still recognised as a repeat
+    /// until the dedupe window ends, then the job is deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purged_at: Option<String>,
+    /// The event as stored (null once purged).
     #[schema(value_type = Value)]
     payload: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +103,7 @@ impl JobView {
             updated_at: ms_to_rfc3339(job.updated_at),
             next_attempt_at: (job.state == crate::queue::JobState::Queued).then(|| ms_to_rfc3339(job.run_at)),
             finished_at: job.finished_at.map(ms_to_rfc3339),
+            purged_at: job.purged_at.map(ms_to_rfc3339),
             payload: job.payload,
             attempt_history: history,
         }
@@ -277,7 +283,7 @@ pub async fn discrepancies(
 ) -> Result<Response, ApiError> {
     let query = query_or_400(query)?;
     let since_ms = match query.since.as_deref() {
-        None => crate::queue::now_ms() - 24 * 3600 * 1000,
+        None => state.store.clock().now_ms() - 24 * 3600 * 1000,
         Some(s) => chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| {
             ApiError::BadRequest("Invalid query parameter since: expected an RFC 3339 time".to_string())
         })?,

@@ -140,7 +140,7 @@ impl Provisioning {
             return;
         }
         let external_id = event_external_id(&job.payload);
-        let at = crate::queue::now_ms();
+        let at = self.store.clock().now_ms();
         let items: Vec<Discrepancy> = done
             .discrepancies
             .iter()

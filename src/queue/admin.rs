@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::sql::{AttemptRow, JobRow};
-use super::{Attempt, Db, Job, JobState, JobStore, QueueError, now_ms};
+use super::{Attempt, Db, Job, JobState, JobStore, QueueError};
 
 impl JobStore {
     pub async fn get(&self, audit_id: Uuid) -> Result<Option<Job>, QueueError> {
@@ -56,7 +56,7 @@ impl JobStore {
             job_columns!()
         );
         let row: Option<JobRow> = on_pool!(&self.writer, |p| sqlx::query_as(sql)
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(audit_id.to_string())
             .fetch_optional(p)
             .await?);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::sql::{ROWS_PER_STATEMENT, insert_sql, placeholder_list};
-use super::{Db, Enqueued, JobRecord, JobStore, NewJob, QueueError, now_ms};
+use super::{Db, Enqueued, JobRecord, JobStore, NewJob, QueueError};
 
 /// The job stored under a key: its audit id and content hash (none for rows stored before hashes).
 struct StoredKey {
@@ -61,7 +61,7 @@ impl JobStore {
         // unique-key locks in the same order and cannot deadlock on each other.
         let mut order: Vec<&JobRecord> = jobs.iter().collect();
         order.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let stored = match &self.writer {
             // One statement is one transaction in SQLite: a batch that fits in one INSERT needs no
             // BEGIN and COMMIT, so the commit takes one trip to the writer thread instead of three.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::sql::{JobRow, RECORD_LOST};
-use super::{Db, Finish, Job, JobStore, QueueError, now_ms};
+use super::{Db, Finish, Job, JobStore, QueueError};
 
 impl JobStore {
     /// Leases up to `limit` queued jobs that are due, oldest first. Each claim counts as an attempt.
@@ -19,7 +19,7 @@ impl JobStore {
     /// from `claim` so the hot path stays a plain index range.
     pub async fn claim_expired(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
         let token = Uuid::new_v4().to_string();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let lease_until = now + lease.as_millis() as i64;
         let take_over = concat!(
             "UPDATE jobs SET attempts = attempts + 1, run_attempts = run_attempts + 1, lost_attempts = lost_attempts + 1, \
@@ -55,7 +55,7 @@ impl JobStore {
     }
 
     async fn lease_rows(&self, sql: &'static str, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let token = Uuid::new_v4().to_string();
         let lease_until = now + lease.as_millis() as i64;
         let rows: Vec<JobRow> = on_pool!(&self.writer, |p| sqlx::query_as(sql)
@@ -72,7 +72,7 @@ impl JobStore {
     /// that kills its worker every time must not be retried forever); the lost attempt goes into
     /// the history. Returns them so the caller can audit each.
     pub async fn reap_expired_final_attempts(&self) -> Result<Vec<Job>, QueueError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let dead = concat!(
             "UPDATE jobs SET state = 'dead', lost_attempts = lost_attempts + 1, lease_token = NULL, lease_until = NULL, \
                updated_at = $1, finished_at = $1, \
@@ -101,7 +101,7 @@ impl JobStore {
 
     /// Keeps a running job's lease alive. False when the lease was lost (another worker took the job).
     pub async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, QueueError> {
-        let until = now_ms() + lease.as_millis() as i64;
+        let until = self.clock.now_ms() + lease.as_millis() as i64;
         let sql = "UPDATE jobs SET lease_until = $1 WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
         let n = on_pool!(&self.writer, |p| sqlx::query(sql)
             .bind(until)
@@ -116,7 +116,7 @@ impl JobStore {
     /// Records the end of an attempt and moves the job on. False when this worker no longer held the
     /// lease (the job was taken over after its lease expired); nothing is changed then.
     pub async fn finish(&self, job: &Job, started_at: i64, finish: Finish<'_>) -> Result<bool, QueueError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let (state, run_at, error, result, outcome) = match &finish {
             Finish::Succeeded { result } => ("succeeded", job.run_at, None, Some(result.to_string()), "succeeded"),
             Finish::Retry { run_at, error } => ("queued", *run_at, Some(*error), None, "retry"),
@@ -188,7 +188,7 @@ impl JobStore {
     {
         let n = on_pool!(&self.writer, |p| sqlx::query(sql)
             .bind(value)
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(job.audit_id.to_string())
             .bind(job.lease_token.as_deref())
             .execute(p)

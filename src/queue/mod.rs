@@ -10,17 +10,22 @@ mod enqueue;
 pub mod intake;
 mod lease;
 mod reports;
+mod retention;
 mod store;
+// The one module that may use `unsafe` (the crate denies it): an SQLite VFS is C callbacks.
+#[allow(unsafe_code)]
 pub mod wal_gather;
 pub mod worker;
 
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
+
+use crate::clock::Clock;
+pub use retention::Swept;
 
 /// Errors of the job store.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,9 @@ pub enum QueueError {
     Corrupt(String),
     #[error("the intake committer has stopped")]
     Closed,
+    /// The database does not run with the durability a 202 promises (see `store::check_durable`).
+    #[error("{0}")]
+    NotDurable(String),
 }
 
 /// Where a job is in its life.
@@ -175,6 +183,8 @@ pub struct Job {
     pub max_lost_attempts: u32,
     pub run_at: i64,
     pub lease_token: Option<String>,
+    /// Until when the worker holding the job may run it before another takes it over.
+    pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub result: Option<serde_json::Value>,
     pub created_at: i64,
@@ -184,6 +194,9 @@ pub struct Job {
     pub replayed_at: Option<i64>,
     /// What an earlier attempt recorded for the next one (`JobStore::save_progress`).
     pub progress: Option<serde_json::Value>,
+    /// When retention purged the personal data of this succeeded job (its payload is then `null`;
+    /// see `JobStore::sweep`).
+    pub purged_at: Option<i64>,
 }
 
 impl Job {
@@ -219,10 +232,6 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// Milliseconds since the Unix epoch, the time unit of the jobs table.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 #[derive(Clone, Debug)]
 enum Db {
     Sqlite(SqlitePool),
@@ -241,6 +250,8 @@ pub struct JobStore {
     writer: Db,
     /// Stored on each new job: attempts lost to crashes before it becomes a dead letter.
     max_lost_attempts: u32,
+    /// What every stored time and lease is read from (`with_clock`; the system clock by default).
+    clock: Clock,
 }
 
 /// How a finished attempt ends.

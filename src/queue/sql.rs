@@ -18,7 +18,8 @@ macro_rules! on_pool {
 macro_rules! job_columns {
     () => {
         "audit_id, kind, webhook_id, payload, state, attempts, run_attempts, lost_attempts, max_attempts, run_at, \
-         lease_token, last_error, result, created_at, updated_at, finished_at, replayed_at, progress"
+         lease_token, lease_until, last_error, result, created_at, updated_at, finished_at, replayed_at, progress, \
+         purged_at"
     };
 }
 
@@ -141,6 +142,7 @@ pub(super) struct JobRow {
     pub(super) max_attempts: i64,
     pub(super) run_at: i64,
     pub(super) lease_token: Option<String>,
+    pub(super) lease_until: Option<i64>,
     pub(super) last_error: Option<String>,
     pub(super) result: Option<String>,
     pub(super) created_at: i64,
@@ -148,6 +150,7 @@ pub(super) struct JobRow {
     pub(super) finished_at: Option<i64>,
     pub(super) replayed_at: Option<i64>,
     pub(super) progress: Option<String>,
+    pub(super) purged_at: Option<i64>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -166,6 +169,7 @@ impl TryFrom<JobRow> for Job {
             max_lost_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
             run_at: r.run_at,
             lease_token: r.lease_token,
+            lease_until: r.lease_until,
             last_error: r.last_error,
             result: r.result.as_deref().map(serde_json::from_str).transpose().map_err(|e| corrupt("result", &e))?,
             created_at: r.created_at,
@@ -178,6 +182,7 @@ impl TryFrom<JobRow> for Job {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| corrupt("progress", &e))?,
+            purged_at: r.purged_at,
         })
     }
 }

@@ -8,10 +8,12 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use super::{Db, JobStore, QueueError, wal_gather};
+use crate::clock::Clock;
 use crate::config::DatabaseUrl;
 
 impl JobStore {
     /// Opens the database (creating an SQLite file and its folder when needed) and runs migrations.
+    /// The store reads the system clock; `with_clock` gives it another.
     pub async fn connect(url: &DatabaseUrl, max_lost_attempts: u32) -> Result<Self, QueueError> {
         let (db, writer) = match url {
             DatabaseUrl::Sqlite(url) => {
@@ -38,6 +40,8 @@ impl JobStore {
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(opts.clone().pragma("wal_autocheckpoint", "20000"))
                     .await?;
+                // Before anything is written: a 202 promises a commit that is on disk.
+                check_durable(&writer).await?;
                 sqlx::migrate!("migrations/sqlite").run(&writer).await.map_err(sqlx::Error::from)?;
                 let readers = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
                 (Db::Sqlite(readers), Db::Sqlite(writer))
@@ -52,7 +56,18 @@ impl JobStore {
                 (Db::Postgres(pool.clone()), Db::Postgres(pool))
             }
         };
-        Ok(JobStore { db, writer, max_lost_attempts })
+        Ok(JobStore { db, writer, max_lost_attempts, clock: Clock::system() })
+    }
+
+    /// The store on `clock`: every time it stores and every lease it grants reads it.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the store reads (the worker waits on the same one).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn backend(&self) -> &'static str {
@@ -99,8 +114,64 @@ impl JobStore {
     }
 }
 
+/// Reads back what the SQLite writer runs with and refuses anything but the WAL journal with
+/// `synchronous = FULL`: asking for them (`wal_gather::durable_wal`) is not proof, since SQLite
+/// keeps another journal mode without an error where WAL is impossible (an in-memory database).
+async fn check_durable(writer: &sqlx::SqlitePool) -> Result<(), QueueError> {
+    let (journal_mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(writer).await?;
+    let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(writer).await?;
+    match durability_problem(&journal_mode, synchronous) {
+        Some(problem) => Err(QueueError::NotDurable(problem)),
+        None => Ok(()),
+    }
+}
+
+/// Why a writer with this journal mode and `synchronous` level cannot back the service, if it cannot.
+fn durability_problem(journal_mode: &str, synchronous: i64) -> Option<String> {
+    /// `PRAGMA synchronous` answers FULL as 2.
+    const FULL: i64 = 2;
+    if journal_mode.eq_ignore_ascii_case("wal") && synchronous == FULL {
+        return None;
+    }
+    let hint = match journal_mode.eq_ignore_ascii_case("memory") {
+        true => {
+            " An in-memory database has no WAL: give DATABASE_URL a file, e.g. sqlite://data/provisioner.db?mode=rwc."
+        }
+        false => "",
+    };
+    Some(format!(
+        "SQLite runs with journal_mode={journal_mode} and synchronous={synchronous}, not WAL and FULL (2): \
+         an acknowledged webhook could be lost in a crash, and the WAL-gathering VFS is only safe with both; \
+         refusing to start.{hint}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_wal_with_full_sync_is_durable_enough() {
+        assert_eq!(super::durability_problem("wal", 2), None);
+        assert_eq!(super::durability_problem("WAL", 2), None);
+        for (mode, sync) in [("wal", 1), ("wal", 3), ("delete", 2), ("memory", 2), ("truncate", 0)] {
+            let problem = super::durability_problem(mode, sync).expect("refused");
+            assert!(problem.contains(&format!("journal_mode={mode} and synchronous={sync}")), "{problem}");
+        }
+        assert!(super::durability_problem("memory", 2).unwrap().contains("in-memory database"));
+    }
+
+    /// For real: SQLite keeps an in-memory database out of WAL mode without an error, and the store
+    /// refuses to open on it.
+    #[tokio::test]
+    async fn a_writer_that_is_not_in_wal_mode_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://refused.db?mode=memory"] {
+            let url = crate::config::DatabaseUrl::parse(url).unwrap();
+            let refused = super::JobStore::connect(&url, 3).await.expect_err("an in-memory writer is refused");
+            let text = refused.to_string();
+            assert!(matches!(refused, super::QueueError::NotDurable(_)), "{text}");
+            assert!(text.contains("journal_mode=memory and synchronous=2") && text.contains("refusing"), "{text}");
+        }
+    }
+
     /// The state-CHECK migration switches foreign keys off on the connection it runs on, which is
     /// the writer the store keeps; they must be on again when the store is ready.
     #[tokio::test]

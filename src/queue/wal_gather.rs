@@ -16,6 +16,12 @@
 //! failed gathered write fails the sync that flushes it, so the commit fails and nobody is answered;
 //! the unwritten bytes stay gathered, so no later sync can succeed over the hole they would leave.
 //! Each file handle belongs to one connection, which SQLite never uses from two threads at once.
+//!
+//! The callbacks never unwrap or panic: a method the default VFS lacks, or an allocation that fails,
+//! is answered with the matching SQLite error code, and each body runs under `guarded`, so even an
+//! unforeseen panic becomes an I/O error instead of unwinding into SQLite's C frames (which would
+//! abort the process). The store reads back the journal mode and `synchronous` at start and refuses
+//! to run unless they are WAL and FULL (`queue::store::check_durable`).
 
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
@@ -39,7 +45,13 @@ pub fn durable_wal(opts: SqliteConnectOptions) -> Result<SqliteConnectOptions, S
 pub fn register() -> Result<&'static str, String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED.get_or_init(|| unsafe { register_once() }).clone()?;
-    Ok(NAME.to_str().expect("the name is ASCII"))
+    NAME.to_str().map_err(|e| format!("the VFS name is not UTF-8: {e}"))
+}
+
+/// Runs a callback's body. Nothing in them is expected to panic; if something does, SQLite gets
+/// `code` (the call's I/O error) instead of an unwind into its C frames, which would abort.
+fn guarded(code: c_int, body: impl FnOnce() -> c_int) -> c_int {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(code)
 }
 
 unsafe fn register_once() -> Result<(), String> {
@@ -96,9 +108,21 @@ unsafe extern "C" fn open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
+    guarded(ffi::SQLITE_CANTOPEN, || unsafe { open_file(name, file, flags, out_flags) })
+}
+
+unsafe fn open_file(
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
     unsafe {
-        let base = BASE.get().expect("registered before use").0;
-        let base_open = (*base).xOpen.expect("the default VFS opens files");
+        // A failed open leaves no methods, so SQLite does not close what was never opened.
+        (*file).pMethods = std::ptr::null();
+        // Both are there once the VFS is registered (`register_once` sets BASE first).
+        let Some(base) = BASE.get().map(|b| b.0) else { return ffi::SQLITE_CANTOPEN };
+        let Some(base_open) = (*base).xOpen else { return ffi::SQLITE_CANTOPEN };
         if flags & ffi::SQLITE_OPEN_WAL == 0 {
             // Not a WAL: the default VFS's file, methods and all, in our (larger) slot.
             return base_open(base, name, file, flags, out_flags);
@@ -168,7 +192,10 @@ const KEEP_CAPACITY: usize = 1 << 20;
 /// commit's sync at the latest) tries them again and fails as long as they fail, instead of
 /// syncing a WAL with a hole in it.
 unsafe fn flush(gather: &mut GatherFile, methods: &ffi::sqlite3_io_methods) -> c_int {
-    let write = methods.xWrite.expect("files can be written");
+    if gather.pending.is_empty() {
+        return ffi::SQLITE_OK;
+    }
+    let Some(write) = methods.xWrite else { return ffi::SQLITE_IOERR_WRITE };
     let mut written = 0;
     for chunk in gather.pending.chunks(WRITE_MAX) {
         let offset = gather.pending_at + written as i64;
@@ -212,19 +239,23 @@ unsafe fn flushed(
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe {
+    guarded(ffi::SQLITE_IOERR_CLOSE, || unsafe {
         let (gather, methods) = parts(file);
         let flushed = flush(gather, methods);
-        let closed = methods.xClose.expect("files can be closed")(gather.real);
+        let closed = methods.xClose.map_or(ffi::SQLITE_IOERR_CLOSE, |close| close(gather.real));
         std::ptr::drop_in_place(&mut gather.pending);
         if flushed != ffi::SQLITE_OK { flushed } else { closed }
-    }
+    })
 }
 
 unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, amount: c_int, offset: i64) -> c_int {
-    unsafe {
+    guarded(ffi::SQLITE_IOERR_WRITE, || unsafe {
+        let Ok(amount) = usize::try_from(amount) else { return ffi::SQLITE_IOERR_WRITE };
+        if data.is_null() && amount > 0 {
+            return ffi::SQLITE_IOERR_WRITE;
+        }
         let (gather, methods) = parts(file);
-        let continues = gather.pending_at + gather.pending.len() as i64 == offset;
+        let continues = gather.pending_at.checked_add(gather.pending.len() as i64) == Some(offset);
         if !gather.pending.is_empty() && !continues {
             let rc = flush(gather, methods);
             if rc != ffi::SQLITE_OK {
@@ -234,49 +265,66 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
         if gather.pending.is_empty() {
             gather.pending_at = offset;
         }
-        gather.pending.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), amount.max(0) as usize));
+        // Out of memory is an I/O error SQLite knows, not an abort of the process.
+        if gather.pending.try_reserve(amount).is_err() {
+            return ffi::SQLITE_IOERR_NOMEM;
+        }
+        if amount > 0 {
+            gather.pending.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), amount));
+        }
         if gather.pending.len() >= FLUSH_AT { flush(gather, methods) } else { ffi::SQLITE_OK }
-    }
+    })
 }
 
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, data: *mut c_void, amount: c_int, offset: i64) -> c_int {
-    unsafe { flushed(file, |real, m| m.xRead.expect("files can be read")(real, data, amount, offset)) }
+    let code = ffi::SQLITE_IOERR_READ;
+    guarded(code, || unsafe { flushed(file, |real, m| m.xRead.map_or(code, |f| f(real, data, amount, offset))) })
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    unsafe { flushed(file, |real, m| m.xTruncate.expect("files can be truncated")(real, size)) }
+    let code = ffi::SQLITE_IOERR_TRUNCATE;
+    guarded(code, || unsafe { flushed(file, |real, m| m.xTruncate.map_or(code, |f| f(real, size))) })
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    unsafe { flushed(file, |real, m| m.xSync.expect("files can be synced")(real, flags)) }
+    let code = ffi::SQLITE_IOERR_FSYNC;
+    guarded(code, || unsafe { flushed(file, |real, m| m.xSync.map_or(code, |f| f(real, flags))) })
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    unsafe { flushed(file, |real, m| m.xFileSize.expect("files have a size")(real, size)) }
+    let code = ffi::SQLITE_IOERR_FSTAT;
+    guarded(code, || unsafe { flushed(file, |real, m| m.xFileSize.map_or(code, |f| f(real, size))) })
 }
 
 unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    unsafe { flushed(file, |real, m| m.xFileControl.map_or(ffi::SQLITE_NOTFOUND, |f| f(real, op, arg))) }
+    guarded(ffi::SQLITE_IOERR, || unsafe {
+        flushed(file, |real, m| m.xFileControl.map_or(ffi::SQLITE_NOTFOUND, |f| f(real, op, arg)))
+    })
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe { on_real(file, |real, m| m.xLock.expect("files can be locked")(real, level)) }
+    let code = ffi::SQLITE_IOERR_LOCK;
+    guarded(code, || unsafe { on_real(file, |real, m| m.xLock.map_or(code, |f| f(real, level))) })
 }
 
 unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe { on_real(file, |real, m| m.xUnlock.expect("files can be unlocked")(real, level)) }
+    let code = ffi::SQLITE_IOERR_UNLOCK;
+    guarded(code, || unsafe { on_real(file, |real, m| m.xUnlock.map_or(code, |f| f(real, level))) })
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    unsafe { on_real(file, |real, m| m.xCheckReservedLock.expect("files have locks")(real, out)) }
+    let code = ffi::SQLITE_IOERR_CHECKRESERVEDLOCK;
+    guarded(code, || unsafe { on_real(file, |real, m| m.xCheckReservedLock.map_or(code, |f| f(real, out))) })
 }
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe { on_real(file, |real, m| m.xSectorSize.map_or(4096, |f| f(real))) }
+    // No error code to give: the size SQLite assumes for a file that does not say.
+    guarded(4096, || unsafe { on_real(file, |real, m| m.xSectorSize.map_or(4096, |f| f(real))) })
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    unsafe { on_real(file, |real, m| m.xDeviceCharacteristics.map_or(0, |f| f(real))) }
+    // None claimed: SQLite then assumes the least of the device.
+    guarded(0, || unsafe { on_real(file, |real, m| m.xDeviceCharacteristics.map_or(0, |f| f(real))) })
 }
 
 #[cfg(test)]
@@ -433,6 +481,53 @@ mod tests {
         let writes = fake::WRITES.with(|w| w.take());
         assert_eq!(writes, vec![(4096, [header.as_slice(), &page].concat())]);
         assert!(file.pending.is_empty());
+    }
+
+    /// A method the default VFS's file lacks, or a write SQLite could not have meant, is answered
+    /// with the call's I/O error code: nothing in a callback unwraps or panics.
+    #[test]
+    fn a_missing_method_or_an_impossible_write_is_an_io_error_not_a_panic() {
+        let mut real = ffi::sqlite3_file { pMethods: &fake::METHODS };
+        let mut file = super::GatherFile {
+            base: ffi::sqlite3_file { pMethods: &super::METHODS },
+            real: &mut real,
+            pending: Vec::new(),
+            pending_at: 0,
+        };
+        let file_ptr = (&raw mut file).cast::<ffi::sqlite3_file>();
+        let mut buf = [0u8; 8];
+        let mut size = 0i64;
+        let mut out = 0;
+        unsafe {
+            // The fake file has neither read, truncate, size, locks nor close.
+            assert_eq!(super::read(file_ptr, buf.as_mut_ptr().cast(), 8, 0), ffi::SQLITE_IOERR_READ);
+            assert_eq!(super::truncate(file_ptr, 0), ffi::SQLITE_IOERR_TRUNCATE);
+            assert_eq!(super::file_size(file_ptr, &mut size), ffi::SQLITE_IOERR_FSTAT);
+            assert_eq!(super::lock(file_ptr, ffi::SQLITE_LOCK_SHARED), ffi::SQLITE_IOERR_LOCK);
+            assert_eq!(super::unlock(file_ptr, ffi::SQLITE_LOCK_NONE), ffi::SQLITE_IOERR_UNLOCK);
+            assert_eq!(super::check_reserved_lock(file_ptr, &mut out), ffi::SQLITE_IOERR_CHECKRESERVEDLOCK);
+            assert_eq!(super::sector_size(file_ptr), 4096);
+            assert_eq!(super::device_characteristics(file_ptr), 0);
+            assert_eq!(super::file_control(file_ptr, 0, std::ptr::null_mut()), ffi::SQLITE_NOTFOUND);
+            assert_eq!(super::write(file_ptr, buf.as_ptr().cast(), -1, 0), ffi::SQLITE_IOERR_WRITE);
+            assert_eq!(super::write(file_ptr, std::ptr::null(), 8, 0), ffi::SQLITE_IOERR_WRITE);
+            assert!(file.pending.is_empty(), "nothing was taken from an impossible write");
+            // A gathered write still reaches the file when the sync flushes it; then the close,
+            // which the fake file lacks, is an error and the buffer is freed all the same.
+            assert_eq!(super::write(file_ptr, buf.as_ptr().cast(), 8, 0), ffi::SQLITE_OK);
+            assert_eq!(super::sync(file_ptr, ffi::SQLITE_SYNC_FULL), ffi::SQLITE_OK);
+            assert_eq!(fake::WRITES.with(|w| w.take()), vec![(0, buf.to_vec())]);
+            assert_eq!(super::close(file_ptr), ffi::SQLITE_IOERR_CLOSE);
+        }
+        // The close dropped the buffer in place, as in SQLite's memory; Rust must not drop it again.
+        std::mem::forget(file);
+    }
+
+    #[test]
+    fn a_panic_in_a_callback_body_becomes_its_error_code() {
+        let code = super::guarded(ffi::SQLITE_IOERR_FSYNC, || panic!("an unforeseen bug"));
+        assert_eq!(code, ffi::SQLITE_IOERR_FSYNC);
+        assert_eq!(super::guarded(ffi::SQLITE_IOERR_FSYNC, || ffi::SQLITE_OK), ffi::SQLITE_OK);
     }
 
     #[test]

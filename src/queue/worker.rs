@@ -16,8 +16,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Finish, Job, JobStore, QueueError, now_ms};
+use super::{Finish, Job, JobStore, QueueError};
 use crate::audit::{AuditLog, AuditRecord};
+use crate::clock::{Clock, Moment};
 use crate::config::QueueConfig;
 use crate::metrics::Metrics;
 
@@ -78,7 +79,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, retry_after: Option<
 /// Why the workers are paused, and when to ask for credentials again.
 struct Paused {
     reason: String,
-    next_check: tokio::time::Instant,
+    next_check: Moment,
 }
 
 /// When a failed attempt's job runs again: after `delay`, but at the retry window's end at the
@@ -113,6 +114,11 @@ impl Worker {
         Worker { store, handler, config, audit, metrics, wake, paused: std::sync::Mutex::new(None) }
     }
 
+    /// The clock of leases, backoff, heartbeats and pauses: the store's.
+    fn clock(&self) -> &Clock {
+        self.store.clock()
+    }
+
     fn pause_state(&self) -> std::sync::MutexGuard<'_, Option<Paused>> {
         self.paused.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -130,7 +136,7 @@ impl Worker {
         }
         *paused = Some(Paused {
             reason: reason.to_string(),
-            next_check: tokio::time::Instant::now() + self.config.auth_retry_interval,
+            next_check: self.clock().now() + self.config.auth_retry_interval,
         });
         drop(paused);
         self.metrics.set_genesys_auth_failed(true);
@@ -150,7 +156,7 @@ impl Worker {
     async fn check_credentials_when_due(&self, stop: &CancellationToken) {
         let Some(due) = self.pause_state().as_ref().map(|p| p.next_check) else { return };
         tokio::select! {
-            _ = tokio::time::sleep_until(due) => {},
+            _ = self.clock().sleep_until(due) => {},
             _ = stop.cancelled() => return,
         }
         match self.handler.check_credentials().await {
@@ -158,7 +164,7 @@ impl Worker {
                 tracing::warn!(reason = %error, "Genesys still refuses the client credentials; workers stay paused");
                 if let Some(p) = self.pause_state().as_mut() {
                     p.reason = error;
-                    p.next_check = tokio::time::Instant::now() + self.config.auth_retry_interval;
+                    p.next_check = self.clock().now() + self.config.auth_retry_interval;
                 }
             }
             _ => {
@@ -180,7 +186,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
         // Expired final attempts are found on the lease's timescale; no need to look on every claim.
-        let mut last_reap: Option<Instant> = None;
+        let mut last_reap: Option<Moment> = None;
         while !stop.is_cancelled() {
             if self.is_paused() {
                 self.check_credentials_when_due(&stop).await;
@@ -200,9 +206,11 @@ impl Worker {
                 held.push(p);
             }
             // Expired leases are looked for on the lease's timescale; new jobs on every pass.
-            let look_for_expired = last_reap.is_none_or(|t| t.elapsed() >= self.config.poll_interval);
+            let now = self.clock().now();
+            let look_for_expired =
+                last_reap.is_none_or(|t| now.saturating_duration_since(t) >= self.config.poll_interval);
             if look_for_expired {
-                last_reap = Some(Instant::now());
+                last_reap = Some(now);
             }
             let claimed = match self.claim_due(held.len(), look_for_expired).await {
                 Ok(jobs) => jobs,
@@ -210,7 +218,7 @@ impl Worker {
                     tracing::warn!(error = %e, "claiming jobs failed; will retry");
                     drop(held);
                     tokio::select! {
-                        _ = tokio::time::sleep(self.config.poll_interval) => {},
+                        _ = self.clock().sleep(self.config.poll_interval) => {},
                         _ = stop.cancelled() => {},
                     }
                     continue;
@@ -231,13 +239,17 @@ impl Worker {
                 let wait = self.idle_wait().await;
                 tokio::select! {
                     _ = &mut woken => {},
-                    _ = tokio::time::sleep(wait) => {},
+                    _ = wait => {},
                     _ = stop.cancelled() => {},
                 }
             }
         }
         tracker.close();
-        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait()).await.is_err() {
+        let finished = tokio::select! {
+            _ = tracker.wait() => true,
+            _ = self.clock().sleep(self.config.shutdown_grace) => false,
+        };
+        if !finished {
             tracing::warn!("jobs still running after the shutdown grace period; releasing them to the queue");
             hard_stop.cancel();
             tracker.wait().await;
@@ -268,14 +280,18 @@ impl Worker {
         }
     }
 
-    /// How long an idle worker sleeps: until the next retry is due, at most one poll interval.
-    async fn idle_wait(&self) -> Duration {
+    /// What an idle worker sleeps on: the clock, until the next retry is due, at most one poll
+    /// interval. A deadline, not a length, so a clock that moves on meanwhile (a test's) is not
+    /// waited out a second time. A job already due that this pass did not get (another replica
+    /// holds it) is looked for again after a few real milliseconds, a floor against spinning.
+    async fn idle_wait(&self) -> crate::clock::Sleep {
+        let clock = self.clock();
+        let (now, now_ms) = (clock.now(), clock.now_ms());
+        let poll = now + self.config.poll_interval;
         match self.store.next_due().await {
-            Ok(Some(due)) => {
-                let until = Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
-                until.clamp(Duration::from_millis(5), self.config.poll_interval)
-            }
-            _ => self.config.poll_interval,
+            Ok(Some(due)) if due <= now_ms => Box::pin(tokio::time::sleep(Duration::from_millis(5))),
+            Ok(Some(due)) => clock.sleep_until(poll.min(now + Duration::from_millis((due - now_ms) as u64))),
+            _ => clock.sleep_until(poll),
         }
     }
 
@@ -312,18 +328,20 @@ impl Worker {
 
     async fn run_job(&self, job: Job, hard_stop: &CancellationToken) {
         let started = Instant::now();
-        let started_ms = now_ms();
+        let started_ms = self.clock().now_ms();
         let mut attempt = CatchUnwind(self.handler.handle(&job));
-        let mut heartbeat = tokio::time::interval(self.config.lease / 3);
-        heartbeat.tick().await;
+        // The lease is renewed three times per lease period, on the clock that grants it.
+        let beat_every = self.config.lease / 3;
+        let mut next_beat = self.clock().now() + beat_every;
         let outcome = loop {
             tokio::select! {
                 r = &mut attempt => break Some(r),
                 _ = hard_stop.cancelled() => break None,
-                _ = heartbeat.tick() => {
+                _ = self.clock().sleep_until(next_beat) => {
                     if let Ok(false) = self.store.extend_lease(&job, self.config.lease).await {
                         tracing::warn!(audit_id = %job.audit_id, "lease lost; another worker may have taken the job");
                     }
+                    next_beat = self.clock().now() + beat_every;
                 }
             }
         };
@@ -356,7 +374,7 @@ impl Worker {
             }
             return;
         }
-        let now = now_ms();
+        let now = self.clock().now_ms();
         // Retries go on until the retry window has passed since the job was accepted (or replayed).
         let window_ends = job.retry_window_start().saturating_add(self.config.retry_window.as_millis() as i64);
         let (finish, status, detail) = match &outcome {
@@ -388,6 +406,8 @@ impl Worker {
             _ => None,
         };
         match self.store.finish(&job, started_ms, finish).await {
+            // An idle worker sleeps until the next retry it knew of; this one may be due sooner.
+            Ok(true) if run_at.is_some() => self.wake.notify_waiters(),
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(audit_id = %job.audit_id, "attempt finished after its lease was taken over; result dropped");

@@ -13,3 +13,4 @@ mod openapi;
 mod process;
 mod provisioning;
 mod queue;
+mod retention;

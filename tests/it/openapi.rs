@@ -25,7 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
-async fn document(app: &TestApp) -> Value {
+pub(crate) async fn document(app: &TestApp) -> Value {
     // No credentials: the document describes no secret.
     let resp = app.client.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -213,7 +213,7 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
 /// Whether `value` matches `schema`, for the parts of JSON Schema the document uses: `$ref`,
 /// `type` (one or several), `properties`, `required`, `items`, `enum`, `oneOf`, `anyOf`, `minimum`,
 /// `maximum`, `maxLength`. Anything else is allowed (as JSON Schema allows unknown keywords).
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+pub(crate) fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
     if let Some(reference) = schema["$ref"].as_str() {
         let name = reference.strip_prefix("#/components/schemas/").ok_or(format!("{at}: odd $ref {reference}"))?;
         let target = &doc["components"]["schemas"][name];

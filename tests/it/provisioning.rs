@@ -232,7 +232,7 @@ async fn a_rate_limit_is_honoured_without_a_storm() {
     let first = app.hire(&new_hire("ENG")).await;
     app.wait_for_state(first, "succeeded", Duration::from_secs(15)).await;
     let second = app.hire(&new_hire("ENG")).await;
-    let before = genesys_provisioner::queue::now_ms();
+    let before = app.clock.now_ms();
     let job = eventually(Duration::from_secs(15), || async {
         let job = app.store.get(second).await.unwrap().unwrap();
         (job.attempts >= 1 && job.state.as_str() == "queued").then_some(job)

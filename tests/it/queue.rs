@@ -1,5 +1,9 @@
 //! The queue and its worker: retries with backoff, dead letters and replay, leases, two workers on
 //! one PostgreSQL queue, graceful release.
+//!
+//! Tests that wait for time (a backoff, a lease, a retry window, a grace period) run the app on a
+//! manual clock and move it on themselves: nothing here sleeps for time to pass, so a slow machine
+//! changes how long a test takes, never what it sees.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,9 +29,9 @@ async fn a_retryable_failure_is_retried_with_backoff_until_it_succeeds() {
                 Ok(JobSuccess { result: json!({"scimId": "u-1"}) })
             }
         });
-        let app = Spawn::new(backend).handler(handler.clone()).start().await.unwrap();
+        let app = Spawn::new(backend).handler(handler.clone()).manual_clock().start().await.unwrap();
         let id = app.hire(&new_hire("ENG")).await;
-        let job = app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
+        let job = app.wait_for_state_advancing(id, "succeeded", Duration::from_secs(10)).await;
         assert_eq!(job["attempts"], 3);
         assert_eq!(job["result"], json!({"scimId": "u-1"}));
         let history = job["attemptHistory"].as_array().unwrap();
@@ -62,14 +66,19 @@ async fn retry_after_hint_sets_the_earliest_next_attempt() {
             Ok(JobSuccess::default())
         }
     });
-    let app = Spawn::new(Backend::Sqlite).handler(handler).no_workers().start().await.unwrap();
+    let app = Spawn::new(Backend::Sqlite).handler(handler).no_workers().manual_clock().start().await.unwrap();
     let id = app.hire(&new_hire("ENG")).await;
-    let before = genesys_provisioner::queue::now_ms();
+    let before = app.clock.now_ms();
     assert_eq!(app.worker.drain().await.unwrap(), 1);
     let job = app.store.get(id).await.unwrap().unwrap();
     assert_eq!(job.state.as_str(), "queued");
     assert!(job.run_at >= before + 3_600_000, "next attempt at least an hour away");
     assert_eq!(app.worker.drain().await.unwrap(), 0, "not due yet: nothing runs");
+    // Due at the hour, and not a millisecond before.
+    app.manual().advance_to(job.run_at - 1);
+    assert_eq!(app.worker.drain().await.unwrap(), 0, "still not due");
+    app.manual().advance_to(job.run_at);
+    assert_eq!(app.worker.drain().await.unwrap(), 1, "due: it runs");
     app.shutdown().await;
 }
 
@@ -81,10 +90,10 @@ async fn a_job_failing_past_its_retry_window_becomes_a_dead_letter_and_replay_ru
         let handler = ScriptedHandler::new(move |_, _| {
             if h.load(Ordering::SeqCst) { Ok(JobSuccess::default()) } else { Err(retryable("upstream down")) }
         });
-        let app = Spawn::new(backend).handler(handler.clone()).start().await.unwrap();
+        let app = Spawn::new(backend).handler(handler.clone()).manual_clock().start().await.unwrap();
         let id = app.hire(&new_hire("SALES")).await;
         // The test config's retry window is 3 s; the backoff at most 1 s.
-        let job = app.wait_for_state(id, "dead", Duration::from_secs(15)).await;
+        let job = app.wait_for_state_advancing(id, "dead", Duration::from_secs(15)).await;
         let attempts = job["attempts"].as_u64().unwrap();
         assert!(attempts >= 3, "retried for the whole window: {job}");
         assert_eq!(job["lastError"], "upstream down");
@@ -134,21 +143,19 @@ async fn a_permanent_failure_goes_straight_to_dead_letter_and_can_be_deleted() {
 #[tokio::test]
 async fn an_expired_lease_returns_the_job_to_the_queue() {
     on_each_backend(|backend| async move {
-        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let app = Spawn::new(backend).no_workers().manual_clock().start().await.unwrap();
         let id = app.hire(&new_hire("ENG")).await;
-        // A worker claims the job and then "crashes": it never finishes or extends the lease. The
-        // lease is long enough that the two checks below run inside it on a busy CI machine too
-        // (300 ms once ran out before the second check, with the whole suite in parallel).
+        // A worker claims the job and then "crashes": it never finishes or extends the lease.
         let claimed = app.store.claim(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "held while leased");
         assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty(), "lease still valid");
-        let again = eventually(Duration::from_secs(10), || async {
-            let jobs = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
-            (!jobs.is_empty()).then_some(jobs)
-        })
-        .await
-        .expect("the job is claimable once the lease expires");
+        app.manual().advance(Duration::from_secs(2));
+        let held = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
+        assert!(held.is_empty(), "held to the end of its lease");
+        app.manual().advance(Duration::from_millis(1));
+        let again = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again.len(), 1, "the job is claimable once the lease expires");
         assert_eq!(again[0].audit_id, id);
         assert_eq!(again[0].attempts, 2, "the crashed attempt counts");
         assert!(again[0].last_error.as_deref().unwrap().contains("lease expired"));
@@ -166,21 +173,18 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
 
 #[tokio::test]
 async fn a_job_whose_final_attempt_keeps_crashing_is_dead_lettered() {
-    let app = Spawn::new(Backend::Sqlite).no_workers().start().await.unwrap();
+    let app = Spawn::new(Backend::Sqlite).no_workers().manual_clock().start().await.unwrap();
     let id = app.hire(&new_hire("ENG")).await;
     for i in 0..3 {
-        let got = eventually(Duration::from_secs(5), || async {
-            let jobs = if i == 0 {
-                app.store.claim(1, Duration::from_millis(100)).await.unwrap()
-            } else {
-                app.store.claim_expired(1, Duration::from_millis(100)).await.unwrap()
-            };
-            (!jobs.is_empty()).then_some(())
-        })
-        .await;
-        assert!(got.is_some());
+        let jobs = if i == 0 {
+            app.store.claim(1, Duration::from_millis(100)).await.unwrap()
+        } else {
+            app.store.claim_expired(1, Duration::from_millis(100)).await.unwrap()
+        };
+        assert_eq!(jobs.len(), 1, "claim {i}");
+        // The claimer "crashes": its lease runs out.
+        app.manual().advance(Duration::from_millis(150));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(app.worker.drain().await.unwrap(), 0);
     let job = app.wait_for_state(id, "dead", Duration::from_secs(5)).await;
     assert!(job["lastError"].as_str().unwrap().contains("final attempt"));
@@ -191,13 +195,22 @@ async fn a_job_whose_final_attempt_keeps_crashing_is_dead_lettered() {
 
 #[tokio::test]
 async fn a_long_job_keeps_its_lease_alive() {
-    // The lease is 2 s; the job takes 3 s. The heartbeat must stop another claim from taking it.
-    let handler = ScriptedHandler::slow(Duration::from_secs(3), |_, _| Ok(JobSuccess::default()));
-    let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).start().await.unwrap();
+    // The lease is 2 s; the job runs 3 s. The heartbeat must stop another claim from taking it.
+    let handler = ScriptedHandler::held(|_, _| Ok(JobSuccess::default()));
+    let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).manual_clock().start().await.unwrap();
     let id = app.hire(&new_hire("ENG")).await;
     app.wait_for_state(id, "running", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..3 {
+        app.manual().advance(Duration::from_secs(1));
+        // The heartbeat (every third of the lease) renews it from the time it beats.
+        let renewed = eventually(Duration::from_secs(10), || async {
+            let job = app.store.get(id).await.unwrap().unwrap();
+            (job.lease_until == Some(app.clock.now_ms() + 2_000)).then_some(())
+        });
+        assert!(renewed.await.is_some(), "the lease was renewed after the clock moved on");
+    }
     assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    handler.let_run(1);
     app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
     assert_eq!(handler.runs_of(id), 1);
     app.shutdown().await;
@@ -205,14 +218,25 @@ async fn a_long_job_keeps_its_lease_alive() {
 
 #[tokio::test]
 async fn shutdown_releases_jobs_that_outlive_the_grace_period() {
-    let handler = ScriptedHandler::slow(Duration::from_secs(60), |_, _| Ok(JobSuccess::default()));
-    let mut app = Spawn::new(Backend::Sqlite).handler(handler).start().await.unwrap();
-    // The job sleeps 60 s; the grace period is 5 s in the test config.
+    let handler = ScriptedHandler::held(|_, _| Ok(JobSuccess::default()));
+    let mut app = Spawn::new(Backend::Sqlite).handler(handler).manual_clock().start().await.unwrap();
+    // The job runs until the test lets it finish, which it never does; the grace period is 5 s in
+    // the test config.
     let id = app.hire(&new_hire("ENG")).await;
     app.wait_for_state(id, "running", Duration::from_secs(5)).await;
     app.stop.cancel();
-    let task = app.task.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(15), task).await.expect("stops within the grace period").unwrap().unwrap();
+    let mut task = app.task.take().unwrap();
+    // The grace period starts when the worker sees the stop; the clock moves on by one grace period
+    // at a time until the app has stopped (after the first that follows the stop).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let stopped = loop {
+        app.manual().advance(Duration::from_secs(5));
+        if let Ok(stopped) = tokio::time::timeout(Duration::from_millis(100), &mut task).await {
+            break stopped;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the app did not stop once the grace period had passed");
+    };
+    stopped.unwrap().unwrap();
     // The store is closed with the app: reopen it to look.
     let store2 =
         JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&app.db.url).unwrap(), 3).await.unwrap();
@@ -447,14 +471,14 @@ async fn a_replayed_dead_letter_keeps_counting_attempts_and_clears_its_error_on_
 #[tokio::test]
 async fn an_attempt_lost_to_a_crash_shows_in_the_history_as_lost() {
     on_each_backend(|backend| async move {
-        let app = Spawn::new(backend).no_workers().start().await.unwrap();
+        let app = Spawn::new(backend).no_workers().manual_clock().start().await.unwrap();
         let id = app.hire(&new_hire("ENG")).await;
-        let before = genesys_provisioner::queue::now_ms();
+        let before = app.clock.now_ms();
         // A worker claims the job and "crashes": it never finishes nor extends its lease.
         assert_eq!(app.store.claim(10, Duration::from_millis(200)).await.unwrap().len(), 1);
-        let taken =
-            eventually(Duration::from_secs(10), || async { (app.worker.drain().await.unwrap() > 0).then_some(()) });
-        assert!(taken.await.is_some(), "the job is taken over once its lease expired");
+        assert_eq!(app.worker.drain().await.unwrap(), 0, "held while its lease runs");
+        app.manual().advance(Duration::from_millis(201));
+        assert!(app.worker.drain().await.unwrap() > 0, "the job is taken over once its lease expired");
         let job = app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
         let history = job["attemptHistory"].as_array().unwrap();
         assert_eq!(history.len(), 2, "{job}");
@@ -471,4 +495,19 @@ async fn an_attempt_lost_to_a_crash_shows_in_the_history_as_lost() {
         app.shutdown().await;
     })
     .await;
+}
+
+/// Issue 16: the service reads back what its SQLite writer runs with and refuses to start unless
+/// it is WAL with `synchronous = FULL`: an in-memory database stays out of WAL mode without an error.
+#[tokio::test]
+async fn the_service_refuses_to_start_on_a_database_that_cannot_run_in_wal_mode() {
+    let mut env = base_env();
+    env.insert("DATABASE_URL".into(), "sqlite::memory:".into());
+    let dir = tempfile::tempdir().unwrap();
+    env.insert("AUDIT_DIR".into(), dir.path().join("audit").display().to_string());
+    let config = genesys_provisioner::config::Config::from_toml(TEST_TOML, &env).expect("a valid config");
+    let refused = genesys_provisioner::App::build_with_handler(config, ScriptedHandler::succeeding()).await;
+    let error = refused.err().expect("the app refuses to start").to_string();
+    assert!(error.starts_with("cannot open the job store (sqlite): SQLite runs with journal_mode=memory"), "{error}");
+    assert!(error.contains("not WAL and FULL (2)"), "{error}");
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use genesys_provisioner::App;
+use genesys_provisioner::clock::{Clock, ManualClock};
 use genesys_provisioner::config::Config;
 use genesys_provisioner::http::signature::WebhookSecret;
 use genesys_provisioner::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess, Worker};
@@ -147,6 +148,8 @@ pub struct ScriptedHandler {
     pub per_job: std::sync::Mutex<BTreeMap<uuid::Uuid, u32>>,
     script: Box<Script>,
     delay: Duration,
+    /// Set by `held`: each run waits for a permit the test gives (`let_run`).
+    gate: Option<tokio::sync::Semaphore>,
 }
 
 impl ScriptedHandler {
@@ -163,7 +166,25 @@ impl ScriptedHandler {
             per_job: Default::default(),
             script: Box::new(script),
             delay,
+            gate: None,
         })
+    }
+
+    /// Each run waits until the test lets it finish (`let_run`): a job that runs as long as the test
+    /// wants, whatever time the clock says.
+    pub fn held(script: impl Fn(&Job, u32) -> Result<JobSuccess, JobFailure> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(ScriptedHandler {
+            calls: AtomicU32::new(0),
+            per_job: Default::default(),
+            script: Box::new(script),
+            delay: Duration::ZERO,
+            gate: Some(tokio::sync::Semaphore::new(0)),
+        })
+    }
+
+    /// Lets `runs` held runs finish.
+    pub fn let_run(&self, runs: usize) {
+        self.gate.as_ref().expect("a held handler").add_permits(runs);
     }
 
     /// Succeeds at once with `{"handledBy": "test"}`.
@@ -189,6 +210,9 @@ impl JobHandler for ScriptedHandler {
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("the gate stays open").forget();
+            }
             (self.script)(job, n)
         })
     }
@@ -207,6 +231,10 @@ pub struct TestApp {
     pub stop: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<Result<(), genesys_provisioner::StartError>>>,
     pub metrics: Arc<genesys_provisioner::metrics::Metrics>,
+    /// The clock the app runs on.
+    pub clock: Clock,
+    /// Set by `Spawn::manual_clock`: the test moves the app's time.
+    pub manual: Option<ManualClock>,
 }
 
 /// How to start a test app.
@@ -219,6 +247,8 @@ pub struct Spawn {
     pub toml: String,
     /// Reuse a database (e.g. a second app on the same PostgreSQL queue).
     pub db: Option<TestDb>,
+    /// None: the system clock.
+    pub manual: Option<ManualClock>,
 }
 
 impl Spawn {
@@ -230,7 +260,14 @@ impl Spawn {
             env: base_env(),
             toml: TEST_TOML.to_string(),
             db: None,
+            manual: None,
         }
+    }
+
+    /// Runs the app on a clock that moves only when the test advances it (`TestApp::manual`).
+    pub fn manual_clock(mut self) -> Self {
+        self.manual = Some(ManualClock::new());
+        self
     }
 
     pub fn handler(mut self, h: Arc<dyn JobHandler>) -> Self {
@@ -287,11 +324,14 @@ impl Spawn {
         env.insert("DATABASE_URL".into(), db.url.clone());
         env.insert("AUDIT_DIR".into(), audit_dir.display().to_string());
         let config = Config::from_toml(&self.toml, &env).expect("test config is valid");
-        let mut app = match self.handler {
-            Some(h) => App::build_with_handler(config, h).await,
-            None => App::build(config).await,
+        let mut builder = App::builder(config);
+        if let Some(h) = self.handler {
+            builder = builder.handler(h);
         }
-        .expect("app builds");
+        if let Some(manual) = &self.manual {
+            builder = builder.clock(manual.clock());
+        }
+        let mut app = builder.build().await.expect("app builds");
         if !self.workers {
             app = app.without_workers();
         }
@@ -300,6 +340,7 @@ impl Spawn {
         let worker = app.worker();
         let metrics = app.metrics();
         let audit = app.audit();
+        let clock = app.clock();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone()));
         Some(TestApp {
@@ -313,6 +354,8 @@ impl Spawn {
             stop,
             task: Some(task),
             metrics,
+            clock,
+            manual: self.manual,
         })
     }
 }
@@ -398,6 +441,33 @@ impl TestApp {
             let (_, job) = self.admin_get(&format!("/jobs/{id}")).await;
             *last.lock().unwrap() = job.clone();
             (job["state"] == state).then_some(job)
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("job {id} did not reach {state}; last seen {}", last.lock().unwrap()))
+    }
+
+    /// The app's manual clock (`Spawn::manual_clock`).
+    pub fn manual(&self) -> &ManualClock {
+        self.manual.as_ref().expect("the app runs on a manual clock: Spawn::manual_clock")
+    }
+
+    /// `wait_for_state` on a manual clock: whenever the job waits for its next attempt (a backoff),
+    /// the clock is moved on to exactly when that attempt is due, and only then. Time passes as
+    /// the queue's own schedule says, however slowly the machine runs.
+    pub async fn wait_for_state_advancing(&self, id: uuid::Uuid, state: &str, within: Duration) -> Value {
+        let manual = self.manual();
+        let last = std::sync::Mutex::new(Value::Null);
+        let found = eventually(within, || async {
+            let (_, view) = self.admin_get(&format!("/jobs/{id}")).await;
+            *last.lock().unwrap() = view.clone();
+            if view["state"] == state {
+                return Some(view);
+            }
+            let job = self.store.get(id).await.unwrap().expect("the job is stored");
+            if job.state.as_str() == "queued" && job.run_at > manual.now_ms() {
+                manual.advance_to(job.run_at);
+            }
+            None
         })
         .await;
         found.unwrap_or_else(|| panic!("job {id} did not reach {state}; last seen {}", last.lock().unwrap()))
