@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 use support::{CpuTicks, Process, WEBHOOK_SECRET, cpu_seconds, env_number, free_port, serve_command};
 
 #[path = "support/mod.rs"]

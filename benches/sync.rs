@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 use genesys_provisioner::mapping::Mapping;
 use serde_json::{Value, json};
 use support::{

@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::http::signature::WebhookSecret;
+use crate::signing::WebhookSecret;
 
 /// The directory-sync mapping used when `[sync] mapping` names none.
 pub const DEFAULT_MAPPING_PATH: &str = "config/mappings/directory.jsonata";

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod queue;
 pub mod sandbox;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use genesys_provisioner::App;
 use genesys_provisioner::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, ProcessEnv};
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers, often

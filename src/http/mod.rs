@@ -7,7 +7,6 @@ pub mod health;
 pub mod hr;
 pub mod openapi;
 pub mod serve;
-pub mod signature;
 
 use std::sync::Arc;
 
@@ -26,6 +25,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::Intake;
+use crate::signing;
 
 /// What every handler can reach. axum clones the state for every request, so it is one `Arc`.
 #[derive(Clone)]
@@ -176,15 +176,15 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
     };
     // Looked up by prepared names: a header looked up by text is parsed and checked on every call.
     let header_text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let header_id = header_text(&signature::ID_HEADER);
+    let header_id = header_text(&signing::ID_HEADER);
     if state.config.webhooks.verify_signatures {
-        let request = signature::SignedRequest {
+        let request = signing::SignedRequest {
             id: header_id,
-            timestamp: header_text(&signature::TIMESTAMP_HEADER),
-            signature: header_text(&signature::SIGNATURE_HEADER),
+            timestamp: header_text(&signing::TIMESTAMP_HEADER),
+            signature: header_text(&signing::SIGNATURE_HEADER),
         };
         let now = chrono::Utc::now().timestamp();
-        signature::verify(
+        signing::verify(
             &state.config.webhooks.secrets,
             &request,
             &bytes,
@@ -294,7 +294,7 @@ pub fn refuse(
         state.audit.refused(&source, refusal.outcome, endpoint, || refusal.error.to_string());
         return refusal.error.into_response();
     }
-    let header_id = request.headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
+    let header_id = request.headers.get(&signing::ID_HEADER).and_then(|v| v.to_str().ok());
     record_refusal(state, endpoint, &refusal, header_id, describe);
     refusal.error.into_response()
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use genesys_provisioner::App;
 use genesys_provisioner::config::Config;
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 use genesys_provisioner::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess, Worker};
 use genesys_provisioner::queue::{Job, JobStore};
 use serde_json::{Value, json};
