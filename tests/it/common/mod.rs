@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use genesys_provisioner::App;
 use genesys_provisioner::config::Config;
-use genesys_provisioner::signing::WebhookSecret;
 use genesys_provisioner::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess, Worker};
 use genesys_provisioner::queue::{Job, JobStore};
+use genesys_provisioner::signing::WebhookSecret;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
