@@ -148,6 +148,18 @@ pub(super) fn read(path: &Path) -> Result<RawConfig, ConfigError> {
     })
 }
 
+impl RawConfig {
+    /// The paths written in the file made relative to its folder `base` (`""`: the working
+    /// directory), before the environment goes on top; `[server] audit_dir` folded into `[audit] dir`.
+    pub(super) fn relative_to(mut self, base: &Path) -> RawConfig {
+        self.server.database_url = self.server.database_url.map(|url| sqlite_from_file(base, url));
+        let audit_dir = self.audit.dir.take().or(self.server.audit_dir.take());
+        self.audit.dir = audit_dir.map(|dir| from_file(base, dir));
+        self.sync.mapping = self.sync.mapping.map(|mapping| from_file(base, mapping));
+        self
+    }
+}
+
 /// TOML text, parsed.
 pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str(text)
@@ -155,13 +167,13 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
 }
 
 /// A path written in the config file, relative to the file's folder `base`.
-pub(super) fn from_file(base: &Path, path: PathBuf) -> PathBuf {
+fn from_file(base: &Path, path: PathBuf) -> PathBuf {
     if path.is_absolute() { path } else { base.join(path) }
 }
 
 /// A `sqlite:` URL written in the config file with its relative file made relative to `base`;
 /// absolute files, `:memory:` and PostgreSQL URLs are kept as written.
-pub(super) fn sqlite_from_file(base: &Path, url: String) -> String {
+fn sqlite_from_file(base: &Path, url: String) -> String {
     let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return url };
     let (file, query) = match rest.split_once('?') {
         Some((file, query)) => (file, format!("?{query}")),

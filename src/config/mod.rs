@@ -3,8 +3,9 @@
 //! Every problem found is collected, so an operator sees all of them in one go, one line each.
 //! Secrets only ever come from the environment and are held as `SecretString`.
 //!
-//! `file` reads the file as written, `env` is the environment layer, `validate` checks both into the
-//! typed `Config` below, and `report` says what was loaded.
+//! Three steps, each in its module: `file` reads the file as written (its relative paths made
+//! relative to its folder), `env` puts the environment on top of it (and alone gives the secrets),
+//! `validate` checks the result into the typed `Config` below. `report` says what was loaded.
 
 mod env;
 mod file;
@@ -273,7 +274,7 @@ impl Config {
     /// file's folder; those from the environment or the built-in defaults, to the working directory.
     pub fn load(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
         let Some(p) = path else { return Self::from_toml("", env) };
-        let mut config = validate::build(file::read(p)?, env, p.parent().unwrap_or(Path::new("")))?;
+        let mut config = layered(file::read(p)?.relative_to(p.parent().unwrap_or(Path::new(""))), env)?;
         config.source = Some(p.to_path_buf());
         Ok(config)
     }
@@ -281,7 +282,7 @@ impl Config {
     /// Parses TOML text, applies the environment, validates; relative paths in the text are relative
     /// to the working directory (there is no file to be relative to).
     pub fn from_toml(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-        validate::build(file::parse(text)?, env, Path::new(""))
+        layered(file::parse(text)?.relative_to(Path::new("")), env)
     }
 
     /// Only the department map of a config file (the emulator seeds its groups from it); secrets
@@ -292,6 +293,13 @@ impl Config {
         let departments = validate::departments(file::read(path)?.departments, &mut problems);
         if problems.is_empty() { Ok(departments) } else { Err(ConfigError { problems }) }
     }
+}
+
+/// The environment on top of the file, then every check.
+fn layered(mut raw: file::RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let secrets = env::overlay(&mut raw, env, &mut problems);
+    validate::build(raw, secrets, problems)
 }
 
 #[cfg(test)]

@@ -1,35 +1,27 @@
-//! The file and the environment checked together into a typed `Config`; every problem is collected.
+//! The file with the environment on top, checked into a typed `Config`; every problem is collected.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::env::{Environment, parse_bool};
-use super::file::{RawConfig, RawDepartment, RawGenesys, RawQueue, from_file, sqlite_from_file};
+use super::env::Secrets;
+use super::file::{RawConfig, RawDepartment, RawGenesys, RawQueue};
 use super::*;
 use crate::signing::WebhookSecret;
 
-pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Result<Config, ConfigError> {
-    let mut problems = Vec::new();
-    let placeholder_secrets = PLACEHOLDER_SECRETS
-        .iter()
-        .filter(|(name, value)| env.var(name).is_some_and(|v| v.split([',', ' ']).any(|part| part == *value)))
-        .map(|(name, _)| *name)
-        .collect();
-
-    let listen_addr = env.var("LISTEN_ADDR").or(raw.server.listen_addr).unwrap_or_else(|| "127.0.0.1:3000".to_string());
+/// `raw` is the file with the environment on top (`env::overlay`); `problems` holds what the overlay
+/// found. A setting is named by its variable where it has one, whichever layer its value came from.
+pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>) -> Result<Config, ConfigError> {
+    let listen_addr = raw.server.listen_addr.unwrap_or_else(|| "127.0.0.1:3000".to_string());
     let listen_addr = listen_addr.parse::<SocketAddr>().unwrap_or_else(|_| {
         problems.push(format!("LISTEN_ADDR {listen_addr:?} is not an address like 127.0.0.1:3000"));
         SocketAddr::from(([127, 0, 0, 1], 3000))
     });
 
-    let database_url = env
-        .var("DATABASE_URL")
-        .or_else(|| raw.server.database_url.map(|url| sqlite_from_file(base, url)))
-        .unwrap_or_else(|| "sqlite://data/provisioner.db?mode=rwc".to_string());
+    let database_url = raw.server.database_url.unwrap_or_else(|| "sqlite://data/provisioner.db?mode=rwc".to_string());
     let database_url = DatabaseUrl::parse(&database_url).unwrap_or_else(|e| {
         problems.push(format!("DATABASE_URL {e}"));
         DatabaseUrl::Sqlite(String::new())
@@ -49,19 +41,13 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
     );
 
     // Webhook secrets: required unless verification is explicitly off.
-    let verify_signatures = match env.var("VERIFY_SIGNATURES") {
-        Some(v) => parse_bool(&v).unwrap_or_else(|| {
-            problems.push(format!("VERIFY_SIGNATURES {v:?} is not true or false"));
-            true
-        }),
-        None => raw.webhooks.verify_signatures.unwrap_or(true),
-    };
-    let mut secrets = Vec::new();
-    match env.var("HR_WEBHOOK_SECRET") {
+    let verify_signatures = raw.webhooks.verify_signatures.unwrap_or(true);
+    let mut webhook_secrets = Vec::new();
+    match secrets.webhook {
         Some(list) => {
             for (i, part) in list.split([',', ' ']).filter(|s| !s.is_empty()).enumerate() {
                 match WebhookSecret::parse(part) {
-                    Ok(s) => secrets.push(s),
+                    Ok(s) => webhook_secrets.push(s),
                     // Never echo the value: it is a secret even when malformed.
                     Err(e) => problems.push(format!("HR_WEBHOOK_SECRET (entry {}): {e}", i + 1)),
                 }
@@ -75,7 +61,7 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
     }
     let timestamp_tolerance = Duration::from_secs(raw.webhooks.timestamp_tolerance_secs.unwrap_or(300));
 
-    let admin_token = match env.var("ADMIN_TOKEN") {
+    let admin_token = match secrets.admin_token {
         Some(t) if t.len() < 16 => {
             problems.push("ADMIN_TOKEN is too short (at least 16 characters)".to_string());
             SecretString::from(t)
@@ -87,24 +73,14 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
         }
     };
 
-    let audit_dir = env
-        .var("AUDIT_DIR")
-        .map(PathBuf::from)
-        .or_else(|| raw.audit.dir.or(raw.server.audit_dir).map(|dir| from_file(base, dir)))
-        .unwrap_or_else(|| PathBuf::from("logs/audit"));
-    let keep_files = match env.var("AUDIT_KEEP_FILES") {
-        Some(v) => v.parse::<usize>().unwrap_or_else(|_| {
-            problems.push(format!("AUDIT_KEEP_FILES {v:?} is not a number"));
-            90
-        }),
-        None => raw.audit.keep_files.unwrap_or(90),
-    };
+    let audit_dir = raw.audit.dir.unwrap_or_else(|| PathBuf::from("logs/audit"));
+    let keep_files = raw.audit.keep_files.unwrap_or(90);
     if keep_files == 0 {
         problems.push("audit keep_files must be at least 1".to_string());
     }
 
-    let genesys = build_genesys(raw.genesys, env, &mut problems);
-    let queue = build_queue(raw.queue, env, &mut problems);
+    let genesys = build_genesys(raw.genesys, secrets.genesys_client, &mut problems);
+    let queue = build_queue(raw.queue, &mut problems);
 
     let departments = departments(raw.departments, &mut problems);
     if departments.is_empty() && problems.is_empty() {
@@ -120,8 +96,7 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
         }
     };
     let remove_groups_on_terminate = raw.sync.remove_groups_on_terminate.unwrap_or(true);
-    let mapping_path =
-        raw.sync.mapping.map(|m| from_file(base, m)).unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
+    let mapping_path = raw.sync.mapping.unwrap_or_else(|| PathBuf::from(DEFAULT_MAPPING_PATH));
     let defaults = crate::mapping::MappingLimits::default();
     let limits = crate::mapping::MappingLimits {
         max_record_bytes: raw.sync.max_record_bytes.unwrap_or(defaults.max_record_bytes),
@@ -142,7 +117,7 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
         }
     };
 
-    let log_format = match env.var("LOG_FORMAT").or(raw.log.format).as_deref() {
+    let log_format = match raw.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
@@ -158,9 +133,9 @@ pub(super) fn build(raw: RawConfig, env: &dyn Environment, base: &Path) -> Resul
     Ok(Config {
         source: None,
         sandbox: false,
-        placeholder_secrets,
+        placeholder_secrets: secrets.placeholders,
         server: ServerConfig { listen_addr, database_url, max_body_bytes, limits: server_limits },
-        webhooks: WebhookConfig { secrets, verify_signatures, timestamp_tolerance },
+        webhooks: WebhookConfig { secrets: webhook_secrets, verify_signatures, timestamp_tolerance },
         admin_token,
         audit: AuditConfig { dir: audit_dir, keep_files },
         genesys,
@@ -225,16 +200,16 @@ fn build_limits(
     ServerLimits { header_timeout, body_timeout, idle_timeout, max_connections, max_drain_bytes }
 }
 
-fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<String>) -> GenesysConfig {
-    let region = env.var("GENESYS_REGION").or(raw.region).unwrap_or_else(|| "mypurecloud.com".to_string());
+fn build_genesys(raw: RawGenesys, client_secret: Option<String>, problems: &mut Vec<String>) -> GenesysConfig {
+    let region = raw.region.unwrap_or_else(|| "mypurecloud.com".to_string());
     if !GENESYS_REGIONS.contains(&region.as_str()) {
         problems.push(format!(
             "GENESYS_REGION {region:?} is not a Genesys Cloud region (one of: {})",
             GENESYS_REGIONS.join(", ")
         ));
     }
-    let mut url = |name: &str, file: Option<String>, derived: String| {
-        let value = env.var(name).or(file).unwrap_or(derived);
+    let mut url = |name: &str, set: Option<String>, derived: String| {
+        let value = set.unwrap_or(derived);
         if !(value.starts_with("https://") || value.starts_with("http://")) {
             problems.push(format!("{name} {value:?} is not an http(s) URL"));
         }
@@ -242,8 +217,8 @@ fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<Stri
     };
     let api_url = url("GENESYS_API_URL", raw.api_url, format!("https://api.{region}"));
     let login_url = url("GENESYS_LOGIN_URL", raw.login_url, format!("https://login.{region}"));
-    let client_id = env.var("GENESYS_CLIENT_ID").or(raw.client_id);
-    let client_secret = env.var("GENESYS_CLIENT_SECRET").map(SecretString::from);
+    let client_id = raw.client_id;
+    let client_secret = client_secret.map(SecretString::from);
     match (&client_id, &client_secret) {
         (Some(_), None) => problems.push("GENESYS_CLIENT_SECRET is missing (GENESYS_CLIENT_ID is set)".to_string()),
         (None, Some(_)) => problems.push("GENESYS_CLIENT_ID is missing (GENESYS_CLIENT_SECRET is set)".to_string()),
@@ -266,16 +241,10 @@ fn build_genesys(raw: RawGenesys, env: &dyn Environment, problems: &mut Vec<Stri
     }
 }
 
-fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>) -> QueueConfig {
-    let run_workers = match env.var("RUN_WORKERS") {
-        Some(v) => parse_bool(&v).unwrap_or_else(|| {
-            problems.push(format!("RUN_WORKERS {v:?} is not true or false"));
-            true
-        }),
-        None => raw.run_workers.unwrap_or(true),
-    };
+fn build_queue(raw: RawQueue, problems: &mut Vec<String>) -> QueueConfig {
+    let run_workers = raw.run_workers.unwrap_or(true);
     // Jobs retry by time now; an old count would silently mean something else.
-    if raw.max_attempts.is_some() || env.var("JOB_MAX_ATTEMPTS").is_some() {
+    if raw.max_attempts.is_some() {
         problems.push(
             "queue.max_attempts / JOB_MAX_ATTEMPTS are gone: jobs retry until queue.retry_window_secs \
              (JOB_RETRY_WINDOW_SECS) has passed; queue.max_lost_attempts (JOB_MAX_LOST_ATTEMPTS) caps attempts \
@@ -283,14 +252,8 @@ fn build_queue(raw: RawQueue, env: &dyn Environment, problems: &mut Vec<String>)
                 .to_string(),
         );
     }
-    let mut number = |name: &str, file: Option<u64>, default: u64, min: u64| -> u64 {
-        let value = match env.var(name) {
-            Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
-                problems.push(format!("{name} {v:?} is not a number"));
-                default
-            }),
-            None => file.unwrap_or(default),
-        };
+    let mut number = |name: &str, set: Option<u64>, default: u64, min: u64| -> u64 {
+        let value = set.unwrap_or(default);
         if value < min {
             problems.push(format!("{name} must be at least {min}"));
         }

@@ -182,7 +182,7 @@ fn accepted_keys(section: &str) -> BTreeSet<String> {
 const OTHER_VARIABLES: &[(&str, &str, &str)] = &[
     ("PROVISIONER_CONFIG", "src/main.rs", "env = \"PROVISIONER_CONFIG\""),
     ("RUST_LOG", "src/main.rs", "EnvFilter::try_from_default_env"),
-    ("JOB_MAX_ATTEMPTS", "src/config/validate.rs", "env.var(\"JOB_MAX_ATTEMPTS\")"),
+    ("JOB_MAX_ATTEMPTS", "src/config/env.rs", "env.var(\"JOB_MAX_ATTEMPTS\")"),
 ];
 
 #[test]
