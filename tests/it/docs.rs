@@ -338,12 +338,12 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/docs.rs",
         "GET /jobs/{auditId} with the admin token",
     ),
-    // The emulator alone: process.rs starts `emulator --addr ... --config config/default.toml`
+    // The emulator alone: common/process.rs starts `emulator --addr ... --config config/default.toml`
     // (the default file) and `emulator --addr ... --seed FILE --client-id ... --client-secret ...`.
-    ("genesys-provisioner emulator --addr 127.0.0.1:9100", "tests/it/process.rs", "[\"emulator\", \"--addr\""),
+    ("genesys-provisioner emulator --addr 127.0.0.1:9100", "tests/it/common/process.rs", "[\"emulator\", \"--addr\""),
     (
         "genesys-provisioner emulator --addr 127.0.0.1:9100 --seed seed.json --client-id me --client-secret s3cret",
-        "tests/it/process.rs",
+        "tests/it/common/process.rs",
         "\"--client-id\", EMULATOR_CLIENT_ID, \"--client-secret\"",
     ),
     // docs/operations.md: the SQLite backups and the dead-letter commands, run as written against a
