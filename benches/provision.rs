@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_emulator::Stats;
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{

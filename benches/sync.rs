@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use genesys_provisioner::http::signature::WebhookSecret;
 use genesys_provisioner::mapping::Mapping;
+use genesys_provisioner::signing::WebhookSecret;
 use serde_json::{Value, json};
 use support::{
     CLIENT_ID, WEBHOOK_SECRET, default_config_path, emulator_stats, env_number, labelled, start_emulator, start_service,

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

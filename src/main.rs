@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use genesys_provisioner::App;
 use genesys_provisioner::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, ProcessEnv};
-use genesys_provisioner::http::signature::WebhookSecret;
+use genesys_provisioner::signing::WebhookSecret;
 #[cfg(feature = "sandbox")]
 use genesys_provisioner::sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;

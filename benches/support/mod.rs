@@ -1,7 +1,10 @@
-//! What both benchmarks share: the release binary as a child process that is killed when dropped,
-//! free ports, and the sample config with a few values changed.
+//! What the benchmarks share: the release binary as a child process that is killed when dropped,
+//! free ports, and the sample config with a few values changed; `load` is the intake benchmark's
+//! load loop.
 
 #![allow(dead_code)] // each benchmark uses a part
+
+pub mod load;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -2,14 +2,14 @@
 //! HR directory changes, stored as jobs before they are acknowledged.
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{
-    AppState, Event, Refusal, VerifiedWebhook, canonical_json, check_lengths, checked_event_id, enqueue_event,
-    record_refusal, refuse, verify_webhook,
+    AppState, Endpoint, Event, Refusal, Refused, SignedWebhook, canonical_json, check_lengths, checked_event_id,
+    enqueue_event, event_id, record_refusal,
 };
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
@@ -22,6 +22,22 @@ const ENDPOINT: &str = "/webhooks/directory-sync";
 const BATCH_ENDPOINT: &str = "/webhooks/directory-sync/batch";
 /// Most events in one batch.
 pub const BATCH_MAX: usize = 1_000;
+
+/// The single-event endpoint; its body is read as JSON.
+pub struct SyncEventRoute;
+
+impl Endpoint for SyncEventRoute {
+    const PATH: &'static str = ENDPOINT;
+    type Body = Value;
+}
+
+/// The batch endpoint; its body is read as JSON (an array, checked by `batch_items`).
+pub struct SyncBatchRoute;
+
+impl Endpoint for SyncBatchRoute {
+    const PATH: &'static str = BATCH_ENDPOINT;
+    type Body = Value;
+}
 
 /// The most characters of the identifying and naming fields of an event's `data` (emails as RFC
 /// 5321 allows); checked at the edge so an oversized one is a 400, not a job.
@@ -72,31 +88,26 @@ fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
     ),
     security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
 )]
-pub async fn sync_event(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let webhook = match verify_webhook(&state, headers, body).await {
-        Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
-    };
-    let parsed = webhook.event_id().and_then(|id| {
-        parse_event(&webhook.json, &state.config.sync.mapping).map(|e| (id, e)).map_err(ApiError::BadRequest)
-    });
-    let (webhook_id, event) = match parsed {
-        Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
-    };
+pub async fn sync_event(
+    State(state): State<AppState>,
+    webhook: SignedWebhook<SyncEventRoute>,
+) -> Result<Response, Refused> {
+    let json = &webhook.body;
+    let text = |key: &str| json.get(key).and_then(Value::as_str);
+    let refuse = |e: ApiError| webhook.refuse(e).about(text("email"), text("departmentCode"));
+    let webhook_id = event_id(webhook.header_id.as_deref(), text("id")).map_err(refuse)?;
+    let event = parse_event(json, &state.config.sync.mapping).map_err(|e| refuse(ApiError::BadRequest(e)))?;
     // Hashed as the canonical text of the event, as a batch item is: the same event id may come
     // alone or in a batch (see `canonical_json`).
     let mut content = Vec::new();
-    canonical_json(&webhook.json, &mut content);
+    canonical_json(json, &mut content);
     match store(&state, ENDPOINT, &webhook_id, false, &content, &event, None).await {
         Ok(enqueued) => {
-            (StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response()
+            Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response())
         }
         // Already audited as `intake.conflict`.
-        Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
-        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(conflict @ ApiError::Conflict(_)) => Err(Refused::answered(conflict)),
+        Err(e) => Err(refuse(e)),
     }
 }
 
@@ -123,17 +134,12 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
     ),
     security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
 )]
-pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let webhook = match verify_webhook(&state, headers, body).await {
-        Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, |line| line),
-    };
-    let items = match batch_items(&webhook, &state.config.sync.mapping) {
-        Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), |line| line),
-    };
+pub async fn sync_batch(
+    State(state): State<AppState>,
+    webhook: SignedWebhook<SyncBatchRoute>,
+) -> Result<Response, Refused> {
+    let batch_id = webhook.header_id.as_deref();
+    let items = batch_items(&webhook.body, batch_id, &state.config.sync.mapping).map_err(|e| webhook.refuse(e))?;
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
     // Which item each task stores, to answer for it should the task fail (a bug: a panic).
@@ -214,7 +220,7 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
             "No valid event in the batch"
         });
     }
-    (status, Json(body)).into_response()
+    Ok((status, Json(body)).into_response())
 }
 
 /// One batch item: its event id (as sent, else derived from the batch's webhook id and its
@@ -230,8 +236,8 @@ struct BatchItem {
 }
 
 /// The batch's items, each parsed or refused with its reason.
-fn batch_items(webhook: &VerifiedWebhook, mapping: &Mapping) -> Result<Vec<BatchItem>, ApiError> {
-    let Value::Array(items) = &webhook.json else {
+fn batch_items(batch: &Value, batch_id: Option<&str>, mapping: &Mapping) -> Result<Vec<BatchItem>, ApiError> {
+    let Value::Array(items) = batch else {
         return Err(ApiError::BadRequest("Batch body must be a JSON array of events".to_string()));
     };
     if items.len() > BATCH_MAX {
@@ -240,7 +246,6 @@ fn batch_items(webhook: &VerifiedWebhook, mapping: &Mapping) -> Result<Vec<Batch
     if items.is_empty() {
         return Err(ApiError::BadRequest("Batch is empty".to_string()));
     }
-    let batch_id = webhook.header_id.as_deref();
     Ok(items
         .iter()
         .enumerate()

@@ -1,17 +1,25 @@
 //! `POST /webhooks/hr/user-created`: a new hire, stored as a job before it is acknowledged.
 
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{AppState, Event, Refusal, SignedBody, check_lengths, enqueue_event, event_id, refuse, verify_signed};
-use crate::audit::AuditRecord;
+use super::{AppState, Endpoint, Event, Refused, SignedWebhook, check_lengths, enqueue_event, event_id};
 use crate::error::ApiError;
 use crate::pipeline::KIND_NEW_HIRE;
 use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
+
+/// The new-hire endpoint; its body is kept as bytes, which `SentHire` reads borrowing from them.
+pub struct UserCreatedRoute;
+
+impl Endpoint for UserCreatedRoute {
+    const PATH: &'static str = ENDPOINT;
+    type Body = Bytes;
+}
 
 /// The most characters of each new-hire text field: emails as the email rule allows (RFC 5321's
 /// 254), the event id as `event_id` does, the rest a generous bound for names and identifiers.
@@ -57,58 +65,44 @@ fn queued(audit_id: Uuid) -> Response {
     ),
     security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
 )]
-pub async fn user_created(State(state): State<AppState>, request: Request) -> Response {
-    // The request taken apart rather than its headers extracted: that extractor copies the header map.
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let SignedBody { bytes, header_id } = match verify_signed(&state, headers, body).await {
-        Ok(b) => b,
-        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
-    };
+pub async fn user_created(
+    State(state): State<AppState>,
+    webhook: SignedWebhook<UserCreatedRoute>,
+) -> Result<Response, Refused> {
+    let header_id = webhook.header_id.as_deref();
     // The body is read once, straight into its fields; the job's payload is written from them.
-    let mut sent = match SentHire::read(&bytes) {
-        Ok(sent) => sent,
-        Err(e) => {
-            let error = match e {
-                UnreadableHire::Malformed(_) => ApiError::BadRequest(e.to_string()),
-                // A body that is JSON but not an object has no `id`: a missing or invalid event id
-                // is reported first, as for any other body.
-                UnreadableHire::Invalid(invalid) => match event_id(header_id.as_deref(), None) {
-                    Err(no_id) => no_id,
-                    Ok(_) => ApiError::BadRequest(invalid.to_string()),
-                },
-            };
-            return refuse(&state, ENDPOINT, &parts, Refusal::from(error), |line| line);
-        }
-    };
-    if let Err(e) = check_lengths(FIELD_LIMITS, "", |name| sent.text(name)) {
-        return refuse(&state, ENDPOINT, &parts, Refusal::from(ApiError::BadRequest(e)), |line| line);
-    }
-    let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
+    let mut sent = SentHire::read(&webhook.body).map_err(|e| {
+        webhook.refuse(match e {
+            UnreadableHire::Malformed(_) => ApiError::BadRequest(e.to_string()),
+            // A body that is JSON but not an object has no `id`: a missing or invalid event id
+            // is reported first, as for any other body.
+            UnreadableHire::Invalid(invalid) => match event_id(header_id, None) {
+                Err(no_id) => no_id,
+                Ok(_) => ApiError::BadRequest(invalid.to_string()),
+            },
+        })
+    })?;
+    check_lengths(FIELD_LIMITS, "", |name| sent.text(name)).map_err(|e| webhook.refuse(ApiError::BadRequest(e)))?;
+    let parsed = event_id(header_id, sent.text("id")).and_then(|id| {
         let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if state.config.departments.get(&hire.department_code).is_none() {
             return Err(ApiError::Unprocessable(format!("Unmapped department code: {}", hire.department_code)));
         }
         Ok((id, hire))
     });
-    let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
-    let (webhook_id, hire) = match parsed {
-        Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
-    };
-    let payload = match serde_json::to_string(&hire) {
-        Ok(p) => p,
-        Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
-    };
+    let refuse = |e: ApiError| webhook.refuse(e).about(sent.text("email"), sent.text("departmentCode"));
+    let (webhook_id, hire) = parsed.map_err(refuse)?;
+    let payload = serde_json::to_string(&hire)
+        .map_err(|e| Refused::answered(ApiError::Internal(format!("new hire could not be serialised: {e}"))))?;
     // The raw body identifies the event: a sender's retry resends it byte for byte (it is signed).
-    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &bytes, derived_id: false };
+    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &webhook.body, derived_id: false };
     let stored = enqueue_event(&state, ENDPOINT, event, |line| {
         line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
     });
     match stored.await {
-        Ok(enqueued) => queued(enqueued.audit_id),
+        Ok(enqueued) => Ok(queued(enqueued.audit_id)),
         // Already audited as `intake.conflict`.
-        Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
-        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
+        Err(conflict @ ApiError::Conflict(_)) => Err(Refused::answered(conflict)),
+        Err(e) => Err(refuse(e)),
     }
 }

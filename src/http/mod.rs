@@ -7,7 +7,7 @@ pub mod health;
 pub mod hr;
 pub mod openapi;
 pub mod serve;
-pub mod signature;
+pub mod signed;
 
 use std::sync::Arc;
 
@@ -26,6 +26,9 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::Intake;
+use crate::signing;
+
+pub use signed::{Endpoint, Refused, SignedWebhook, WebhookBody};
 
 /// What every handler can reach. axum clones the state for every request, so it is one `Arc`.
 #[derive(Clone)]
@@ -81,20 +84,6 @@ pub struct SignedBody {
     pub header_id: Option<String>,
 }
 
-/// A webhook that passed the shared checks and is valid JSON.
-pub struct VerifiedWebhook {
-    pub json: serde_json::Value,
-    /// The `webhook-id` header when sent (it is covered by the signature).
-    pub header_id: Option<String>,
-}
-
-impl VerifiedWebhook {
-    /// The event id: the signed header, else the body's `id` (see `event_id`).
-    pub fn event_id(&self) -> Result<String, ApiError> {
-        event_id(self.header_id.as_deref(), self.json.get("id").and_then(|v| v.as_str()))
-    }
-}
-
 /// A refused webhook: the answer, and what the audit line says about it.
 pub struct Refusal {
     pub error: ApiError,
@@ -126,15 +115,8 @@ impl From<ApiError> for Refusal {
     }
 }
 
-/// Content type, size, signature and JSON syntax: the checks every HR webhook passes first.
-pub async fn verify_webhook(state: &AppState, headers: &HeaderMap, body: Body) -> Result<VerifiedWebhook, Refusal> {
-    let SignedBody { bytes, header_id } = verify_signed(state, headers, body).await?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Refusal::new(ApiError::BadRequest(format!("Malformed JSON: {e}")), "bad_request"))?;
-    Ok(VerifiedWebhook { json, header_id })
-}
-
-/// Content type, size and signature; the endpoint parses the body itself.
+/// Content type, size and signature, the checks every signed webhook passes first (`SignedWebhook`
+/// reads the body afterwards).
 pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
@@ -176,15 +158,15 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
     };
     // Looked up by prepared names: a header looked up by text is parsed and checked on every call.
     let header_text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let header_id = header_text(&signature::ID_HEADER);
+    let header_id = header_text(&signing::ID_HEADER);
     if state.config.webhooks.verify_signatures {
-        let request = signature::SignedRequest {
+        let request = signing::SignedRequest {
             id: header_id,
-            timestamp: header_text(&signature::TIMESTAMP_HEADER),
-            signature: header_text(&signature::SIGNATURE_HEADER),
+            timestamp: header_text(&signing::TIMESTAMP_HEADER),
+            signature: header_text(&signing::SIGNATURE_HEADER),
         };
         let now = chrono::Utc::now().timestamp();
-        signature::verify(
+        signing::verify(
             &state.config.webhooks.secrets,
             &request,
             &bytes,
@@ -294,7 +276,7 @@ pub fn refuse(
         state.audit.refused(&source, refusal.outcome, endpoint, || refusal.error.to_string());
         return refusal.error.into_response();
     }
-    let header_id = request.headers.get(&signature::ID_HEADER).and_then(|v| v.to_str().ok());
+    let header_id = request.headers.get(&signing::ID_HEADER).and_then(|v| v.to_str().ok());
     record_refusal(state, endpoint, &refusal, header_id, describe);
     refusal.error.into_response()
 }

@@ -51,11 +51,11 @@ impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let headers = [
-            (SIGNATURE_SCHEMES[0], super::signature::HEADER_ID, "The event id, covered by the signature."),
-            (SIGNATURE_SCHEMES[1], super::signature::HEADER_TIMESTAMP, "Unix seconds when the event was signed."),
+            (SIGNATURE_SCHEMES[0], crate::signing::HEADER_ID, "The event id, covered by the signature."),
+            (SIGNATURE_SCHEMES[1], crate::signing::HEADER_TIMESTAMP, "Unix seconds when the event was signed."),
             (
                 SIGNATURE_SCHEMES[2],
-                super::signature::HEADER_SIGNATURE,
+                crate::signing::HEADER_SIGNATURE,
                 "`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with a WEBHOOK_SECRETS key; several may be sent, space separated.",
             ),
         ];

@@ -182,7 +182,7 @@ fn accepted_keys(section: &str) -> BTreeSet<String> {
 const OTHER_VARIABLES: &[(&str, &str, &str)] = &[
     ("PROVISIONER_CONFIG", "src/main.rs", "env = \"PROVISIONER_CONFIG\""),
     ("RUST_LOG", "src/main.rs", "EnvFilter::try_from_default_env"),
-    ("JOB_MAX_ATTEMPTS", "src/config.rs", "env.var(\"JOB_MAX_ATTEMPTS\")"),
+    ("JOB_MAX_ATTEMPTS", "src/config/env.rs", "env.var(\"JOB_MAX_ATTEMPTS\")"),
 ];
 
 #[test]
@@ -207,7 +207,7 @@ fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
     // Every variable of ENV_VARS has a row, and every documented variable is one the service reads.
     for (name, _) in ENV_VARS {
         if !documented_vars.contains(*name) {
-            problems.push(format!("environment variable {name} (ENV_VARS in src/config.rs) has no row: {add_row}"));
+            problems.push(format!("environment variable {name} (ENV_VARS in src/config/env.rs) has no row: {add_row}"));
         }
     }
     for var in &documented_vars {
@@ -248,7 +248,7 @@ fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
     }
     for key in &code_keys {
         if !documented_keys.contains(key) {
-            problems.push(format!("config key {key} (accepted by src/config.rs) has no row: {add_row}"));
+            problems.push(format!("config key {key} (accepted by src/config/file.rs) has no row: {add_row}"));
         }
     }
 
@@ -285,8 +285,9 @@ fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
     // Every documented key exists in the code.
     for key in &documented_keys {
         if !code_keys.contains(key) {
-            problems
-                .push(format!("docs/configuration.md documents config key {key}, which src/config.rs does not accept"));
+            problems.push(format!(
+                "docs/configuration.md documents config key {key}, which src/config/file.rs does not accept"
+            ));
         }
     }
     assert!(problems.is_empty(), "docs/configuration.md is out of step with the code:\n{}", problems.join("\n"));
@@ -356,12 +357,12 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/docs.rs",
         "GET /jobs/{auditId} with the admin token",
     ),
-    // The emulator alone: process.rs starts `emulator --addr ... --config config/default.toml`
+    // The emulator alone: common/process.rs starts `emulator --addr ... --config config/default.toml`
     // (the default file) and `emulator --addr ... --seed FILE --client-id ... --client-secret ...`.
-    ("genesys-provisioner emulator --addr 127.0.0.1:9100", "tests/it/process.rs", "[\"emulator\", \"--addr\""),
+    ("genesys-provisioner emulator --addr 127.0.0.1:9100", "tests/it/common/process.rs", "[\"emulator\", \"--addr\""),
     (
         "genesys-provisioner emulator --addr 127.0.0.1:9100 --seed seed.json --client-id me --client-secret s3cret",
-        "tests/it/process.rs",
+        "tests/it/common/process.rs",
         "\"--client-id\", EMULATOR_CLIENT_ID, \"--client-secret\"",
     ),
     // The same as its own program: the emulator crate's cli.rs runs the genesys-emulator binary in a

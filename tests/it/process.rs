@@ -1,8 +1,8 @@
 //! The service binary as operators run it: SIGKILL in the middle of intake, SIGTERM, the CLI,
-//! and a search of every log and audit line for secrets.
+//! and a search of every log and audit line for secrets. The processes these tests start, and how,
+//! are in `common/process.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,155 +13,8 @@ use genesys_provisioner::config::DatabaseUrl;
 use genesys_provisioner::queue::JobStore;
 use serde_json::Value;
 
+use crate::common::process::*;
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_genesys-provisioner");
-
-/// The service binary as the tests run it: it reads no `.env` (a developer's `.env` in the checkout
-/// must not change what a test sees). Commands that clear the environment set this again.
-fn bin() -> Command {
-    let mut command = Command::new(BIN);
-    command.env("PROVISIONER_ENV_FILE", "none");
-    command
-}
-
-const GENESYS_SECRET: &str = "genesys-client-secret-never-logged";
-
-/// The service binary running on a port of its own, its stderr going to a file.
-struct Service {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn service_env(dir: &Path, db_url: &str, genesys: &str) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", db_url.to_string()),
-        ("AUDIT_DIR", dir.join("audit").display().to_string()),
-        ("HR_WEBHOOK_SECRET", SECRET.to_string()),
-        ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
-        ("GENESYS_API_URL", genesys.to_string()),
-        ("GENESYS_LOGIN_URL", genesys.to_string()),
-        ("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID.to_string()),
-        ("GENESYS_CLIENT_SECRET", EMULATOR_CLIENT_SECRET.to_string()),
-        ("RUST_LOG", "debug".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-impl Service {
-    /// The service binary on `db_url`, calling the Genesys Cloud emulator at `genesys`.
-    async fn start(dir: &Path, db_url: &str, run: u32, genesys: &str) -> Service {
-        Self::start_with(dir, db_url, run, genesys, free_port(), "config/default.toml").await
-    }
-
-    /// `start` on a given port and config file (a restart keeps its address).
-    async fn start_with(dir: &Path, db_url: &str, run: u32, genesys: &str, port: u16, config: &str) -> Service {
-        let stderr = dir.join(format!("stderr-{run}.log"));
-        let child = bin()
-            .args(["serve", "--config", config])
-            .envs(service_env(dir, db_url, genesys))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("service binary starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let up = eventually(Duration::from_secs(30), || async {
-            client.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success())
-        })
-        .await;
-        assert!(up.is_some(), "service did not come up: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
-        Service { child, base, stderr }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-/// The emulator as its own process, as other people's tests would run it.
-struct EmulatorProcess {
-    child: Child,
-    base: String,
-}
-
-impl EmulatorProcess {
-    async fn start() -> EmulatorProcess {
-        Self::start_with(&["--config", "config/default.toml"]).await
-    }
-
-    async fn start_with(extra: &[&str]) -> EmulatorProcess {
-        let port = free_port();
-        let child = bin()
-            .args(["emulator", "--addr", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .args(["--client-id", EMULATOR_CLIENT_ID, "--client-secret", EMULATOR_CLIENT_SECRET])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let up = eventually(Duration::from_secs(30), || async {
-            client.get(format!("{base}/emulator/stats")).send().await.ok().filter(|r| r.status().is_success())
-        })
-        .await;
-        assert!(up.is_some(), "emulator did not come up");
-        EmulatorProcess { child, base }
-    }
-
-    /// A GET on its own SCIM API, with a token from its own token endpoint.
-    async fn scim_get(&self, path: &str) -> Value {
-        let client = reqwest::Client::new();
-        let token: Value = client
-            .post(format!("{}/oauth/token", self.base))
-            .basic_auth(EMULATOR_CLIENT_ID, Some(EMULATOR_CLIENT_SECRET))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = token["access_token"].as_str().unwrap();
-        client.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
-    }
-}
-
-impl Drop for EmulatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(client: &reqwest::Client, base: &str, id: &str, body: &Value) -> Option<(u16, Value)> {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let mut req =
-        client.post(format!("{base}{HR_PATH}")).header("content-type", "application/json").body(bytes.clone());
-    for (k, v) in signed_headers(SECRET, id, now(), &bytes) {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.ok()?;
-    let status = resp.status().as_u16();
-    Some((status, resp.json().await.unwrap_or(Value::Null)))
-}
 
 #[tokio::test]
 async fn sigkill_during_intake_loses_no_acknowledged_event() {
@@ -330,38 +183,6 @@ async fn no_secret_appears_in_any_log_or_audit_line() {
     }
 }
 
-fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = bin()
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PROVISIONER_ENV_FILE", "none")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-/// A command line run by a POSIX shell as a person would paste it, in the environment `cli` gives.
-fn shell(line: &str) -> (i32, String, String) {
-    let out = Command::new("sh")
-        .args(["-c", line])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PROVISIONER_ENV_FILE", "none")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 #[tokio::test]
 async fn check_config_reports_every_problem_and_never_a_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -472,20 +293,6 @@ async fn with_no_config_file_the_commands_say_where_they_looked_and_stop() {
         assert!(text.contains("--config") && text.contains("PROVISIONER_CONFIG="), "{args:?}: {text}");
     }
 }
-
-/// The service's environment for `check-config --probe` against the emulator at `emulator`.
-fn probe_env<'a>(emulator: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("HR_WEBHOOK_SECRET", SECRET),
-        ("ADMIN_TOKEN", ADMIN_TOKEN),
-        ("GENESYS_API_URL", emulator),
-        ("GENESYS_LOGIN_URL", emulator),
-        ("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID),
-        ("GENESYS_CLIENT_SECRET", secret),
-    ]
-}
-
-const PROBE: &[&str] = &["check-config", "--probe", "--config", "config/default.toml"];
 
 #[tokio::test]
 async fn probe_finds_every_configured_group_and_role() {

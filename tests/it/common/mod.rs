@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,9 +14,9 @@ use std::time::Duration;
 use genesys_provisioner::App;
 use genesys_provisioner::clock::{Clock, ManualClock};
 use genesys_provisioner::config::Config;
-use genesys_provisioner::http::signature::WebhookSecret;
 use genesys_provisioner::queue::worker::{HandlerFuture, JobFailure, JobHandler, JobSuccess, Worker};
 use genesys_provisioner::queue::{Job, JobStore};
+use genesys_provisioner::signing::WebhookSecret;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -2,6 +2,9 @@
 //!
 //! Several signatures may be sent at once (space separated) and several secrets may be configured,
 //! so either side can rotate its secret without a window where events are refused.
+//!
+//! Not part of `http/`: the configuration parses the secrets and the `send-webhook` command signs
+//! with them, and neither should depend on the HTTP edge that verifies.
 
 use std::fmt;
 use std::time::Duration;
