@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use genesys_provisioner::App;
 use genesys_provisioner::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, ProcessEnv};
-use genesys_provisioner::signing::WebhookSecret;
 #[cfg(feature = "sandbox")]
 use genesys_provisioner::sandbox::Sandbox;
+use genesys_provisioner::signing::WebhookSecret;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers, often
@@ -41,7 +41,14 @@ enum Command {
     /// Run the Genesys Cloud emulator alone (for trying things and for other people's tests); the
     /// same program as `genesys-emulator`.
     #[cfg(feature = "sandbox")]
-    Emulator(genesys_emulator::cli::Args),
+    Emulator {
+        #[command(flatten)]
+        emulator: genesys_emulator::cli::Args,
+        /// The settings file whose departments' groups the emulator starts with (default:
+        /// config/default.toml when the working directory has it).
+        #[arg(long, env = "PROVISIONER_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Load and validate the configuration, print what was loaded (never a secret), exit 1 on any problem.
     CheckConfig {
         #[arg(long, env = "PROVISIONER_CONFIG")]
@@ -88,7 +95,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config, sandbox } => serve(config.as_deref(), sandbox).await,
             #[cfg(feature = "sandbox")]
-            Command::Emulator(args) => genesys_emulator::cli::run(args).await,
+            Command::Emulator { emulator, config } => {
+                genesys_provisioner::sandbox::run_emulator(emulator, config.as_deref()).await
+            }
             Command::CheckConfig { config, probe } => check_config(config.as_deref(), probe).await,
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
             Command::Healthcheck { url } => healthcheck(url).await,

@@ -9,7 +9,7 @@ use base64::Engine;
 use genesys_emulator::{Emulator, EmulatorConfig, SeedGroup};
 use rand::RngCore;
 
-use crate::config::{Config, ConfigError, Environment, Layered};
+use crate::config::{Config, ConfigError, DepartmentMap, Environment, Layered};
 
 /// Where `serve --sandbox` keeps its jobs unless `SANDBOX_DATABASE_URL` says otherwise.
 pub const DEFAULT_SANDBOX_DATABASE: &str = "sqlite://data/sandbox.db?mode=rwc";
@@ -57,10 +57,7 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     let emulator_config = EmulatorConfig {
         client_id: client_id.clone(),
         client_secret: client_secret.clone(),
-        groups: departments
-            .iter()
-            .map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() })
-            .collect(),
+        groups: seed_groups(&departments),
         ..Default::default()
     };
     let emulator = Emulator::start(([127, 0, 0, 1], 0).into(), emulator_config)
@@ -87,6 +84,27 @@ pub async fn start(path: Option<&Path>, env: &dyn Environment) -> Result<(Config
     config.audit.dir.push("sandbox");
     config.sandbox = true;
     Ok((config, Sandbox { emulator, client_id, client_secret, signing_secret, admin_token }))
+}
+
+/// The departments' groups as the emulator's starting groups, each named by its department code.
+pub fn seed_groups(departments: &DepartmentMap) -> Vec<SeedGroup> {
+    departments.iter().map(|d| SeedGroup { id: d.group_id.to_string(), display_name: d.code.clone() }).collect()
+}
+
+/// `genesys-provisioner emulator`: the emulator program, starting with the groups of the settings
+/// file's departments (`config`, else `config/default.toml` when the working directory has it), read
+/// by the service's own parser. A seed file (`--seed`) replaces them.
+pub async fn run_emulator(args: genesys_emulator::cli::Args, config: Option<&Path>) -> std::process::ExitCode {
+    let default = Path::new(crate::config::DEFAULT_CONFIG_PATH);
+    let path = config.or_else(|| default.exists().then_some(default));
+    let groups = match path.filter(|_| args.seed.is_none()).map(Config::departments_in).transpose() {
+        Ok(departments) => departments.as_ref().map(seed_groups).unwrap_or_default(),
+        Err(e) => {
+            eprint!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    genesys_emulator::cli::run(args, groups).await
 }
 
 #[cfg(test)]

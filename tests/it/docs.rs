@@ -365,12 +365,12 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/common/process.rs",
         "\"--client-id\", EMULATOR_CLIENT_ID, \"--client-secret\"",
     ),
-    // The same as its own program: the emulator crate's cli.rs runs the genesys-emulator binary in a
-    // folder with a config/default.toml, and with `--seed FILE --client-id me --client-secret s3cret`.
+    // The same as its own program: the emulator crate's cli.rs runs the genesys-emulator binary with
+    // `--group ID=NAME`, and with `--seed FILE --client-id me --client-secret s3cret`.
     (
-        "cargo run -p genesys-emulator -- --addr 127.0.0.1:9100",
+        "cargo run -p genesys-emulator -- --addr 127.0.0.1:9100 --group a1b2c3d4-5678-90ab-cdef-1234567890ab=ENG",
         "crates/genesys-emulator/tests/it/cli.rs",
-        "fn the_program_reads_config_default_toml_in_its_working_directory",
+        "\"a1b2c3d4-5678-90ab-cdef-1234567890ab=Engineering\"",
     ),
     (
         "cargo run -p genesys-emulator -- --addr 127.0.0.1:9100 --seed seed.json --client-id me --client-secret s3cret",

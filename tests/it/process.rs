@@ -636,6 +636,47 @@ async fn the_emulator_runs_alone_from_a_seed_file() {
     );
 }
 
+#[tokio::test]
+async fn the_emulator_command_starts_with_the_groups_of_a_config_files_departments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provisioner.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten_addr = \"127.0.0.1:0\"\n\n[departments.ENG]\nname = \"Engineering\"\n\
+         group_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\nroles = [\"employee\"]\n",
+    )
+    .unwrap();
+    let program = EmulatorProcess::start_with(&["--config", config.to_str().unwrap()]).await;
+    let group = program.scim_get("/api/v2/scim/v2/groups/a1b2c3d4-5678-90ab-cdef-1234567890ab").await;
+    assert_eq!(group["displayName"], "ENG", "named by the department's code: {group}");
+
+    std::fs::write(&config, "[departments.ENG]\ngroup_id = \"not-a-uuid\"\n").unwrap();
+    let out = bin().args(["emulator", "--addr", "127.0.0.1:0", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("departments.ENG.group_id \"not-a-uuid\" is not a UUID"), "{stderr}");
+}
+
+/// Without `--seed` or `--config`, the service's settings file of a checkout (`config/default.toml`
+/// in the working directory) gives the groups.
+#[tokio::test]
+async fn the_emulator_command_reads_config_default_toml_in_its_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        "[departments.SALES]\ngroup_id = \"c3d4e5f6-7890-12cd-efab-34567890abcd\"\n",
+    )
+    .unwrap();
+    let program = EmulatorProcess::start_in(dir.path(), &[]).await;
+    let group = program.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(group["displayName"], "SALES", "{group}");
+    // Elsewhere, no groups at all.
+    let elsewhere = EmulatorProcess::start_in(&dir.path().join("config"), &[]).await;
+    let none = elsewhere.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
+    assert_eq!(none["status"], "404", "{none}");
+}
+
 /// A developer's `.env` (say `cp .env.example .env`, as the README suggests) must not reach the
 /// binaries the tests run: `PROVISIONER_ENV_FILE=none` turns the file off, and the file is read
 /// when it is not set.

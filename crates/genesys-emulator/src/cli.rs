@@ -2,14 +2,10 @@
 //! `genesys-provisioner emulator` subcommand are both this, so they take the same flags.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::{Emulator, EmulatorConfig, Seed, SeedGroup};
-
-/// Where the service keeps its settings file in a checkout; read for its departments' groups when
-/// neither `--seed` nor `--config` says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
 /// Run the Genesys Cloud emulator alone (for trying things and for other people's tests).
 #[derive(clap::Args, Debug, Clone)]
@@ -24,14 +20,16 @@ pub struct Args {
     pub client_id: String,
     #[arg(long, default_value = "emulator-secret")]
     pub client_secret: String,
-    /// The service's settings file, whose `[departments.*]` groups the emulator starts with.
-    #[arg(long, env = "PROVISIONER_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// A group to start with, `ID=DISPLAYNAME` (or just `ID`, named by itself); repeatable. Ignored
+    /// with `--seed`. (`genesys-provisioner emulator` adds the groups of its config's departments.)
+    #[arg(long = "group", value_name = "ID=NAME", value_parser = parse_group)]
+    pub groups: Vec<SeedGroup>,
 }
 
-/// Starts the emulator as `args` say, prints where it listens, and serves until Ctrl-C.
-pub async fn run(args: Args) -> ExitCode {
-    let seed = match load_seed(&args) {
+/// Starts the emulator as `args` say, prints where it listens, and serves until Ctrl-C. `more_groups`
+/// join the `--group` ones when there is no seed file (the service passes its departments' groups).
+pub async fn run(args: Args, more_groups: Vec<SeedGroup>) -> ExitCode {
+    let seed = match load_seed(&args, more_groups) {
         Ok(seed) => seed,
         Err(e) => {
             eprintln!("{e}");
@@ -63,46 +61,21 @@ pub async fn run(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The seed file when one is named; else the groups of the config file's departments (the named
-/// one, or `config/default.toml` when the working directory has it); else nothing.
-fn load_seed(args: &Args) -> Result<Seed, String> {
+/// The seed file when one is named; else the `--group` groups and `more_groups`.
+fn load_seed(args: &Args, more_groups: Vec<SeedGroup>) -> Result<Seed, String> {
     if let Some(file) = &args.seed {
         return std::fs::read(file)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Seed>(&b).map_err(|e| format!("not a valid seed: {e}")))
             .map_err(|e| format!("cannot use seed {}: {e}", file.display()));
     }
-    let default = Path::new(DEFAULT_CONFIG_PATH);
-    let config = args.config.as_deref().or_else(|| default.exists().then_some(default));
-    let groups = match config {
-        Some(path) => department_groups(path)?,
-        None => Vec::new(),
-    };
+    let groups = args.groups.iter().cloned().chain(more_groups).collect();
     Ok(Seed { groups, users: Vec::new(), roles: None })
 }
 
-/// The service's `[departments.CODE]` tables: each one's `group_id` (a UUID), named by its code.
-/// Only that part of the file is read; the service checks the rest.
-pub fn department_groups(path: &Path) -> Result<Vec<SeedGroup>, String> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        departments: std::collections::BTreeMap<String, Department>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Department {
-        group_id: String,
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let file: File = toml::from_str(&text)
-        .map_err(|e| format!("config file {} is not valid: {}", path.display(), e.to_string().trim()))?;
-    let mut problems = Vec::new();
-    let mut groups = Vec::new();
-    for (code, d) in file.departments {
-        match uuid::Uuid::parse_str(&d.group_id) {
-            Ok(id) => groups.push(SeedGroup { id: id.to_string(), display_name: code }),
-            Err(_) => problems.push(format!("departments.{code}.group_id {:?} is not a UUID", d.group_id)),
-        }
-    }
-    if problems.is_empty() { Ok(groups) } else { Err(problems.join("\n")) }
+/// `ID=NAME` or `ID`: the id must be a UUID, as Genesys group ids are.
+fn parse_group(text: &str) -> Result<SeedGroup, String> {
+    let (id, name) = text.split_once('=').unwrap_or((text, text));
+    let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| format!("group id {id:?} is not a UUID"))?.to_string();
+    Ok(SeedGroup { id, display_name: name.trim().to_string() })
 }

@@ -15,7 +15,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(genesys_emulator::cli::run(cli.args)),
+        Ok(runtime) => runtime.block_on(genesys_emulator::cli::run(cli.args, Vec::new())),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE

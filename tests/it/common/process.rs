@@ -94,8 +94,15 @@ impl EmulatorProcess {
     }
 
     pub async fn start_with(extra: &[&str]) -> EmulatorProcess {
+        Self::start_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), extra).await
+    }
+
+    /// The same, run in the folder `dir`.
+    pub async fn start_in(dir: &std::path::Path, extra: &[&str]) -> EmulatorProcess {
         let port = free_port();
         let child = bin()
+            .current_dir(dir)
+            .env_remove("PROVISIONER_CONFIG")
             .args(["emulator", "--addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .args(["--client-id", EMULATOR_CLIENT_ID, "--client-secret", EMULATOR_CLIENT_SECRET])
