@@ -11,10 +11,9 @@ use super::{
     AppState, Event, Refusal, VerifiedWebhook, canonical_json, check_lengths, checked_event_id, enqueue_event,
     record_refusal, refuse, verify_webhook,
 };
-use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::lifecycle::{JobKind, Subject};
 use crate::mapping::Mapping;
-use crate::pipeline::KIND_DIRECTORY_SYNC;
 use crate::pipeline::directory::SyncEvent;
 use crate::queue::Enqueued;
 
@@ -77,14 +76,14 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, Subject::default()),
     };
     let parsed = webhook.event_id().and_then(|id| {
         parse_event(&webhook.json, &state.config.sync.mapping).map(|e| (id, e)).map_err(ApiError::BadRequest)
     });
     let (webhook_id, event) = match parsed {
         Ok(p) => p,
-        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), Subject::of_body(&webhook.json)),
     };
     // Hashed as the canonical text of the event, as a batch item is: the same event id may come
     // alone or in a batch (see `canonical_json`).
@@ -94,9 +93,9 @@ pub async fn sync_event(State(state): State<AppState>, request: Request) -> Resp
         Ok(enqueued) => {
             (StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": enqueued.audit_id}))).into_response()
         }
-        // Already audited as `intake.conflict`.
+        // Already told as a conflict.
         Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
-        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), |line| line.subject(&webhook.json)),
+        Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), Subject::of_body(&webhook.json)),
     }
 }
 
@@ -128,11 +127,11 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
     let headers = &parts.headers;
     let webhook = match verify_webhook(&state, headers, body).await {
         Ok(w) => w,
-        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, |line| line),
+        Err(refusal) => return refuse(&state, BATCH_ENDPOINT, &parts, refusal, Subject::default()),
     };
     let items = match batch_items(&webhook, &state.config.sync.mapping) {
         Ok(items) => items,
-        Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), |line| line),
+        Err(e) => return refuse(&state, BATCH_ENDPOINT, &parts, Refusal::from(e), Subject::default()),
     };
     // Each item is committed like a single event, all at once, so the batch shares group commits.
     let mut pending = tokio::task::JoinSet::new();
@@ -154,9 +153,8 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
             }
             Err(error) => {
                 let refusal = Refusal::from(ApiError::BadRequest(error.clone()));
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), |line| {
-                    line.field("index", index)
-                });
+                let item_subject = Subject::default().at(Some(index));
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), item_subject);
                 results[index] = json!({"index": index, "error": error});
             }
         }
@@ -175,7 +173,7 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
         results[index] = match outcome {
             Ok(e) if e.created => json!({"index": index, "status": "queued", "auditId": e.audit_id}),
             Ok(e) => json!({"index": index, "status": "duplicate", "auditId": e.audit_id}),
-            // Already audited as `intake.conflict`.
+            // Already told as a conflict.
             Err(e @ ApiError::Conflict(_)) => {
                 conflicts += 1;
                 json!({"index": index, "error": e.to_string()})
@@ -183,7 +181,7 @@ pub async fn sync_batch(State(state): State<AppState>, request: Request) -> Resp
             Err(e) => {
                 let answer = json!({"index": index, "error": e.to_string()});
                 let refusal = Refusal::from(e);
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), |line| line.field("index", index));
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), Subject::default().at(Some(index)));
                 if refusal.error.status().is_server_error() && server_error.is_none() {
                     server_error = Some(refusal.error);
                 }
@@ -276,14 +274,9 @@ async fn store(
     index: Option<usize>,
 ) -> Result<Enqueued, ApiError> {
     let payload = serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let describe = |line: AuditRecord| {
-        let line = line.field("syncEvent", event.event).field("externalId", event.external_id());
-        match index {
-            Some(i) => line.field("index", i),
-            None => line,
-        }
-    };
-    let event = Event { kind: KIND_DIRECTORY_SYNC, webhook_id: webhook_id.to_string(), payload, content, derived_id };
-    let enqueued = enqueue_event(state, endpoint, event, describe).await?;
+    let external_id = event.external_id();
+    let subject = Subject::directory(event.event, &external_id).at(index);
+    let event = Event { kind: JobKind::DirectorySync, webhook_id: webhook_id.to_string(), payload, content, derived_id };
+    let enqueued = enqueue_event(state, endpoint, event, subject).await?;
     Ok(enqueued)
 }

@@ -6,9 +6,8 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::{AppState, Event, Refusal, SignedBody, check_lengths, enqueue_event, event_id, refuse, verify_signed};
-use crate::audit::AuditRecord;
 use crate::error::ApiError;
-use crate::pipeline::KIND_NEW_HIRE;
+use crate::lifecycle::{JobKind, Subject};
 use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
@@ -63,7 +62,7 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
     let headers = &parts.headers;
     let SignedBody { bytes, header_id } = match verify_signed(&state, headers, body).await {
         Ok(b) => b,
-        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, |line| line),
+        Err(refusal) => return refuse(&state, ENDPOINT, &parts, refusal, Subject::default()),
     };
     // The body is read once, straight into its fields; the job's payload is written from them.
     let mut sent = match SentHire::read(&bytes) {
@@ -78,11 +77,11 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
                     Ok(_) => ApiError::BadRequest(invalid.to_string()),
                 },
             };
-            return refuse(&state, ENDPOINT, &parts, Refusal::from(error), |line| line);
+            return refuse(&state, ENDPOINT, &parts, Refusal::from(error), Subject::default());
         }
     };
     if let Err(e) = check_lengths(FIELD_LIMITS, "", |name| sent.text(name)) {
-        return refuse(&state, ENDPOINT, &parts, Refusal::from(ApiError::BadRequest(e)), |line| line);
+        return refuse(&state, ENDPOINT, &parts, Refusal::from(ApiError::BadRequest(e)), Subject::default());
     }
     let parsed = event_id(header_id.as_deref(), sent.text("id")).and_then(|id| {
         let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -91,7 +90,7 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
         }
         Ok((id, hire))
     });
-    let subject = |line: AuditRecord| line.subject_of(sent.text("email"), sent.text("departmentCode"));
+    let subject = Subject::person(sent.text("email"), sent.text("departmentCode"));
     let (webhook_id, hire) = match parsed {
         Ok(p) => p,
         Err(e) => return refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
@@ -101,13 +100,12 @@ pub async fn user_created(State(state): State<AppState>, request: Request) -> Re
         Err(e) => return ApiError::Internal(format!("new hire could not be serialised: {e}")).into_response(),
     };
     // The raw body identifies the event: a sender's retry resends it byte for byte (it is signed).
-    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &bytes, derived_id: false };
-    let stored = enqueue_event(&state, ENDPOINT, event, |line| {
-        line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
-    });
+    let event = Event { kind: JobKind::NewHire, webhook_id, payload, content: &bytes, derived_id: false };
+    let hired = Subject::person(Some(hire.email.as_str()), Some(&hire.department_code));
+    let stored = enqueue_event(&state, ENDPOINT, event, hired);
     match stored.await {
         Ok(enqueued) => queued(enqueued.audit_id),
-        // Already audited as `intake.conflict`.
+        // Already told as a conflict.
         Err(conflict @ ApiError::Conflict(_)) => conflict.into_response(),
         Err(e) => refuse(&state, ENDPOINT, &parts, Refusal::from(e), subject),
     }

@@ -235,7 +235,7 @@ async fn two_worker_pools_on_one_postgres_queue_run_each_job_once() {
     let jobs: Vec<NewJob> = (0..300)
         .map(|i| NewJob {
             audit_id: uuid::Uuid::new_v4(),
-            kind: "hr.user_created".into(),
+            kind: genesys_provisioner::queue::JobKind::NewHire,
             webhook_id: format!("pool-{i}"),
             payload: new_hire("ENG"),
         })
@@ -312,7 +312,7 @@ async fn batches_of_any_size_store_new_events_once_and_answer_repeats_with_their
             JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&db.url).unwrap(), 3).await.unwrap();
         let job = |id: String| NewJob {
             audit_id: uuid::Uuid::now_v7(),
-            kind: "hr.user_created".into(),
+            kind: genesys_provisioner::queue::JobKind::NewHire,
             webhook_id: id,
             payload: new_hire("ENG"),
         };
