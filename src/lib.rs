@@ -119,8 +119,7 @@ impl App {
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
-        let worker =
-            Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
+        let worker = Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
         let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake });
         let run_workers = state.config.queue.run_workers;
         Ok(App { listener, addr, state, audit, worker, committer, run_workers })

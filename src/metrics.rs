@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -85,7 +87,8 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 3] = [CloseReason::HeaderTimeout, CloseReason::IdleTimeout, CloseReason::ResponseTimeout];
+    pub const ALL: [CloseReason; 3] =
+        [CloseReason::HeaderTimeout, CloseReason::IdleTimeout, CloseReason::ResponseTimeout];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,7 +140,11 @@ impl Collector for GenesysCounters {
         let counters = [
             ("requests", "Requests sent to Genesys Cloud (retries included).", g.stats.requests.load(Relaxed)),
             ("rate_limited", "429 answers from Genesys Cloud.", g.stats.rate_limited.load(Relaxed)),
-            ("retries", "Requests retried in place after a 5xx, timeout or connection error.", g.stats.retried.load(Relaxed)),
+            (
+                "retries",
+                "Requests retried in place after a 5xx, timeout or connection error.",
+                g.stats.retried.load(Relaxed),
+            ),
             ("token_requests", "OAuth token requests.", g.token_requests()),
         ];
         for (name, help, value) in counters {
@@ -341,11 +348,9 @@ impl Subscriber for Metrics {
                 i.largest_batch.fetch_max(rows as u64, Relaxed);
                 i.commit_seconds.inc_by(took.as_secs_f64());
             }
-            Event::AttemptStarted { taken_over, .. } => match taken_over {
-                false => self.queue_moved(Some(Queued), Some(Running)),
-                // It was running under the lease that expired, and runs again.
-                true => {}
-            },
+            Event::AttemptStarted { taken_over: false, .. } => self.queue_moved(Some(Queued), Some(Running)),
+            // It was running under the lease that expired, and runs again.
+            Event::AttemptStarted { taken_over: true, .. } => {}
             Event::AttemptFinished(attempt) => {
                 self.attempts.get_or_create(&AttemptLabels { outcome: attempt.outcome }).inc();
                 if let Some(took) = attempt.took {
@@ -441,14 +446,8 @@ mod tests {
         metrics.set_queue(&[(JobState::Queued, 5), (JobState::Dead, 1)]);
         let job = job();
         let intake = Intake { audit_id: job.audit_id, webhook_id: "w", endpoint: "/e", subject: Subject::default() };
-        let attempt = |outcome, took| Attempt {
-            job: &job,
-            outcome,
-            took,
-            detail: None,
-            next_attempt_at: None,
-            result: None,
-        };
+        let attempt =
+            |outcome, took| Attempt { job: &job, outcome, took, detail: None, next_attempt_at: None, result: None };
         let ms = Some(Duration::from_millis(3));
         for event in [
             Event::Accepted(intake),

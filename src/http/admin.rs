@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, AuditIdPath};
-use crate::lifecycle::{Event, JobKind};
 use crate::error::ApiError;
+use crate::lifecycle::{Event, JobKind};
 use crate::queue::worker::ms_to_rfc3339;
 use crate::queue::{Attempt, Job};
 

@@ -276,7 +276,8 @@ async fn store(
     let payload = serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?;
     let external_id = event.external_id();
     let subject = Subject::directory(event.event, &external_id).at(index);
-    let event = Event { kind: JobKind::DirectorySync, webhook_id: webhook_id.to_string(), payload, content, derived_id };
+    let event =
+        Event { kind: JobKind::DirectorySync, webhook_id: webhook_id.to_string(), payload, content, derived_id };
     let enqueued = enqueue_event(state, endpoint, event, subject).await?;
     Ok(enqueued)
 }

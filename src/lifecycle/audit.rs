@@ -59,9 +59,9 @@ impl AuditTrail {
             }
             Event::IntakeCommitted { .. } | Event::AttemptStarted { .. } | Event::Succeeded { .. } => return None,
             Event::AttemptFinished(attempt) => return attempt_line(attempt),
-            Event::DeadLettered { job, reason } => job_line("job.dead_lettered", "dead", job)
-                .retry_count(job.attempts.saturating_sub(1))
-                .detail(reason),
+            Event::DeadLettered { job, reason } => {
+                job_line("job.dead_lettered", "dead", job).retry_count(job.attempts.saturating_sub(1)).detail(reason)
+            }
             Event::Replayed { job } => job_line("job.replayed", "queued", job).detail(format!(
                 "replayed by an admin; previous error: {}",
                 job.last_error.as_deref().unwrap_or("none")
@@ -177,8 +177,10 @@ fn about<'a>(line: AuditRecord<'a>, subject: Subject<'a>) -> AuditRecord<'a> {
 }
 
 fn intake_line<'a>(event: &'static str, status: &'static str, intake: Intake<'a>) -> AuditRecord<'a> {
-    let line =
-        AuditRecord::new(event, status).audit_id(intake.audit_id).webhook_id(intake.webhook_id).endpoint(intake.endpoint);
+    let line = AuditRecord::new(event, status)
+        .audit_id(intake.audit_id)
+        .webhook_id(intake.webhook_id)
+        .endpoint(intake.endpoint);
     about(line, intake.subject)
 }
 
@@ -227,4 +229,93 @@ fn attempt_line<'a>(attempt: Attempt<'a>) -> Option<AuditRecord<'a>> {
         }
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::lifecycle::WebhookOutcome;
+
+    fn job() -> Job {
+        Job {
+            audit_id: uuid::Uuid::nil(),
+            kind: "hr.user_created".into(),
+            webhook_id: "msg_1".into(),
+            payload: json!({"email": "ann@example.com", "departmentCode": "ENG"}),
+            state: crate::queue::JobState::Running,
+            attempts: 3,
+            run_attempts: 3,
+            lost_attempts: 0,
+            max_lost_attempts: 3,
+            run_at: 0,
+            lease_token: None,
+            last_error: None,
+            result: None,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: None,
+            replayed_at: None,
+            progress: None,
+        }
+    }
+
+    /// The lines the trail writes for `events`, as text.
+    fn lines_of(events: &[Event<'_>]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), 1).unwrap();
+        let trail = AuditTrail::new(log.clone());
+        for event in events {
+            trail.observe(event);
+        }
+        assert!(log.flush());
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+        }
+        lines
+    }
+
+    #[test]
+    fn a_refused_batch_item_keeps_its_id_to_255_characters_and_its_index_after_the_status() {
+        let long_id = "é".repeat(300);
+        let refused = Event::Refused(Refused {
+            endpoint: "/webhooks/directory-sync/batch",
+            outcome: WebhookOutcome::BadRequest,
+            http_status: 400,
+            error: &"Unsupported event type",
+            sender: Sender::Signed { webhook_id: Some(&long_id), subject: Subject::default().at(Some(2)) },
+        });
+        let lines = lines_of(&[refused]);
+        assert_eq!(lines.len(), 1);
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["event"], "intake.rejected");
+        assert_eq!(line["webhookId"].as_str().unwrap().chars().count(), 255);
+        assert!(lines[0].ends_with(r#""httpStatus":400,"index":2}"#), "{}", lines[0]);
+    }
+
+    #[test]
+    fn released_and_paused_attempts_write_nothing_and_a_lost_one_names_the_attempt_before() {
+        let job = job();
+        let attempt = |outcome, took, detail| {
+            Event::AttemptFinished(Attempt { job: &job, outcome, took, detail, next_attempt_at: None, result: None })
+        };
+        let ms = Some(Duration::from_millis(5));
+        let lines = lines_of(&[
+            attempt(AttemptOutcome::Released, ms, None),
+            attempt(AttemptOutcome::Paused, ms, None),
+            attempt(AttemptOutcome::Lost, None, Some("its lease expired")),
+            Event::AttemptStarted { job: &job, taken_over: true },
+            Event::Succeeded { job: &job },
+        ]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!((&line["event"], &line["status"]), (&json!("job.attempt"), &json!("lost")));
+        assert_eq!((&line["attempt"], &line["retryCount"]), (&json!(2), &json!(1)));
+        assert_eq!(line["userEmail"], "ann@example.com");
+    }
 }

@@ -196,9 +196,10 @@ impl JobHandler for Provisioning {
     fn handle<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
             // A kind this version does not know (stored by a newer replica on a shared queue).
-            let kind: JobKind = job.kind.parse().map_err(|_| JobFailure::Permanent {
-                error: format!("unknown job kind {:?}", job.kind),
-            })?;
+            let kind: JobKind = job
+                .kind
+                .parse()
+                .map_err(|_| JobFailure::Permanent { error: format!("unknown job kind {:?}", job.kind) })?;
             match kind {
                 JobKind::NewHire => self.new_hire(job).await,
                 JobKind::DirectorySync => self.directory_sync(job).await,

@@ -24,7 +24,10 @@ impl JobStore {
                     attempt: u32::try_from(r.attempt).unwrap_or(0),
                     started_at: r.started_at,
                     finished_at: r.finished_at,
-                    outcome: r.outcome.parse().map_err(|e: crate::lifecycle::UnknownName| QueueError::Corrupt(e.to_string()))?,
+                    outcome: r
+                        .outcome
+                        .parse()
+                        .map_err(|e: crate::lifecycle::UnknownName| QueueError::Corrupt(e.to_string()))?,
                     error: r.error,
                 })
             })

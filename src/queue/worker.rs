@@ -410,7 +410,9 @@ impl Worker {
                 result: None,
             })),
             Ok(false) => tracing::warn!(audit_id = %job.audit_id, "job not released: its lease was taken over"),
-            Err(e) => tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire"),
+            Err(e) => {
+                tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
+            }
         }
     }
 

@@ -8,6 +8,7 @@ mod directory;
 mod docs;
 mod emulator;
 mod intake;
+mod lifecycle;
 mod limits;
 mod openapi;
 mod process;
