@@ -7,6 +7,7 @@
 //! buffer wakes the writer, which lets lines gather for `GATHER` (2 ms) and then writes them all in
 //! one system call. The writer sleeps on a condition variable, so an idle or busy writer costs no spinning.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,25 +16,26 @@ use serde::Serialize;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use uuid::Uuid;
 
-/// One audit line. Fields a record does not have are left out of the line.
+/// One audit line. Fields a record does not have are left out of the line. Its texts borrow what
+/// they were made from where they can: a record lives only until `AuditLog::record` has written it.
 #[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditRecord {
+pub struct AuditRecord<'a> {
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_id: Option<Uuid>,
     pub event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_id: Option<String>,
+    pub webhook_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_email: Option<String>,
+    pub user_email: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub department_code: Option<String>,
+    pub department_code: Option<Cow<'a, str>>,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub detail: Option<Cow<'a, str>>,
     /// The webhook endpoint an intake decision is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<&'static str>,
@@ -81,6 +83,15 @@ pub fn bounded_copy(text: &str) -> String {
     format!("{}…(truncated, {} bytes)", &text[..cut], text.len())
 }
 
+/// `bounded` for borrowed or owned text: borrowed text that fits stays borrowed.
+pub fn bounded_cow(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(t) if t.len() > TEXT_MAX => Cow::Owned(bounded_copy(t)),
+        Cow::Owned(t) => Cow::Owned(bounded(t)),
+        fits => fits,
+    }
+}
+
 /// `bounded` for every text inside a JSON value.
 fn bounded_value(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -92,7 +103,7 @@ fn bounded_value(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-impl AuditRecord {
+impl<'a> AuditRecord<'a> {
     pub fn new(event: &'static str, status: &'static str) -> Self {
         AuditRecord { timestamp: now_rfc3339(), event, status, ..Default::default() }
     }
@@ -102,13 +113,13 @@ impl AuditRecord {
         self
     }
 
-    pub fn webhook_id(mut self, id: impl Into<String>) -> Self {
-        self.webhook_id = Some(bounded(id.into()));
+    pub fn webhook_id(mut self, id: impl Into<Cow<'a, str>>) -> Self {
+        self.webhook_id = Some(bounded_cow(id.into()));
         self
     }
 
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(bounded(detail.into()));
+    pub fn detail(mut self, detail: impl Into<Cow<'a, str>>) -> Self {
+        self.detail = Some(bounded_cow(detail.into()));
         self
     }
 
@@ -123,16 +134,17 @@ impl AuditRecord {
     }
 
     /// Takes `email` and `departmentCode` from a job payload or a webhook body, when present.
-    pub fn subject(self, payload: &serde_json::Value) -> Self {
+    pub fn subject(self, payload: &'a serde_json::Value) -> Self {
         let text = |k: &str| payload.get(k).and_then(|v| v.as_str());
         self.subject_of(text("email"), text("departmentCode"))
     }
 
     /// Sets the user's email and department code, each when known.
-    pub fn subject_of(mut self, email: Option<&str>, department_code: Option<&str>) -> Self {
-        // Bounded before they are copied: a refused body's fields can be as long as the body.
-        self.user_email = email.map(bounded_copy).or(self.user_email);
-        self.department_code = department_code.map(bounded_copy).or(self.department_code);
+    pub fn subject_of(mut self, email: Option<&'a str>, department_code: Option<&'a str>) -> Self {
+        // Bounded, not copied: a refused body's fields can be as long as the body.
+        let bounded = |text: &'a str| bounded_cow(Cow::Borrowed(text));
+        self.user_email = email.map(bounded).or(self.user_email);
+        self.department_code = department_code.map(bounded).or(self.department_code);
         self
     }
 
@@ -226,7 +238,7 @@ fn summary_line(
     (source, reason): (String, &'static str),
     window: RefusalWindow,
     ended: chrono::DateTime<chrono::Utc>,
-) -> AuditRecord {
+) -> AuditRecord<'static> {
     let end = ended.min(window.started + SUMMARY_WINDOW);
     AuditRecord::new("intake.rejected_summary", "rejected")
         .endpoint(window.endpoint)
@@ -297,7 +309,7 @@ struct Pending {
 impl Pending {
     /// Serialises one record straight into the buffer, as one line; on failure the buffer is left
     /// as it was.
-    fn push(&mut self, record: &AuditRecord) -> serde_json::Result<()> {
+    fn push(&mut self, record: &AuditRecord<'_>) -> serde_json::Result<()> {
         let start = self.lines.len();
         match record.write_json(&mut self.lines) {
             Ok(()) => {
@@ -320,7 +332,7 @@ impl Shared {
 
     /// The summary lines of the windows that are over at `now`, or of every window (`all`: the
     /// log is closing), taken out of the open ones.
-    fn take_summaries(&self, now: chrono::DateTime<chrono::Utc>, all: bool) -> Vec<AuditRecord> {
+    fn take_summaries(&self, now: chrono::DateTime<chrono::Utc>, all: bool) -> Vec<AuditRecord<'static>> {
         let mut open = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
         let over: Vec<(String, &'static str)> =
             open.iter().filter(|(_, w)| all || now >= w.started + SUMMARY_WINDOW).map(|(k, _)| k.clone()).collect();
@@ -332,7 +344,7 @@ impl Shared {
 
     /// Appends lines to the buffer without waiting for room (the writer thread itself, or the
     /// last handle closing the log, calls this: nobody else would make room).
-    fn append_now(&self, pending: &mut Pending, lines: &[AuditRecord]) {
+    fn append_now(&self, pending: &mut Pending, lines: &[AuditRecord<'_>]) {
         for record in lines {
             if let Err(e) = pending.push(record) {
                 tracing::error!(error = %e, event = record.event, "audit record could not be serialised");
@@ -444,7 +456,7 @@ impl AuditLog {
     }
 
     /// Appends one line.
-    pub fn record(&self, record: AuditRecord) {
+    pub fn record(&self, record: AuditRecord<'_>) {
         let shared = &self.writer.shared;
         let mut pending = shared.lock();
         while pending.lines.len() >= shared.limit {
@@ -527,12 +539,12 @@ mod tests {
             timestamp: now_rfc3339(),
             audit_id: Some(id),
             event: "intake.rejected",
-            webhook_id: Some("evt \"quoted\" \\ \u{1}".to_string()),
-            user_email: Some("ann@example.com".to_string()),
-            department_code: Some("ENG".to_string()),
+            webhook_id: Some("evt \"quoted\" \\ \u{1}".into()),
+            user_email: Some("ann@example.com".into()),
+            department_code: Some("ENG".into()),
             status: "rejected",
             retry_count: Some(3),
-            detail: Some("line one\nline two \u{e9}".to_string()),
+            detail: Some("line one\nline two \u{e9}".into()),
             endpoint: Some("/webhooks/hr/user-created"),
             extra: serde_json::Map::new(),
         }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::lifecycle::WebhookOutcome;
 use crate::queue::QueueError;
 
 /// The body of every error answer.
@@ -68,6 +69,24 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl ApiError {
+    /// How a webhook refused with this error is counted (`provisioner_webhooks_total{outcome}`).
+    pub fn outcome(&self) -> WebhookOutcome {
+        match self {
+            // A webhook names no resource: a 404 cannot answer one; counted with the bad requests.
+            ApiError::BadRequest(_) | ApiError::NotFound(_) => WebhookOutcome::BadRequest,
+            ApiError::Unauthorized(_) => WebhookOutcome::Unauthorized,
+            ApiError::Conflict(_) => WebhookOutcome::Conflict,
+            ApiError::RequestTimeout(_) => WebhookOutcome::Timeout,
+            ApiError::PayloadTooLarge { .. } => WebhookOutcome::TooLarge,
+            ApiError::UnsupportedMediaType(_) => WebhookOutcome::UnsupportedMediaType,
+            ApiError::Unprocessable(_) => WebhookOutcome::Unprocessable,
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => WebhookOutcome::Unavailable,
+            ApiError::Internal(_) => WebhookOutcome::InternalError,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod genesys;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
@@ -36,6 +37,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::genesys::GenesysClient;
 use crate::http::{AppState, Shared};
+use crate::lifecycle::audit::AuditTrail;
+use crate::lifecycle::{Bus, Subscriber};
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::{Committer, Intake};
@@ -61,6 +64,7 @@ pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    audit: AuditLog,
     worker: Arc<Worker>,
     committer: Committer,
     run_workers: bool,
@@ -102,11 +106,11 @@ impl AppBuilder {
         };
         let for_handler = genesys.clone();
         let has_credentials = genesys.is_some();
-        let mut app = App::build_with(config, genesys, clock, move |config, audit, store| {
+        let mut app = App::build_with(config, genesys, clock, move |config, bus, store| {
             Arc::new(pipeline::Provisioning::new(
                 config.departments.clone(),
                 for_handler,
-                audit.clone(),
+                bus.clone(),
                 config.sync.clone(),
                 store.clone(),
             ))
@@ -141,7 +145,7 @@ impl App {
         config: Config,
         genesys: Option<Arc<GenesysClient>>,
         clock: Clock,
-        handler: impl FnOnce(&Config, &AuditLog, &JobStore) -> Arc<dyn JobHandler>,
+        handler: impl FnOnce(&Config, &Bus, &JobStore) -> Arc<dyn JobHandler>,
     ) -> Result<App, StartError> {
         let addr = config.server.listen_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
@@ -151,22 +155,23 @@ impl App {
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?
             .with_clock(clock);
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
-        let handler = handler(&config, &audit, &store);
         let metrics = Arc::new(Metrics::with_genesys(genesys));
+        // The queue gauges start from one count; the lifecycle events keep them current from here.
+        if let Err(e) = metrics.seed_queue(&store).await {
+            tracing::warn!(error = %e, "counting the queue for the metrics failed; the next resync counts again");
+        }
+        // Who hears the lifecycle events: the audit trail and the metrics (a delivery to a SIEM or
+        // an HRIS is one more subscriber here).
+        let subscribers: Vec<Arc<dyn Subscriber>> = vec![Arc::new(AuditTrail::new(audit.clone())), metrics.clone()];
+        let bus = Bus::new(subscribers);
+        let handler = handler(&config, &bus, &store);
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
-        let worker = Arc::new(Worker::new(
-            store.clone(),
-            handler,
-            config.queue.clone(),
-            audit.clone(),
-            metrics.clone(),
-            wake.clone(),
-        ));
-        let state = AppState::new(Shared { config: Arc::new(config), intake, store, audit, metrics, wake });
+        let worker = Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
+        let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake });
         let run_workers = state.config.queue.run_workers;
-        Ok(App { listener, addr, state, worker, committer, run_workers })
+        Ok(App { listener, addr, state, audit, worker, committer, run_workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -201,7 +206,7 @@ impl App {
     }
 
     pub fn audit(&self) -> AuditLog {
-        self.state.audit.clone()
+        self.audit.clone()
     }
 
     /// Serve HTTP but run no workers: jobs wait in the queue (tests drive them with `Worker::drain`,
@@ -220,7 +225,7 @@ impl App {
         }
         let committer_stop = CancellationToken::new();
         let committer =
-            committer.start(state.store.clone(), state.wake.clone(), state.metrics.clone(), committer_stop.clone());
+            committer.start(state.store.clone(), state.wake.clone(), state.bus.clone(), committer_stop.clone());
         let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
         let checkpoints =
             tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
@@ -229,6 +234,11 @@ impl App {
             queue.retention,
             queue.dedupe_window,
             RETENTION_EVERY,
+            committer_stop.clone(),
+        ));
+        let resync = tokio::spawn(state.metrics.clone().run_queue_resync(
+            state.store.clone(),
+            metrics::QUEUE_RESYNC,
             committer_stop.clone(),
         ));
         // One line an operator can read at a glance: what runs, from which file, against what, within which limits.
@@ -245,6 +255,7 @@ impl App {
         let _ = committer.await;
         let _ = checkpoints.await;
         let _ = retention.await;
+        let _ = resync.await;
         if let Some(w) = workers {
             let _ = w.await;
         }

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, AuditIdPath};
-use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::lifecycle::{Event, JobKind};
 use crate::queue::worker::ms_to_rfc3339;
 use crate::queue::{Attempt, Job};
 
@@ -214,13 +214,7 @@ pub async fn replay(
 ) -> Result<Response, ApiError> {
     let job = state.store.replay(audit_id).await?;
     state.wake.notify_waiters();
-    state.audit.record(
-        AuditRecord::new("job.replayed", "queued")
-            .audit_id(audit_id)
-            .webhook_id(&job.webhook_id)
-            .subject(&job.payload)
-            .detail(format!("replayed by an admin; previous error: {}", job.last_error.as_deref().unwrap_or("none"))),
-    );
+    state.bus.emit(Event::Replayed { job: &job });
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": audit_id}))).into_response())
 }
 
@@ -246,13 +240,7 @@ pub async fn delete_dead_letter(
     AuditIdPath(audit_id): AuditIdPath,
 ) -> Result<Response, ApiError> {
     let job = state.store.delete_dead(audit_id).await?;
-    state.audit.record(
-        AuditRecord::new("job.deleted", "deleted")
-            .audit_id(audit_id)
-            .webhook_id(&job.webhook_id)
-            .subject(&job.payload)
-            .detail("dead letter deleted by an admin"),
-    );
+    state.bus.emit(Event::Deleted { job: &job });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -289,7 +277,7 @@ pub async fn discrepancies(
         })?,
     };
     let found = state.store.discrepancies_since(since_ms).await?;
-    let (succeeded, dead) = state.store.finished_since(crate::pipeline::KIND_DIRECTORY_SYNC, since_ms).await?;
+    let (succeeded, dead) = state.store.finished_since(JobKind::DirectorySync, since_ms).await?;
     let failures: Vec<_> = dead
         .iter()
         .map(|j| {

@@ -11,10 +11,9 @@ use super::{
     AppState, Endpoint, Event, Refusal, Refused, SignedWebhook, canonical_json, check_lengths, checked_event_id,
     enqueue_event, event_id, record_refusal,
 };
-use crate::audit::AuditRecord;
 use crate::error::ApiError;
+use crate::lifecycle::{JobKind, Subject};
 use crate::mapping::Mapping;
-use crate::pipeline::KIND_DIRECTORY_SYNC;
 use crate::pipeline::directory::SyncEvent;
 use crate::queue::Enqueued;
 
@@ -160,9 +159,8 @@ pub async fn sync_batch(
             }
             Err(error) => {
                 let refusal = Refusal::from(ApiError::BadRequest(error.clone()));
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), |line| {
-                    line.field("index", index)
-                });
+                let item_subject = Subject::default().at(Some(index));
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), item_subject);
                 results[index] = json!({"index": index, "error": error});
             }
         }
@@ -181,7 +179,7 @@ pub async fn sync_batch(
         results[index] = match outcome {
             Ok(e) if e.created => json!({"index": index, "status": "queued", "auditId": e.audit_id}),
             Ok(e) => json!({"index": index, "status": "duplicate", "auditId": e.audit_id}),
-            // Already audited as `intake.conflict`.
+            // Already told as a conflict.
             Err(e @ ApiError::Conflict(_)) => {
                 conflicts += 1;
                 json!({"index": index, "error": e.to_string()})
@@ -189,7 +187,7 @@ pub async fn sync_batch(
             Err(e) => {
                 let answer = json!({"index": index, "error": e.to_string()});
                 let refusal = Refusal::from(e);
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), |line| line.field("index", index));
+                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), Subject::default().at(Some(index)));
                 if refusal.error.status().is_server_error() && server_error.is_none() {
                     server_error = Some(refusal.error);
                 }
@@ -281,14 +279,10 @@ async fn store(
     index: Option<usize>,
 ) -> Result<Enqueued, ApiError> {
     let payload = serde_json::to_string(event).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let describe = |line: AuditRecord| {
-        let line = line.field("syncEvent", event.event).field("externalId", event.external_id());
-        match index {
-            Some(i) => line.field("index", i),
-            None => line,
-        }
-    };
-    let event = Event { kind: KIND_DIRECTORY_SYNC, webhook_id: webhook_id.to_string(), payload, content, derived_id };
-    let enqueued = enqueue_event(state, endpoint, event, describe).await?;
+    let external_id = event.external_id();
+    let subject = Subject::directory(event.event, &external_id).at(index);
+    let event =
+        Event { kind: JobKind::DirectorySync, webhook_id: webhook_id.to_string(), payload, content, derived_id };
+    let enqueued = enqueue_event(state, endpoint, event, subject).await?;
     Ok(enqueued)
 }

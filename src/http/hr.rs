@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{AppState, Endpoint, Event, Refused, SignedWebhook, check_lengths, enqueue_event, event_id};
 use crate::error::ApiError;
-use crate::pipeline::KIND_NEW_HIRE;
+use crate::lifecycle::{JobKind, Subject};
 use crate::pipeline::new_hire::{SentHire, UnreadableHire};
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
@@ -95,10 +95,9 @@ pub async fn user_created(
     let payload = serde_json::to_string(&hire)
         .map_err(|e| Refused::answered(ApiError::Internal(format!("new hire could not be serialised: {e}"))))?;
     // The raw body identifies the event: a sender's retry resends it byte for byte (it is signed).
-    let event = Event { kind: KIND_NEW_HIRE, webhook_id, payload, content: &webhook.body, derived_id: false };
-    let stored = enqueue_event(&state, ENDPOINT, event, |line| {
-        line.subject_of(Some(hire.email.as_str()), Some(&hire.department_code))
-    });
+    let event = Event { kind: JobKind::NewHire, webhook_id, payload, content: &webhook.body, derived_id: false };
+    let hired = Subject::person(Some(hire.email.as_str()), Some(&hire.department_code));
+    let stored = enqueue_event(&state, ENDPOINT, event, hired);
     match stored.await {
         Ok(enqueued) => Ok(queued(enqueued.audit_id)),
         // Already audited as `intake.conflict`.

@@ -20,9 +20,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use uuid::Uuid;
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::lifecycle::{self, Bus, JobKind, Sender, Subject};
 use crate::metrics::Metrics;
 use crate::queue::JobStore;
 use crate::queue::intake::Intake;
@@ -53,7 +53,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub intake: Intake,
     pub store: JobStore,
-    pub audit: AuditLog,
+    /// Where intake decisions and admin actions are told (the audit trail and the metrics listen).
+    pub bus: Bus,
+    /// Rendered by `/metrics`; `/readyz` reads whether the workers are paused.
     pub metrics: Arc<Metrics>,
     /// Wakes idle workers when an admin puts a job back in the queue.
     pub wake: Arc<tokio::sync::Notify>,
@@ -84,34 +86,24 @@ pub struct SignedBody {
     pub header_id: Option<String>,
 }
 
-/// A refused webhook: the answer, and what the audit line says about it.
+/// A refused webhook: the answer (its `ApiError::outcome` is how it is counted).
 pub struct Refusal {
     pub error: ApiError,
-    pub outcome: &'static str,
     /// Refused before the sender was authenticated (content type, size, body read, signature):
     /// counted and summarised per source instead of audited one line each (`AuditLog::refused`).
     pub unauthenticated: bool,
 }
 
 impl Refusal {
-    fn new(error: ApiError, outcome: &'static str) -> Self {
-        Refusal { error, outcome, unauthenticated: false }
-    }
-
     /// A refusal before the signature was checked.
-    fn unauthenticated(error: ApiError, outcome: &'static str) -> Self {
-        Refusal { error, outcome, unauthenticated: true }
+    fn unauthenticated(error: ApiError) -> Self {
+        Refusal { error, unauthenticated: true }
     }
 }
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        let outcome = match &error {
-            ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "unavailable",
-            _ => "bad_request",
-        };
-        Refusal { error, outcome, unauthenticated: false }
+        Refusal { error, unauthenticated: false }
     }
 }
 
@@ -120,13 +112,12 @@ impl From<ApiError> for Refusal {
 pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
-        return Err(Refusal::unauthenticated(
-            ApiError::UnsupportedMediaType("Content-Type must be application/json".to_string()),
-            "unsupported_media_type",
-        ));
+        return Err(Refusal::unauthenticated(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json".to_string(),
+        )));
     }
     let limit = state.config.server.max_body_bytes;
-    let too_large = || Refusal::unauthenticated(ApiError::PayloadTooLarge { limit }, "too_large");
+    let too_large = || Refusal::unauthenticated(ApiError::PayloadTooLarge { limit });
     let mut body = body;
     let drain_cap = state.config.server.limits.max_drain_bytes;
     let declared =
@@ -147,13 +138,10 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         Err(e) if caused_by::<serve::BodyTimeout>(e.as_ref()) => {
             let limit = state.config.server.limits.body_timeout;
             let error = serve::BodyTimeout { limit }.to_string();
-            return Err(Refusal::unauthenticated(ApiError::RequestTimeout(error), "timeout"));
+            return Err(Refusal::unauthenticated(ApiError::RequestTimeout(error)));
         }
         Err(_) => {
-            return Err(Refusal::unauthenticated(
-                ApiError::BadRequest("Request body could not be read".to_string()),
-                "bad_request",
-            ));
+            return Err(Refusal::unauthenticated(ApiError::BadRequest("Request body could not be read".to_string())));
         }
     };
     // Looked up by prepared names: a header looked up by text is parsed and checked on every call.
@@ -173,7 +161,7 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
             now,
             state.config.webhooks.timestamp_tolerance,
         )
-        .map_err(|e| Refusal::unauthenticated(ApiError::Unauthorized(e.to_string()), "unauthorized"))?;
+        .map_err(|e| Refusal::unauthenticated(ApiError::Unauthorized(e.to_string())))?;
     }
     let header_id = header_id.filter(|s| !s.is_empty()).map(str::to_string);
     Ok(SignedBody { bytes, header_id })
@@ -257,53 +245,55 @@ pub fn check_lengths<'a>(
     Ok(())
 }
 
-/// Audits and counts a refused webhook, and turns it into the answer. A refusal before the sender
-/// was authenticated is counted and summarised per peer address instead (`AuditLog::refused`):
-/// anyone can send those, and a line each let 20,000 unsigned requests add 9.5 MB to the trail.
+/// Tells a refused webhook (the audit trail and the metrics listen), and turns it into the answer.
+/// A refusal before the sender was authenticated is counted and summarised per peer address
+/// instead of a line each (`AuditLog::refused`): anyone can send those, and a line each let 20,000
+/// unsigned requests add 9.5 MB to the trail.
 pub fn refuse(
     state: &AppState,
     endpoint: &'static str,
     request: &Parts,
     refusal: Refusal,
-    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+    subject: Subject<'_>,
 ) -> Response {
     if refusal.unauthenticated {
-        state.metrics.webhook(refusal.outcome);
         let source = match request.extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
             Some(ConnectInfo(peer)) => peer.ip().to_string(),
             None => "unknown".to_string(),
         };
-        state.audit.refused(&source, refusal.outcome, endpoint, || refusal.error.to_string());
+        emit_refused(state, endpoint, &refusal, Sender::Unauthenticated { source: &source });
         return refusal.error.into_response();
     }
     let header_id = request.headers.get(&signing::ID_HEADER).and_then(|v| v.to_str().ok());
-    record_refusal(state, endpoint, &refusal, header_id, describe);
+    record_refusal(state, endpoint, &refusal, header_id, subject);
     refusal.error.into_response()
 }
 
-/// Counts a refused webhook (or batch item) and writes its `intake.rejected` line.
+/// Tells a refused webhook (or batch item) from a signed sender: its `intake.rejected` line and
+/// its count.
 pub fn record_refusal(
     state: &AppState,
     endpoint: &'static str,
     refusal: &Refusal,
     webhook_id: Option<&str>,
-    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+    subject: Subject<'_>,
 ) {
-    state.metrics.webhook(refusal.outcome);
-    let mut line = AuditRecord::new("intake.rejected", "rejected")
-        .detail(refusal.error.to_string())
-        .endpoint(endpoint)
-        .field("httpStatus", refusal.error.status().as_u16());
-    if let Some(id) = webhook_id {
-        line = line.webhook_id(id.chars().take(255).collect::<String>());
-    }
-    state.audit.record(describe(line));
+    emit_refused(state, endpoint, refusal, Sender::Signed { webhook_id, subject });
+}
+
+fn emit_refused(state: &AppState, endpoint: &'static str, refusal: &Refusal, sender: Sender<'_>) {
+    state.bus.emit(lifecycle::Event::Refused(lifecycle::Refused {
+        endpoint,
+        outcome: refusal.error.outcome(),
+        http_status: refusal.error.status().as_u16(),
+        error: &refusal.error,
+        sender,
+    }));
 }
 
 /// An accepted event, ready to be stored as a job.
 pub struct Event<'a> {
-    /// The job kind, e.g. `hr.user_created`.
-    pub kind: &'static str,
+    pub kind: JobKind,
     pub webhook_id: String,
     /// The job's payload, as JSON text.
     pub payload: String,
@@ -314,15 +304,15 @@ pub struct Event<'a> {
     pub derived_id: bool,
 }
 
-/// Stores an accepted event as a job, counts it and writes its audit line (`intake.accepted`, or
-/// `intake.duplicate` when the event id was stored before with the same content). `describe` adds
-/// the endpoint's fields. An event id stored before with other content is an `ApiError::Conflict`,
-/// already counted and audited (`intake.conflict`): the caller only answers it.
+/// Stores an accepted event as a job and tells it (`Accepted`, or `Duplicate` when the event id was
+/// stored before with the same content), with what the endpoint read about its `subject`. An event
+/// id stored before with other content is an `ApiError::Conflict`, already told (`Conflict`): the
+/// caller only answers it.
 pub async fn enqueue_event(
     state: &AppState,
     endpoint: &'static str,
     event: Event<'_>,
-    describe: impl FnOnce(AuditRecord) -> AuditRecord,
+    subject: Subject<'_>,
 ) -> Result<crate::queue::Enqueued, ApiError> {
     let Event { kind, webhook_id, payload, content, derived_id } = event;
     // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
@@ -331,26 +321,17 @@ pub async fn enqueue_event(
         job = job.with_derived_id();
     }
     let enqueued = state.intake.enqueue(job).await?;
+    let intake = lifecycle::Intake { audit_id: enqueued.audit_id, webhook_id: &webhook_id, endpoint, subject };
     if enqueued.conflict {
         let error = ApiError::Conflict(format!("webhook-id {webhook_id} was already used for a different event"));
-        state.metrics.webhook("conflict");
-        let line = AuditRecord::new("intake.conflict", "rejected")
-            .audit_id(enqueued.audit_id)
-            .webhook_id(webhook_id)
-            .endpoint(endpoint)
-            .detail(error.to_string())
-            .field("httpStatus", error.status().as_u16());
-        state.audit.record(describe(line));
+        let http_status = error.status().as_u16();
+        state.bus.emit(lifecycle::Event::Conflict { intake, error: &error, http_status });
         return Err(error);
     }
-    let (event, status, outcome) = if enqueued.created {
-        ("intake.accepted", "queued", "accepted")
-    } else {
-        ("intake.duplicate", "duplicate", "duplicate")
-    };
-    state.metrics.webhook(outcome);
-    let line = AuditRecord::new(event, status).audit_id(enqueued.audit_id).webhook_id(webhook_id).endpoint(endpoint);
-    state.audit.record(describe(line));
+    state.bus.emit(match enqueued.created {
+        true => lifecycle::Event::Accepted(intake),
+        false => lifecycle::Event::Duplicate(intake),
+    });
     Ok(enqueued)
 }
 

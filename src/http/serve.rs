@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{CloseReason, Metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -83,7 +83,7 @@ pub async fn serve(
                 // The peer gave up before we accepted: nothing wrong here.
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    metrics.connections.accept_errors.fetch_add(1, Relaxed);
+                    metrics.connections.accept_errors.inc();
                     if failed_in_a_row == 0 {
                         tracing::warn!(
                             "cannot accept connections: {e}; retrying every {} ms until it works \
@@ -221,21 +221,21 @@ impl Watchdog {
 
 impl Future for Watchdog {
     /// Why the connection is closed.
-    type Output = &'static str;
+    type Output = CloseReason;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'static str> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
         let clock = &self.clock;
         let limits = &self.limits;
         let since = clock.millis(clock.since_ms.load(Relaxed));
         let phase_deadline = match clock.phase() {
-            FRESH | HEAD => Some((since + limits.header_timeout, "header_timeout")),
-            IDLE => Some((since + limits.idle_timeout, "idle_timeout")),
+            FRESH | HEAD => Some((since + limits.header_timeout, CloseReason::HeaderTimeout)),
+            IDLE => Some((since + limits.idle_timeout, CloseReason::IdleTimeout)),
             // An endpoint at work is not the sender's doing.
             _ => None,
         };
         let write_deadline = match clock.write_blocked_ms.load(Relaxed) {
             NOT_BLOCKED => None,
-            blocked => Some((clock.millis(blocked) + limits.body_timeout, "response_timeout")),
+            blocked => Some((clock.millis(blocked) + limits.body_timeout, CloseReason::ResponseTimeout)),
         };
         // Nothing to time: the phase and the writes only change while the connection is polled,
         // and this is polled right after it.
@@ -264,7 +264,7 @@ impl Connection {
     async fn run(self) {
         let Connection { stream, peer, service, limits, metrics, stop } = self;
         let clock = Arc::new(Clock::new());
-        metrics.connections.open.fetch_add(1, Relaxed);
+        metrics.connections.open.inc();
         let io = TokioIo::new(WatchedStream { stream, clock: clock.clone() });
         let service =
             ConnectionService { router: service, clock: clock.clone(), body_timeout: limits.body_timeout, peer };
@@ -291,12 +291,12 @@ impl Connection {
                 }
                 reason = &mut watchdog => {
                     metrics.connections.closed(reason);
-                    tracing::debug!(reason, "closing a connection");
+                    tracing::debug!(reason = reason.as_str(), "closing a connection");
                     break;
                 }
             }
         }
-        metrics.connections.open.fetch_sub(1, Relaxed);
+        metrics.connections.open.dec();
     }
 }
 

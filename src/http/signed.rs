@@ -12,8 +12,9 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, Refusal, SignedBody, refuse, verify_signed};
-use crate::audit::{AuditRecord, bounded_copy};
+use crate::audit::bounded_copy;
 use crate::error::ApiError;
+use crate::lifecycle::Subject;
 
 /// A signed webhook endpoint: the path its audit lines name, and what its body is read as.
 pub trait Endpoint {
@@ -36,8 +37,7 @@ impl WebhookBody for Bytes {
 /// Parsed as JSON; malformed JSON is a 400, refused after the signature passed (audited one line each).
 impl WebhookBody for serde_json::Value {
     fn read(bytes: Bytes) -> Result<Self, Refusal> {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Refusal::new(ApiError::BadRequest(format!("Malformed JSON: {e}")), "bad_request"))
+        serde_json::from_slice(&bytes).map_err(|e| Refusal::from(ApiError::BadRequest(format!("Malformed JSON: {e}"))))
     }
 }
 
@@ -93,7 +93,8 @@ pub struct Refused(Answer);
 
 enum Answer {
     /// Audited and counted by `refuse` as it becomes the answer.
-    Refusal { refusal: Refusal, origin: Origin, describe: Box<dyn FnOnce(AuditRecord) -> AuditRecord + Send> },
+    /// `email` and `department`: whom the refused event is about, when known (see `about`).
+    Refusal { refusal: Refusal, origin: Origin, email: Option<String>, department: Option<String> },
     /// Answered as it is: a conflict, which `enqueue_event` already audited (`intake.conflict`), or a
     /// failure of the service's own that is no decision about the event.
     Answered(ApiError),
@@ -101,7 +102,7 @@ enum Answer {
 
 impl Refused {
     fn new(refusal: Refusal, origin: Origin) -> Self {
-        Refused(Answer::Refusal { refusal, origin, describe: Box::new(|line| line) })
+        Refused(Answer::Refusal { refusal, origin, email: None, department: None })
     }
 
     /// An error answered with no `intake.rejected` line (see `Answer::Answered`).
@@ -113,11 +114,12 @@ impl Refused {
     /// `audit::TEXT_MAX` bytes each: the line is written after the handler has returned).
     pub fn about(self, email: Option<&str>, department_code: Option<&str>) -> Self {
         match self.0 {
-            Answer::Refusal { refusal, origin, describe } => {
-                let (email, department) = (email.map(bounded_copy), department_code.map(bounded_copy));
-                let describe = Box::new(move |line| describe(line).subject_of(email.as_deref(), department.as_deref()));
-                Refused(Answer::Refusal { refusal, origin, describe })
-            }
+            Answer::Refusal { refusal, origin, .. } => Refused(Answer::Refusal {
+                refusal,
+                origin,
+                email: email.map(bounded_copy),
+                department: department_code.map(bounded_copy),
+            }),
             answered => Refused(answered),
         }
     }
@@ -126,8 +128,9 @@ impl Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self.0 {
-            Answer::Refusal { refusal, origin, describe } => {
-                refuse(&origin.state, origin.endpoint, &origin.request, refusal, describe)
+            Answer::Refusal { refusal, origin, email, department } => {
+                let subject = Subject::person(email.as_deref(), department.as_deref());
+                refuse(&origin.state, origin.endpoint, &origin.request, refusal, subject)
             }
             Answer::Answered(error) => error.into_response(),
         }

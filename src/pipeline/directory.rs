@@ -8,6 +8,7 @@ use crate::config::TerminateAction;
 use crate::genesys::scim::quote;
 use crate::genesys::types::{PatchOp, PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, ScimUser};
 use crate::genesys::{GenesysClient, GenesysError};
+use crate::lifecycle::SyncOutcome;
 use crate::mapping::{Mapping, MappingError};
 
 use super::provision::{GroupLocks, ProvisionError, set_membership};
@@ -89,8 +90,7 @@ pub const MAX_PATCH_TRIES: usize = 3;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Synced {
-    /// `updated`, `unchanged`, `created`, `deactivated`, `already_inactive` or `not_found`.
-    pub outcome: &'static str,
+    pub outcome: SyncOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scim_id: Option<String>,
     /// The operations sent (empty when nothing differed).
@@ -120,7 +120,7 @@ pub struct Mismatch {
 }
 
 impl Synced {
-    fn new(outcome: &'static str, scim_id: Option<String>) -> Self {
+    fn new(outcome: SyncOutcome, scim_id: Option<String>) -> Self {
         Synced {
             outcome,
             scim_id,
@@ -252,7 +252,7 @@ async fn apply_to(
 ) -> Result<Synced, SyncError> {
     let client = cx.client;
     let mut done = match (event.event, existing) {
-        (SyncKind::Terminated, None) => return Ok(Synced::new("not_found", None)),
+        (SyncKind::Terminated, None) => return Ok(Synced::new(SyncOutcome::NotFound, None)),
         (SyncKind::Terminated, Some((id, user))) => {
             let mut done = match cx.on_terminate {
                 TerminateAction::Deactivate => {
@@ -260,8 +260,8 @@ async fn apply_to(
                         client,
                         &id,
                         &json!({"active": false}),
-                        "deactivated",
-                        "already_inactive",
+                        SyncOutcome::Deactivated,
+                        SyncOutcome::AlreadyInactive,
                         Some(user),
                     )
                     .await?
@@ -271,7 +271,7 @@ async fn apply_to(
                     let left = leave_groups(cx, &id, None).await?;
                     let etag = client.get_user(&id).await?.etag;
                     client.delete_user(&id, etag.as_deref()).await?;
-                    let mut done = Synced::new("deleted", Some(id));
+                    let mut done = Synced::new(SyncOutcome::Deleted, Some(id));
                     done.left_groups = left;
                     return Ok(done);
                 }
@@ -287,9 +287,11 @@ async fn apply_to(
             // A new user is active, as on the new-hire path, unless the mapping says otherwise.
             user.active.get_or_insert(true);
             let id = create(&user).await?;
-            return Ok(Synced { tries: 1, ..Synced::new("created", Some(id)) });
+            return Ok(Synced { tries: 1, ..Synced::new(SyncOutcome::Created, Some(id)) });
         }
-        (_, Some((id, user))) => patch_to_match(client, &id, &mapped, "updated", "unchanged", Some(user)).await?,
+        (_, Some((id, user))) => {
+            patch_to_match(client, &id, &mapped, SyncOutcome::Updated, SyncOutcome::Unchanged, Some(user)).await?
+        }
     };
     // A mover: into the new department's group first, then out of the others, so the user is
     // never without a department group and, once the job succeeds, in exactly one.
@@ -391,8 +393,8 @@ pub(crate) async fn patch_to_match(
     client: &GenesysClient,
     id: &str,
     wanted: &Value,
-    changed: &'static str,
-    same: &'static str,
+    changed: SyncOutcome,
+    same: SyncOutcome,
     mut known: Option<ScimUser>,
 ) -> Result<Synced, SyncError> {
     for tries in 1..=MAX_PATCH_TRIES {

@@ -1,6 +1,7 @@
 //! What a job does, as plain async functions over the Genesys client: no axum in here.
 //!
-//! `Provisioning` is the `JobHandler` the service runs; it dispatches on the job's kind.
+//! `Provisioning` is the `JobHandler` the service runs; it dispatches on the job's kind and tells
+//! what each job did to Genesys on the lifecycle bus (the audit trail writes it).
 
 pub mod directory;
 pub mod new_hire;
@@ -9,9 +10,9 @@ pub mod scim_user;
 
 use std::sync::Arc;
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::config::DepartmentMap;
 use crate::genesys::GenesysClient;
+use crate::lifecycle::{Bus, Event, JobKind, ProvisionFailure, ProvisionOutcome, SyncFailure};
 use crate::queue::worker::{CheckFuture, HandlerFuture, JobFailure, JobHandler, JobSuccess};
 use crate::queue::{Discrepancy, Job, JobStore};
 
@@ -25,16 +26,12 @@ fn event_external_id(payload: &serde_json::Value) -> String {
     payload.get("data").map(directory::person_key).unwrap_or_default()
 }
 
-/// Job kinds, as stored in the queue.
-pub const KIND_NEW_HIRE: &str = "hr.user_created";
-pub const KIND_DIRECTORY_SYNC: &str = "directory.sync";
-
 /// The service's job handler.
 pub struct Provisioning {
     departments: DepartmentMap,
     /// None when no Genesys credentials are configured: jobs are parked with that reason.
     genesys: Option<Arc<GenesysClient>>,
-    audit: AuditLog,
+    bus: Bus,
     groups: provision::GroupLocks,
     sync: SyncConfig,
     /// Where discrepancy reports are kept.
@@ -47,12 +44,12 @@ impl Provisioning {
     pub fn new(
         departments: DepartmentMap,
         genesys: Option<Arc<GenesysClient>>,
-        audit: AuditLog,
+        bus: Bus,
         sync: SyncConfig,
         store: JobStore,
     ) -> Self {
         let sync_chunk = tokio::sync::Semaphore::new(sync.chunk_size);
-        Provisioning { departments, genesys, audit, groups: Default::default(), sync, store, sync_chunk }
+        Provisioning { departments, genesys, bus, groups: Default::default(), sync, store, sync_chunk }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -88,30 +85,12 @@ impl Provisioning {
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
             allowed_roles: &self.sync.allowed_roles,
         };
-        let line = |event: &'static str, status: &'static str| {
-            AuditRecord::new(event, status)
-                .audit_id(job.audit_id)
-                .webhook_id(&job.webhook_id)
-                .retry_count(job.attempts.saturating_sub(1))
-                .field("externalId", event_external_id(&job.payload))
-        };
+        let external_id = event_external_id(&job.payload);
         match directory::apply(&cx, &event, create).await {
             Ok(done) => {
-                let name = match done.outcome {
-                    "unchanged" | "already_inactive" => "scim.user.unchanged",
-                    "created" => "scim.user.created",
-                    "deactivated" => "scim.user.deactivated",
-                    "deleted" => "scim.user.deleted",
-                    "not_found" => "scim.user.not_found",
-                    _ => "scim.user.updated",
-                };
-                self.report_discrepancies(job, &done).await;
+                self.report_discrepancies(job, &external_id, &done).await;
                 let result = serde_json::to_value(&done).unwrap_or_default();
-                let mut record = line(name, "success");
-                if let serde_json::Value::Object(fields) = &result {
-                    record.extra.extend(fields.clone());
-                }
-                self.audit.record(record);
+                self.bus.emit(Event::Synced { job, external_id: &external_id, outcome: done.outcome, result: &result });
                 Ok(JobSuccess { result })
             }
             Err(SyncError::Genesys(g)) if g.is_credentials_refused() => {
@@ -119,12 +98,14 @@ impl Provisioning {
             }
             Err(e) => {
                 let retryable = e.is_retryable();
-                let name = if matches!(e, SyncError::Policy(_)) { "policy.violation" } else { "scim.user.sync_failed" };
-                let mut record = line(name, if retryable { "retry" } else { "failed" }).detail(e.to_string());
-                if let Some(status) = e.genesys_status() {
-                    record = record.field("genesysResponseCode", status);
-                }
-                self.audit.record(record);
+                let cause = match &e {
+                    SyncError::Policy(_) => SyncFailure::Policy,
+                    SyncError::Mapping(_)
+                    | SyncError::Genesys(_)
+                    | SyncError::Transient(_)
+                    | SyncError::Refused { .. } => SyncFailure::Failed { genesys_status: e.genesys_status() },
+                };
+                self.bus.emit(Event::SyncFailed { job, external_id: &external_id, retryable, error: &e, cause });
                 let retry_after = match &e {
                     SyncError::Genesys(g) => g.retry_after(),
                     _ => None,
@@ -134,19 +115,18 @@ impl Provisioning {
         }
     }
 
-    /// Stores and audits each attribute Genesys holds differently from what was sent.
-    async fn report_discrepancies(&self, job: &Job, done: &directory::Synced) {
+    /// Stores and tells each attribute Genesys holds differently from what was sent.
+    async fn report_discrepancies(&self, job: &Job, external_id: &str, done: &directory::Synced) {
         if done.discrepancies.is_empty() {
             return;
         }
-        let external_id = event_external_id(&job.payload);
         let at = self.store.clock().now_ms();
         let items: Vec<Discrepancy> = done
             .discrepancies
             .iter()
             .map(|m| Discrepancy {
                 audit_id: job.audit_id,
-                external_id: external_id.clone(),
+                external_id: external_id.to_string(),
                 kind: "attribute_mismatch".to_string(),
                 field: m.field.clone(),
                 expected: m.expected.clone(),
@@ -155,15 +135,13 @@ impl Provisioning {
             })
             .collect();
         for d in &items {
-            self.audit.record(
-                AuditRecord::new("discrepancy.attribute_mismatch", "mismatch")
-                    .audit_id(job.audit_id)
-                    .webhook_id(&job.webhook_id)
-                    .field("externalId", &d.external_id)
-                    .field("field", &d.field)
-                    .field("expected", &d.expected)
-                    .field("actual", &d.actual),
-            );
+            self.bus.emit(Event::Discrepancy {
+                job,
+                external_id,
+                field: &d.field,
+                expected: &d.expected,
+                actual: &d.actual,
+            });
         }
         if let Err(e) = self.store.record_discrepancies(&items).await {
             // The audit lines above hold them; the report endpoint will miss them.
@@ -178,46 +156,32 @@ impl Provisioning {
             error: format!("Unmapped department code: {} (removed from the config after intake)", hire.department_code),
         })?;
         let client = self.client()?;
-        let line = |event: &'static str, status: &'static str| {
-            AuditRecord::new(event, status)
-                .audit_id(job.audit_id)
-                .webhook_id(&job.webhook_id)
-                .subject(&job.payload)
-                .retry_count(job.attempts.saturating_sub(1))
-        };
         let checkpoint = provision::Checkpoint { store: &self.store, job };
         match provision::new_hire(client, &self.groups, &hire, department, Some(&checkpoint)).await {
             Ok(done) => {
-                let event = match (done.adopted, done.resumed) {
-                    (true, _) => "scim.user.adopted",
-                    (false, true) => "scim.user.resumed",
-                    (false, false) => "scim.user.created",
+                let outcome = match (done.adopted, done.resumed) {
+                    (true, _) => ProvisionOutcome::Adopted,
+                    (false, true) => ProvisionOutcome::Resumed,
+                    (false, false) => ProvisionOutcome::Created,
                 };
-                let mut record = line(event, "success");
-                if let serde_json::Value::Object(fields) = serde_json::to_value(&done).unwrap_or_default() {
-                    record.extra.extend(fields);
-                }
-                self.audit.record(record);
-                Ok(JobSuccess { result: serde_json::to_value(&done).unwrap_or_default() })
+                let result = serde_json::to_value(&done).unwrap_or_default();
+                self.bus.emit(Event::Provisioned { job, outcome, result: &result });
+                Ok(JobSuccess { result })
             }
-            // Not this job's failure: the worker pauses, audits it once and puts the job back.
+            // Not this job's failure: the worker pauses, says so once and puts the job back.
             Err(ProvisionError::Genesys(g)) if g.is_credentials_refused() => {
                 Err(JobFailure::CredentialsRefused { error: g.to_string() })
             }
             Err(e) => {
                 let retryable = e.is_retryable();
-                let mut record =
-                    line("scim.user.failed", if retryable { "retry" } else { "failed" }).detail(e.to_string());
-                match &e {
-                    ProvisionError::Genesys(g) => {
-                        record = record.field("genesysResponseCode", g.status());
-                    }
+                let cause = match &e {
+                    ProvisionError::Genesys(g) => ProvisionFailure::Genesys { status: g.status() },
                     ProvisionError::Uncorrectable { status, corrections, .. } => {
-                        record = record.field("genesysResponseCode", status).field("corrections", corrections);
+                        ProvisionFailure::Uncorrectable { status: *status, corrections }
                     }
-                    ProvisionError::Transient(_) => {}
-                }
-                self.audit.record(record);
+                    ProvisionError::Transient(_) => ProvisionFailure::Transient,
+                };
+                self.bus.emit(Event::ProvisionFailed { job, retryable, error: &e, cause });
                 let retry_after = match &e {
                     ProvisionError::Genesys(g) => g.retry_after(),
                     _ => None,
@@ -231,10 +195,14 @@ impl Provisioning {
 impl JobHandler for Provisioning {
     fn handle<'a>(&'a self, job: &'a Job) -> HandlerFuture<'a> {
         Box::pin(async move {
-            match job.kind.as_str() {
-                KIND_NEW_HIRE => self.new_hire(job).await,
-                KIND_DIRECTORY_SYNC => self.directory_sync(job).await,
-                other => Err(JobFailure::Permanent { error: format!("unknown job kind {other:?}") }),
+            // A kind this version does not know (stored by a newer replica on a shared queue).
+            let kind: JobKind = job
+                .kind
+                .parse()
+                .map_err(|_| JobFailure::Permanent { error: format!("unknown job kind {:?}", job.kind) })?;
+            match kind {
+                JobKind::NewHire => self.new_hire(job).await,
+                JobKind::DirectorySync => self.directory_sync(job).await,
             }
         })
     }

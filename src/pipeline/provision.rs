@@ -212,8 +212,9 @@ pub async fn create_user(
             client,
             &scim_id,
             &serde_json::json!({"active": true}),
-            "reactivated",
-            "active",
+            // Only whether it worked counts here: the outcome is not kept.
+            crate::lifecycle::SyncOutcome::Updated,
+            crate::lifecycle::SyncOutcome::Unchanged,
             None,
         )
         .await

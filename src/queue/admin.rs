@@ -18,16 +18,20 @@ impl JobStore {
                    WHERE audit_id = $1 ORDER BY attempt";
         let rows: Vec<AttemptRow> =
             on_pool!(&self.db, |p| sqlx::query_as(sql).bind(audit_id.to_string()).fetch_all(p).await?);
-        Ok(rows
-            .into_iter()
-            .map(|r| Attempt {
-                attempt: u32::try_from(r.attempt).unwrap_or(0),
-                started_at: r.started_at,
-                finished_at: r.finished_at,
-                outcome: r.outcome,
-                error: r.error,
+        rows.into_iter()
+            .map(|r| {
+                Ok(Attempt {
+                    attempt: u32::try_from(r.attempt).unwrap_or(0),
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                    outcome: r
+                        .outcome
+                        .parse()
+                        .map_err(|e: crate::lifecycle::UnknownName| QueueError::Corrupt(e.to_string()))?,
+                    error: r.error,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// One page of dead letters, most recent first, and how many there are in all.

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Enqueued, JobRecord, JobStore, QueueError};
-use crate::metrics::Metrics;
+use crate::lifecycle::{Bus, Event};
 
 type Reply = oneshot::Sender<Result<Enqueued, QueueError>>;
 
@@ -42,16 +42,17 @@ impl Intake {
 }
 
 impl Committer {
-    /// Starts committing. `committed` is notified after every commit so idle workers wake at once.
-    /// On `stop` the channel is closed, what is already in it is committed, and the task ends.
+    /// Starts committing. `committed` is notified after every commit so idle workers wake at once;
+    /// each commit is told on `bus` (`IntakeCommitted`). On `stop` the channel is closed, what is
+    /// already in it is committed, and the task ends.
     pub fn start(
         self,
         store: JobStore,
         committed: Arc<Notify>,
-        metrics: Arc<Metrics>,
+        bus: Bus,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(run_committer(store, self, committed, metrics, stop))
+        tokio::spawn(run_committer(store, self, committed, bus, stop))
     }
 }
 
@@ -59,7 +60,7 @@ async fn run_committer(
     store: JobStore,
     Committer { mut rx, batch_max }: Committer,
     committed: Arc<Notify>,
-    metrics: Arc<Metrics>,
+    bus: Bus,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<(JobRecord, Reply)> = Vec::with_capacity(batch_max);
@@ -82,7 +83,7 @@ async fn run_committer(
         let (jobs, replies): (Vec<JobRecord>, Vec<Reply>) = batch.drain(..).unzip();
         let started = std::time::Instant::now();
         let answers = commit(&store, &jobs).await;
-        metrics.intake_commit(jobs.len(), started.elapsed());
+        bus.emit(Event::IntakeCommitted { rows: jobs.len(), took: started.elapsed() });
         for (reply, answer) in replies.into_iter().zip(answers) {
             // The requester may have gone away (client hung up); its row is stored all the same.
             let _ = reply.send(answer);

@@ -25,6 +25,7 @@ use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+pub use crate::lifecycle::{AttemptOutcome, JobKind};
 pub use retention::Swept;
 
 /// Errors of the job store.
@@ -46,7 +47,7 @@ pub enum QueueError {
 }
 
 /// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -88,8 +89,8 @@ impl FromStr for JobState {
 #[derive(Clone, Debug)]
 pub struct NewJob {
     pub audit_id: Uuid,
-    /// What the job does, e.g. `hr.user_created`; selects the handler.
-    pub kind: String,
+    /// What the job does; selects the handler.
+    pub kind: JobKind,
     /// The event id the sender gave; with `kind` it makes the idempotency key.
     pub webhook_id: String,
     pub payload: serde_json::Value,
@@ -102,7 +103,7 @@ pub struct JobRecord {
     audit_id: Uuid,
     audit_id_text: String,
     idempotency_key: String,
-    kind: String,
+    kind: JobKind,
     webhook_id: String,
     payload: String,
     /// SHA-256 (hex) of what identifies the event's content (see `with_content_hash`).
@@ -111,12 +112,12 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// A job whose payload is already JSON text (the intake serialises straight from its typed event).
-    pub fn new(audit_id: Uuid, kind: &str, webhook_id: &str, payload: String) -> Self {
+    pub fn new(audit_id: Uuid, kind: JobKind, webhook_id: &str, payload: String) -> Self {
         JobRecord {
             audit_id,
             audit_id_text: audit_id.to_string(),
             idempotency_key: format!("{kind}:{webhook_id}"),
-            kind: kind.to_string(),
+            kind,
             webhook_id: webhook_id.to_string(),
             payload,
             content_hash: None,
@@ -151,7 +152,7 @@ impl JobRecord {
 
 impl From<&NewJob> for JobRecord {
     fn from(job: &NewJob) -> Self {
-        JobRecord::new(job.audit_id, &job.kind, &job.webhook_id, job.payload.to_string())
+        JobRecord::new(job.audit_id, job.kind, &job.webhook_id, job.payload.to_string())
     }
 }
 
@@ -169,6 +170,9 @@ pub struct Enqueued {
 #[derive(Clone, Debug)]
 pub struct Job {
     pub audit_id: Uuid,
+    /// The `JobKind` as stored. Kept as text: on a shared PostgreSQL queue a replica of a newer
+    /// version may store a kind this one does not know, and the job must still be leased and read
+    /// (its handler refuses it: `JobKind` parses it).
     pub kind: String,
     pub webhook_id: String,
     pub payload: serde_json::Value,
@@ -204,6 +208,33 @@ impl Job {
     pub fn retry_window_start(&self) -> i64 {
         self.replayed_at.unwrap_or(self.created_at)
     }
+
+    /// A running new-hire job with this payload, for the unit tests of what observes jobs.
+    #[cfg(test)]
+    pub fn running(payload: serde_json::Value, attempts: u32) -> Job {
+        Job {
+            audit_id: Uuid::nil(),
+            kind: JobKind::NewHire.as_str().to_string(),
+            webhook_id: "msg_1".into(),
+            payload,
+            state: JobState::Running,
+            attempts,
+            run_attempts: attempts,
+            lost_attempts: 0,
+            max_lost_attempts: 3,
+            run_at: 0,
+            lease_token: None,
+            lease_until: None,
+            last_error: None,
+            result: None,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: None,
+            replayed_at: None,
+            progress: None,
+            purged_at: None,
+        }
+    }
 }
 
 /// A difference between what a sync asked Genesys for and what Genesys holds afterwards.
@@ -228,7 +259,8 @@ pub struct Attempt {
     pub attempt: u32,
     pub started_at: i64,
     pub finished_at: i64,
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: AttemptOutcome,
     pub error: Option<String>,
 }
 
@@ -268,7 +300,8 @@ mod tests {
     #[test]
     fn the_content_hash_is_the_lower_case_hex_of_the_sha256() {
         use sha2::Digest;
-        let job = super::JobRecord::new(uuid::Uuid::nil(), "k", "id", String::new()).with_content_hash(b"body");
+        let job = super::JobRecord::new(uuid::Uuid::nil(), super::JobKind::NewHire, "id", String::new())
+            .with_content_hash(b"body");
         assert_eq!(job.content_hash, Some(format!("{:x}", sha2::Sha256::digest(b"body"))));
     }
 }

@@ -3,10 +3,10 @@
 use uuid::Uuid;
 
 use super::sql::JobRow;
-use super::{Db, Discrepancy, Job, JobState, JobStore, QueueError};
+use super::{Db, Discrepancy, Job, JobKind, JobState, JobStore, QueueError};
 
 impl JobStore {
-    /// How many jobs are in each state (for /metrics).
+    /// How many jobs are in each state (the metrics' queue gauges start from it and resync to it).
     pub async fn counts_by_state(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
         let sql = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
         let rows: Vec<(String, i64)> = on_pool!(&self.db, |p| sqlx::query_as(sql).fetch_all(p).await?);
@@ -66,7 +66,7 @@ impl JobStore {
     }
 
     /// Finished jobs of `kind` since `since_ms`: how many succeeded, and the dead ones.
-    pub async fn finished_since(&self, kind: &str, since_ms: i64) -> Result<(u64, Vec<Job>), QueueError> {
+    pub async fn finished_since(&self, kind: JobKind, since_ms: i64) -> Result<(u64, Vec<Job>), QueueError> {
         let count = "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state = 'succeeded' AND finished_at >= $2";
         let dead = concat!(
             "SELECT ",
@@ -74,8 +74,8 @@ impl JobStore {
             " FROM jobs WHERE kind = $1 AND state = 'dead' AND finished_at >= $2 ORDER BY finished_at LIMIT 10000"
         );
         let (succeeded, rows): ((i64,), Vec<JobRow>) = on_pool!(&self.db, |p| (
-            sqlx::query_as(count).bind(kind).bind(since_ms).fetch_one(p).await?,
-            sqlx::query_as(dead).bind(kind).bind(since_ms).fetch_all(p).await?
+            sqlx::query_as(count).bind(kind.as_str()).bind(since_ms).fetch_one(p).await?,
+            sqlx::query_as(dead).bind(kind.as_str()).bind(since_ms).fetch_all(p).await?
         ));
         let dead = rows.into_iter().map(Job::try_from).collect::<Result<_, _>>()?;
         Ok((u64::try_from(succeeded.0).unwrap_or(0), dead))

@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Finish, Job, JobStore, QueueError};
-use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::{Clock, Moment};
 use crate::config::QueueConfig;
-use crate::metrics::Metrics;
+use crate::lifecycle::{Attempt, AttemptOutcome, Bus, Event};
 
 /// What a successful attempt reports; `result` is stored on the job and shown by `GET /jobs/{id}`.
 #[derive(Debug, Clone, Default)]
@@ -95,8 +94,8 @@ pub struct Worker {
     store: JobStore,
     handler: Arc<dyn JobHandler>,
     config: QueueConfig,
-    audit: AuditLog,
-    metrics: Arc<Metrics>,
+    /// Where attempts, dead letters and pauses are told (the audit trail and the metrics listen).
+    bus: Bus,
     wake: Arc<Notify>,
     /// Set while Genesys refuses the credentials: nothing is claimed then.
     paused: std::sync::Mutex<Option<Paused>>,
@@ -107,11 +106,10 @@ impl Worker {
         store: JobStore,
         handler: Arc<dyn JobHandler>,
         config: QueueConfig,
-        audit: AuditLog,
-        metrics: Arc<Metrics>,
+        bus: Bus,
         wake: Arc<Notify>,
     ) -> Self {
-        Worker { store, handler, config, audit, metrics, wake, paused: std::sync::Mutex::new(None) }
+        Worker { store, handler, config, bus, wake, paused: std::sync::Mutex::new(None) }
     }
 
     /// The clock of leases, backoff, heartbeats and pauses: the store's.
@@ -139,16 +137,12 @@ impl Worker {
             next_check: self.clock().now() + self.config.auth_retry_interval,
         });
         drop(paused);
-        self.metrics.set_genesys_auth_failed(true);
         tracing::error!(
             reason,
             retry_every_secs = self.config.auth_retry_interval.as_secs_f64(),
             "Genesys refused the client credentials: workers paused, jobs stay queued"
         );
-        self.audit.record(AuditRecord::new("genesys.auth_failed", "paused").detail(format!(
-            "{reason}; jobs stay queued and the workers pause until a token is granted (asked for every {} s)",
-            self.config.auth_retry_interval.as_secs_f64()
-        )));
+        self.bus.emit(Event::AuthPaused { reason, retry_every: self.config.auth_retry_interval });
     }
 
     /// While paused: waits for the next credentials check (or `stop`), asks, and resumes the
@@ -169,12 +163,8 @@ impl Worker {
             }
             _ => {
                 let Some(was) = self.pause_state().take() else { return };
-                self.metrics.set_genesys_auth_failed(false);
                 tracing::info!("Genesys granted a token again: workers resume");
-                self.audit.record(
-                    AuditRecord::new("genesys.auth_recovered", "resumed")
-                        .detail(format!("a token was granted again; the work resumes (was: {})", was.reason)),
-                );
+                self.bus.emit(Event::AuthRecovered { was: &was.reason });
             }
         }
     }
@@ -306,11 +296,15 @@ impl Worker {
             self.reap().await;
             jobs = self.store.claim_expired(limit, self.config.lease).await?;
             for job in &jobs {
-                self.audit_lost(job);
+                self.lost(job);
             }
         }
+        let taken_over = jobs.len();
         if jobs.len() < limit {
             jobs.extend(self.store.claim(limit - jobs.len(), self.config.lease).await?);
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            self.bus.emit(Event::AttemptStarted { job, taken_over: i < taken_over });
         }
         Ok(jobs)
     }
@@ -319,7 +313,7 @@ impl Worker {
         match self.store.reap_expired_final_attempts().await {
             Ok(jobs) => {
                 for job in jobs {
-                    self.audit_dead(&job, job.last_error.as_deref().unwrap_or_default());
+                    self.dead_lettered(&job, job.last_error.as_deref().unwrap_or_default());
                 }
             }
             Err(e) => tracing::warn!(error = %e, "dead-lettering expired final attempts failed"),
@@ -349,12 +343,7 @@ impl Worker {
         let took = started.elapsed();
         let outcome = match outcome {
             None => {
-                match self.store.release(&job).await {
-                    Ok(_) => self.metrics.attempt("released", took),
-                    Err(e) => {
-                        tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
-                    }
-                }
+                self.release(&job, AttemptOutcome::Released, took).await;
                 return;
             }
             Some(Ok(r)) => r,
@@ -366,23 +355,18 @@ impl Worker {
             tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, reason = %error,
                 "job attempt failed: Genesys refused the credentials; the job goes back to the queue uncounted");
             self.pause(error);
-            match self.store.release(&job).await {
-                Ok(_) => self.metrics.attempt("paused", took),
-                Err(e) => {
-                    tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
-                }
-            }
+            self.release(&job, AttemptOutcome::Paused, took).await;
             return;
         }
         let now = self.clock().now_ms();
         // Retries go on until the retry window has passed since the job was accepted (or replayed).
         let window_ends = job.retry_window_start().saturating_add(self.config.retry_window.as_millis() as i64);
         let (finish, status, detail) = match &outcome {
-            Ok(success) => (Finish::Succeeded { result: &success.result }, "succeeded", None),
+            Ok(success) => (Finish::Succeeded { result: &success.result }, AttemptOutcome::Succeeded, None),
             Err(JobFailure::Retryable { error, retry_after }) if now < window_ends => {
                 let delay = backoff(job.run_attempts, self.config.backoff_base, self.config.backoff_max, *retry_after);
                 let run_at = next_attempt_at(now, delay, *retry_after, window_ends);
-                (Finish::Retry { run_at, error }, "retry", Some(error.clone()))
+                (Finish::Retry { run_at, error }, AttemptOutcome::Retry, Some(error.clone()))
             }
             Err(JobFailure::Retryable { error, .. }) => {
                 let since = if job.replayed_at.is_some() { "replayed" } else { "accepted" };
@@ -391,14 +375,14 @@ impl Worker {
                     self.config.retry_window.as_secs(),
                     job.attempts
                 );
-                (Finish::Dead { error }, "dead", Some(detail))
+                (Finish::Dead { error }, AttemptOutcome::Dead, Some(detail))
             }
             Err(JobFailure::Permanent { error } | JobFailure::CredentialsRefused { error }) => {
-                (Finish::Dead { error }, "dead", Some(error.clone()))
+                (Finish::Dead { error }, AttemptOutcome::Dead, Some(error.clone()))
             }
         };
         if let Some(reason) = &detail {
-            tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, outcome = status, reason = %reason,
+            tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, outcome = status.as_str(), reason = %reason,
                 "job attempt failed");
         }
         let run_at = match finish {
@@ -419,57 +403,57 @@ impl Worker {
                 return;
             }
         }
-        self.metrics.attempt(status, took);
-        let mut line = AuditRecord::new("job.attempt", status)
-            .audit_id(job.audit_id)
-            .webhook_id(&job.webhook_id)
-            .subject(&job.payload)
-            .retry_count(job.attempts.saturating_sub(1))
-            .field("attempt", job.attempts)
-            .field("latencyMs", took.as_millis() as u64);
-        if let Some(d) = &detail {
-            line = line.detail(d.clone());
+        self.bus.emit(Event::AttemptFinished(Attempt {
+            job: &job,
+            outcome: status,
+            took: Some(took),
+            detail: detail.as_deref(),
+            next_attempt_at: run_at,
+            result: outcome.as_ref().ok().map(|s| &s.result),
+        }));
+        match status {
+            AttemptOutcome::Succeeded => self.bus.emit(Event::Succeeded { job: &job }),
+            AttemptOutcome::Dead => self.dead_lettered(&job, detail.as_deref().unwrap_or_default()),
+            AttemptOutcome::Retry | AttemptOutcome::Released | AttemptOutcome::Paused | AttemptOutcome::Lost => {}
         }
-        if let Some(run_at) = run_at {
-            line = line.field("nextAttemptAt", ms_to_rfc3339(run_at));
-        }
-        if let Some(obj) = outcome.as_ref().ok().and_then(|s| s.result.as_object()) {
-            for (k, v) in obj {
-                line.extra.entry(k.clone()).or_insert(v.clone());
+    }
+
+    /// Gives a job back to the queue uncounted (`Released` at shutdown, `Paused` for refused credentials).
+    async fn release(&self, job: &Job, outcome: AttemptOutcome, took: Duration) {
+        match self.store.release(job).await {
+            Ok(true) => self.bus.emit(Event::AttemptFinished(Attempt {
+                job,
+                outcome,
+                took: Some(took),
+                detail: None,
+                next_attempt_at: None,
+                result: None,
+            })),
+            Ok(false) => tracing::warn!(audit_id = %job.audit_id, "job not released: its lease was taken over"),
+            Err(e) => {
+                tracing::error!(audit_id = %job.audit_id, error = %e, "releasing job failed; its lease will expire")
             }
-        }
-        self.audit.record(line);
-        if status == "dead" {
-            self.audit_dead(&job, detail.as_deref().unwrap_or_default());
         }
     }
 
     /// The attempt before this claim was lost: its worker stopped or crashed while it ran.
-    fn audit_lost(&self, job: &Job) {
+    fn lost(&self, job: &Job) {
         let lost = job.attempts.saturating_sub(1);
         let reason = "its lease expired: the worker stopped or crashed during the attempt";
         tracing::warn!(audit_id = %job.audit_id, attempt = lost, reason, "job attempt lost; another attempt takes over");
-        self.audit.record(
-            AuditRecord::new("job.attempt", "lost")
-                .audit_id(job.audit_id)
-                .webhook_id(&job.webhook_id)
-                .subject(&job.payload)
-                .retry_count(lost.saturating_sub(1))
-                .field("attempt", lost)
-                .detail(reason),
-        );
+        self.bus.emit(Event::AttemptFinished(Attempt {
+            job,
+            outcome: AttemptOutcome::Lost,
+            took: None,
+            detail: Some(reason),
+            next_attempt_at: None,
+            result: None,
+        }));
     }
 
-    fn audit_dead(&self, job: &Job, reason: &str) {
+    fn dead_lettered(&self, job: &Job, reason: &str) {
         tracing::warn!(audit_id = %job.audit_id, reason, "job moved to the dead letters");
-        self.audit.record(
-            AuditRecord::new("job.dead_lettered", "dead")
-                .audit_id(job.audit_id)
-                .webhook_id(&job.webhook_id)
-                .subject(&job.payload)
-                .retry_count(job.attempts.saturating_sub(1))
-                .detail(reason),
-        );
+        self.bus.emit(Event::DeadLettered { job, reason });
     }
 }
 

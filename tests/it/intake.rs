@@ -300,8 +300,8 @@ async fn concurrent_requests_share_commits() {
             assert!(app.store.get(*id).await.unwrap().is_some(), "every 202 is a stored job");
         }
         let stats = &app.metrics.intake;
-        let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
-        let rows = stats.rows.load(std::sync::atomic::Ordering::Relaxed);
+        let batches = stats.batches.get();
+        let rows = stats.rows.get();
         assert_eq!(rows, 200);
         assert!(batches < rows, "{backend:?}: 200 rows took {batches} commits; concurrent requests must share them");
         assert!(stats.largest_batch.load(std::sync::atomic::Ordering::Relaxed) > 1);
@@ -362,7 +362,7 @@ async fn an_id_stored_without_a_content_hash_is_still_answered_as_a_duplicate() 
         let app = Spawn::new(backend).no_workers().start().await.unwrap();
         let old = genesys_provisioner::queue::NewJob {
             audit_id: uuid::Uuid::now_v7(),
-            kind: "hr.user_created".into(),
+            kind: genesys_provisioner::queue::JobKind::NewHire,
             webhook_id: "msg_from_before".into(),
             payload: new_hire("ENG"),
         };
@@ -387,7 +387,7 @@ async fn refusals_before_the_signature_are_summarised_per_source_and_reason() {
     for _ in 0..3 {
         assert_eq!(app.post_raw(HR_PATH, body.clone(), &[("content-type", "text/plain".into())]).await.0, 415);
     }
-    let metrics = app.metrics.render(&[]);
+    let metrics = app.metrics.render();
     assert!(metrics.contains("provisioner_webhooks_total{outcome=\"unauthorized\"} 40"), "{metrics}");
     assert!(metrics.contains("provisioner_webhooks_total{outcome=\"unsupported_media_type\"} 3"), "{metrics}");
     let rejected = app.audit_lines().into_iter().filter(|l| l["event"] == "intake.rejected").count();

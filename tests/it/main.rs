@@ -8,6 +8,7 @@ mod deploy;
 mod directory;
 mod docs;
 mod intake;
+mod lifecycle;
 mod limits;
 mod openapi;
 mod process;

@@ -200,6 +200,11 @@ async fn a_long_job_keeps_its_lease_alive() {
     let app = Spawn::new(Backend::Sqlite).handler(handler.clone()).manual_clock().start().await.unwrap();
     let id = app.hire(&new_hire("ENG")).await;
     app.wait_for_state(id, "running", Duration::from_secs(5)).await;
+    // Running in the table is not yet running in the worker: the clock moves on only once the
+    // attempt has started, and with it the heartbeat's schedule (else the first beat is not due yet).
+    let started =
+        eventually(Duration::from_secs(10), || async { (handler.calls.load(Ordering::SeqCst) == 1).then_some(()) });
+    assert!(started.await.is_some(), "the attempt started");
     for _ in 0..3 {
         app.manual().advance(Duration::from_secs(1));
         // The heartbeat (every third of the lease) renews it from the time it beats.
@@ -259,7 +264,7 @@ async fn two_worker_pools_on_one_postgres_queue_run_each_job_once() {
     let jobs: Vec<NewJob> = (0..300)
         .map(|i| NewJob {
             audit_id: uuid::Uuid::new_v4(),
-            kind: "hr.user_created".into(),
+            kind: genesys_provisioner::queue::JobKind::NewHire,
             webhook_id: format!("pool-{i}"),
             payload: new_hire("ENG"),
         })
@@ -336,7 +341,7 @@ async fn batches_of_any_size_store_new_events_once_and_answer_repeats_with_their
             JobStore::connect(&genesys_provisioner::config::DatabaseUrl::parse(&db.url).unwrap(), 3).await.unwrap();
         let job = |id: String| NewJob {
             audit_id: uuid::Uuid::now_v7(),
-            kind: "hr.user_created".into(),
+            kind: genesys_provisioner::queue::JobKind::NewHire,
             webhook_id: id,
             payload: new_hire("ENG"),
         };

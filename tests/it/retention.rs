@@ -7,7 +7,7 @@ use std::time::Duration;
 use genesys_provisioner::clock::ManualClock;
 use genesys_provisioner::config::DatabaseUrl;
 use genesys_provisioner::queue::worker::{JobFailure, JobSuccess};
-use genesys_provisioner::queue::{Discrepancy, Finish, JobRecord, JobStore, Swept};
+use genesys_provisioner::queue::{Discrepancy, Finish, JobKind, JobRecord, JobStore, Swept};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -17,7 +17,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// A new-hire job under `webhook_id`, keyed with the hash of its payload, and its audit id.
 fn record(webhook_id: &str, payload: &Value) -> (JobRecord, uuid::Uuid) {
     let (id, text) = (uuid::Uuid::now_v7(), payload.to_string());
-    (JobRecord::new(id, "hr.user_created", webhook_id, text.clone()).with_content_hash(text.as_bytes()), id)
+    (JobRecord::new(id, JobKind::NewHire, webhook_id, text.clone()).with_content_hash(text.as_bytes()), id)
 }
 
 #[tokio::test]
