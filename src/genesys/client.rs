@@ -120,8 +120,8 @@ struct Pace {
 }
 
 /// The share of the allowed rate we use. Genesys counts a sliding minute by arrival, we space by
-/// departure; pacing exactly at the limit met a 429 after the first minute in the benchmark
-/// (2,000 hires at 3,000/min: one 429, 3.001 requests per hire), 2% headroom absorbs the jitter.
+/// departure, so pacing exactly at the limit meets a 429 once the two drift apart; the headroom
+/// absorbs that jitter (docs/performance.md has the benchmark).
 const PACE_HEADROOM: f64 = 0.98;
 
 fn pace_interval(per_minute: u32) -> Duration {

@@ -247,8 +247,8 @@ pub fn check_lengths<'a>(
 
 /// Tells a refused webhook (the audit trail and the metrics listen), and turns it into the answer.
 /// A refusal before the sender was authenticated is counted and summarised per peer address
-/// instead of a line each (`AuditLog::refused`): anyone can send those, and a line each let 20,000
-/// unsigned requests add 9.5 MB to the trail.
+/// instead of a line each (`AuditLog::refused`): anyone can send those, and a line each would let an
+/// unauthenticated flood grow the trail as fast as it sends.
 pub fn refuse(
     state: &AppState,
     endpoint: &'static str,

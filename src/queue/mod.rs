@@ -277,7 +277,7 @@ pub struct JobStore {
     /// Writes. On SQLite, ONE connection: SQLite has one writer at a time anyway, and taking turns
     /// for this connection (FIFO) replaces SQLite's busy handler, which sleeps in steps of up to
     /// 100 ms; one connection also keeps its page cache warm, where writes rotating over a pool
-    /// invalidate each other's caches (measured: 1.8 ms vs 2.8-3.5 ms per 30-row commit).
+    /// invalidate each other's caches (docs/performance.md, "What was tried").
     /// On PostgreSQL the same pool as reads.
     writer: Db,
     /// Stored on each new job: attempts lost to crashes before it becomes a dead letter.
