@@ -136,11 +136,6 @@ impl App {
         Self::builder(config).build().await
     }
 
-    /// Builds the service with a given job handler (tests use their own).
-    pub async fn build_with_handler(config: Config, handler: Arc<dyn JobHandler>) -> Result<App, StartError> {
-        Self::builder(config).handler(handler).build().await
-    }
-
     async fn build_with(
         config: Config,
         genesys: Option<Arc<GenesysClient>>,
@@ -207,13 +202,6 @@ impl App {
 
     pub fn audit(&self) -> AuditLog {
         self.audit.clone()
-    }
-
-    /// Serve HTTP but run no workers: jobs wait in the queue (tests drive them with `Worker::drain`,
-    /// and an intake-only replica can leave the work to others).
-    pub fn without_workers(mut self) -> Self {
-        self.run_workers = false;
-        self
     }
 
     /// Runs until `stop` is cancelled: stops accepting, lets in-flight requests finish and their

@@ -26,11 +26,6 @@ pub const USER: &str = "ScimV2User";
 /// attributes as Genesys documents them: the manager's user id, and the display name it adds.
 const MANAGER: &[&str] = &["value", "displayName"];
 
-/// Every model the file lists, and `Manager`.
-pub fn model_names() -> Vec<&'static str> {
-    MODELS.keys().map(String::as_str).filter(|m| !m.starts_with('_')).chain(["Manager"]).collect()
-}
-
 /// The attribute names of a model, in the file's order; empty for a model the file does not list.
 pub fn attributes(model: &str) -> Vec<&'static str> {
     if model == "Manager" {
@@ -61,11 +56,6 @@ pub fn attribute(model: &str, name: &str) -> Option<(&'static str, &'static str)
 pub fn model_of(ty: &str) -> Option<&str> {
     let inner = ty.strip_prefix("list[").and_then(|t| t.strip_suffix(']')).unwrap_or(ty);
     (inner == "Manager" || MODELS.get(inner).is_some_and(Value::is_object)).then_some(inner)
-}
-
-/// Whether a type is a list.
-pub fn is_list(ty: &str) -> bool {
-    ty.starts_with("list[")
 }
 
 /// The attributes of `value` (a JSON object of `model`) that the models do not have, as paths

@@ -167,12 +167,6 @@ impl<'a> Subject<'a> {
         Subject { email, department_code, ..Subject::default() }
     }
 
-    /// The `email` and `departmentCode` of a webhook body, when it has them.
-    pub fn of_body(body: &'a Value) -> Self {
-        let text = |k: &str| body.get(k).and_then(Value::as_str);
-        Subject::person(text("email"), text("departmentCode"))
-    }
-
     /// A directory event, by type and person key.
     pub fn directory(sync_event: SyncKind, external_id: &'a str) -> Self {
         Subject { sync_event: Some(sync_event), external_id: Some(external_id), ..Subject::default() }

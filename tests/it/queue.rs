@@ -511,7 +511,7 @@ async fn the_service_refuses_to_start_on_a_database_that_cannot_run_in_wal_mode(
     let dir = tempfile::tempdir().unwrap();
     env.insert("AUDIT_DIR".into(), dir.path().join("audit").display().to_string());
     let config = genesys_provisioner::config::Config::from_toml(TEST_TOML, &env).expect("a valid config");
-    let refused = genesys_provisioner::App::build_with_handler(config, ScriptedHandler::succeeding()).await;
+    let refused = genesys_provisioner::App::builder(config).handler(ScriptedHandler::succeeding()).build().await;
     let error = refused.err().expect("the app refuses to start").to_string();
     assert!(error.starts_with("cannot open the job store (sqlite): SQLite runs with journal_mode=memory"), "{error}");
     assert!(error.contains("not WAL and FULL (2)"), "{error}");

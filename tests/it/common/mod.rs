@@ -325,7 +325,9 @@ impl Spawn {
         let mut env = self.env;
         env.insert("DATABASE_URL".into(), db.url.clone());
         env.insert("AUDIT_DIR".into(), audit_dir.display().to_string());
-        let config = Config::from_toml(&self.toml, &env).expect("test config is valid");
+        let mut config = Config::from_toml(&self.toml, &env).expect("test config is valid");
+        // No workers: jobs wait in the queue and the test drives them (`Worker::drain`).
+        config.queue.run_workers &= self.workers;
         let mut builder = App::builder(config);
         if let Some(h) = self.handler {
             builder = builder.handler(h);
@@ -333,10 +335,7 @@ impl Spawn {
         if let Some(manual) = &self.manual {
             builder = builder.clock(manual.clock());
         }
-        let mut app = builder.build().await.expect("app builds");
-        if !self.workers {
-            app = app.without_workers();
-        }
+        let app = builder.build().await.expect("app builds");
         let base = format!("http://{}", app.addr());
         let store = app.store();
         let worker = app.worker();
