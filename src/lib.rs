@@ -222,6 +222,7 @@ impl App {
             queue.retention,
             queue.dedupe_window,
             RETENTION_EVERY,
+            state.bus.clone(),
             committer_stop.clone(),
         ));
         let resync = tokio::spawn(state.metrics.clone().run_queue_resync(

@@ -368,6 +368,11 @@ impl Subscriber for Metrics {
             Event::DeadLettered { .. } => self.queue_moved(Some(Running), Some(Dead)),
             Event::Replayed { .. } => self.queue_moved(Some(Dead), Some(Queued)),
             Event::Deleted { .. } => self.queue_moved(Some(Dead), None),
+            Event::Swept(swept) => {
+                for _ in 0..swept.forgotten {
+                    self.queue_moved(Some(Succeeded), None);
+                }
+            }
             Event::AuthPaused { .. } => {
                 self.genesys_auth_failed.set(1);
             }

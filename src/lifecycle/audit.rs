@@ -67,6 +67,11 @@ impl AuditTrail {
                 job.last_error.as_deref().unwrap_or("none")
             )),
             Event::Deleted { job } => job_line("job.deleted", "deleted", job).detail("dead letter deleted by an admin"),
+            Event::Swept(swept) => AuditRecord::new("retention.swept", "purged")
+                .detail("personal data of succeeded jobs purged after the retention period; jobs past the dedupe window deleted")
+                .field("purged", swept.purged)
+                .field("forgotten", swept.forgotten)
+                .field("discrepancies", swept.discrepancies),
             Event::AuthPaused { reason, retry_every } => {
                 AuditRecord::new("genesys.auth_failed", "paused").detail(format!(
                     "{reason}; jobs stay queued and the workers pause until a token is granted (asked for every {} s)",

@@ -282,6 +282,9 @@ pub enum Event<'a> {
     Synced { job: &'a Job, external_id: &'a str, outcome: SyncOutcome, result: &'a Value },
     /// Applying a directory event failed (the attempt's outcome follows).
     SyncFailed { job: &'a Job, external_id: &'a str, retryable: bool, error: &'a dyn Display, cause: SyncFailure },
+    /// Retention purged the personal data of succeeded jobs and deleted those past the dedupe
+    /// window (told only when it did something).
+    Swept(&'a crate::queue::Swept),
     /// After a sync, Genesys holds an attribute differently from what was sent.
     Discrepancy { job: &'a Job, external_id: &'a str, field: &'a str, expected: &'a Value, actual: &'a Value },
 }

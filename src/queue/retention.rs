@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sql::placeholder_list;
 use super::{Db, JobStore, QueueError};
+use crate::lifecycle::{Bus, Event};
 
 /// Rows per statement and per transaction: short transactions, so the intake (which shares the one
 /// SQLite writer) waits for a sweep no longer than for a commit of its own.
@@ -159,16 +160,20 @@ impl JobStore {
         retention: Duration,
         dedupe_window: Duration,
         every: Duration,
+        bus: Bus,
         stop: CancellationToken,
     ) {
         loop {
             match self.sweep(retention, dedupe_window).await {
-                Ok(swept) if swept != Swept::default() => tracing::info!(
-                    purged = swept.purged,
-                    forgotten = swept.forgotten,
-                    discrepancies = swept.discrepancies,
-                    "retention: personal data of succeeded jobs purged, jobs past the dedupe window deleted"
-                ),
+                Ok(swept) if swept != Swept::default() => {
+                    tracing::info!(
+                        purged = swept.purged,
+                        forgotten = swept.forgotten,
+                        discrepancies = swept.discrepancies,
+                        "retention: personal data of succeeded jobs purged, jobs past the dedupe window deleted"
+                    );
+                    bus.emit(Event::Swept(&swept));
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry"),
             }

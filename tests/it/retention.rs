@@ -146,6 +146,13 @@ async fn succeeded_jobs_are_purged_and_later_forgotten_while_dead_letters_stay()
             &doc["paths"]["/jobs/{audit_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
         crate::openapi::conforms(&doc, schema, &purged, "$").unwrap_or_else(|e| panic!("{e}\n{purged}"));
 
+        // The sweep is a decision about personal data: it is in the audit trail.
+        let line = app.wait_for_audit(Duration::from_secs(10), |l| l["event"] == "retention.swept").await;
+        assert_eq!(
+            (&line["status"], &line["purged"], &line["forgotten"]),
+            (&json!("purged"), &json!(1), &json!(0)),
+            "{line}"
+        );
         let (status, again) = app.post_signed(HR_PATH, &body, "ret-1").await;
         assert_eq!((status, &again["auditId"]), (202, &json!(id.to_string())), "still a duplicate: {again}");
         let (status, other) = app.post_signed(HR_PATH, &new_hire("ENG"), "ret-1").await;
@@ -159,6 +166,13 @@ async fn succeeded_jobs_are_purged_and_later_forgotten_while_dead_letters_stay()
             (status == 404).then_some(())
         });
         assert!(gone.await.is_some(), "the job is deleted once the dedupe window has passed");
+        let line = app
+            .wait_for_audit(Duration::from_secs(10), |l| l["event"] == "retention.swept" && l["forgotten"] == 1)
+            .await;
+        assert_eq!(line["purged"], 0, "{line}");
+        // The queue gauges follow without waiting for their periodic recount.
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.lines().any(|l| l == "provisioner_queue_jobs{state=\"succeeded\"} 0"), "{metrics}");
         let (status, fresh) = app.post_signed(HR_PATH, &body, "ret-1").await;
         assert_eq!(status, 202, "{fresh}");
         assert_ne!(fresh["auditId"], json!(id.to_string()), "the event id starts a new job");
