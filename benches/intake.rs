@@ -38,6 +38,9 @@
 //! A PostgreSQL database given in `BENCH_DATABASE_URL` should be empty: the final job count is compared
 //! with the number of webhooks accepted during this run.
 
+// Benchmark code: a panic is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -137,10 +140,11 @@ fn start_service(dir: &Path, database_url: &str, pin: Option<&Pinning>) -> Proce
         .env("DATABASE_URL", database_url)
         // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
         .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()));
-    if let Some(pin) = pin {
-        pin.service_only(&mut command);
+    let spawn = || Process::spawn("service", command, addr, dir.join("service.log"));
+    match pin {
+        Some(pin) => pin.on_service_cpu(spawn),
+        None => spawn(),
     }
-    Process::spawn("service", command, addr, dir.join("service.log"))
 }
 
 /// The service's `GET /metrics` text.

@@ -34,6 +34,9 @@
 //! The run gives up waiting for the jobs after 3 × (3 × `BENCH_HIRES` / `BENCH_RATE`) minutes + 60 s and
 //! reports what it has.
 
+// Benchmark code: a panic is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench --bench sync` (`BENCH_UPDATES`, default 1,000).
 
+// Benchmark code: a panic is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use genesys_provisioner::mapping::Mapping;

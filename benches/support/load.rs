@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use genesys_provisioner::signing::WebhookSecret;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
 use super::{CpuTicks, Process, WEBHOOK_SECRET, cpu_seconds};
 
@@ -18,8 +19,8 @@ use super::{CpuTicks, Process, WEBHOOK_SECRET, cpu_seconds};
 pub struct Pinning {
     /// The one CPU the service runs on.
     pub service_cpu: usize,
-    pub service: libc::cpu_set_t,
-    pub generator: libc::cpu_set_t,
+    pub service: CpuSet,
+    pub generator: CpuSet,
     /// For the report: "service on CPU 1, generator on CPU 0".
     pub describe: String,
 }
@@ -33,38 +34,29 @@ impl Pinning {
         if cpus < 2 {
             return None;
         }
-        // SAFETY: cpu_set_t is a plain bit set; CPU_ZERO/CPU_SET only write inside it.
-        let (mut service, mut generator) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-        unsafe {
-            libc::CPU_ZERO(&mut service);
-            libc::CPU_ZERO(&mut generator);
-            libc::CPU_SET(cpus - 1, &mut service);
-            for cpu in 0..cpus - 1 {
-                libc::CPU_SET(cpu, &mut generator);
-            }
+        let (mut service, mut generator) = (CpuSet::new(), CpuSet::new());
+        service.set(cpus - 1);
+        for cpu in 0..cpus - 1 {
+            generator.set(cpu);
         }
         let describe = format!("service on CPU {}, load generator on CPU 0-{}", cpus - 1, cpus - 2);
         Some(Pinning { service_cpu: cpus - 1, service, generator, describe })
     }
 
-    /// Starts `command` on the service's CPU (its runtime then sizes itself to that one CPU).
-    pub fn service_only(&self, command: &mut std::process::Command) {
-        use std::os::unix::process::CommandExt;
-        let set = self.service;
-        // SAFETY: between fork and exec only sched_setaffinity runs, which is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || match libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            });
-        }
+    /// Runs `spawn`, which starts the service, with the calling thread on the service's CPU: a
+    /// process starts on the CPUs of the thread that starts it (its runtime then sizes itself to that
+    /// one CPU). The thread then goes back to the CPUs it had.
+    pub fn on_service_cpu<T>(&self, spawn: impl FnOnce() -> T) -> T {
+        let before = sched_getaffinity(None).unwrap_or_else(|e| panic!("cannot read this thread's CPUs: {e}"));
+        sched_setaffinity(None, &self.service).unwrap_or_else(|e| panic!("cannot pin the service: {e}"));
+        let started = spawn();
+        sched_setaffinity(None, &before).unwrap_or_else(|e| panic!("cannot unpin this thread: {e}"));
+        started
     }
 
     /// Moves the calling thread, and every thread it starts afterwards, to the generator's CPUs.
     pub fn generator_here(&self) {
-        // SAFETY: a valid cpu_set_t for this thread (pid 0).
-        let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&self.generator), &self.generator) };
-        assert_eq!(done, 0, "cannot pin the load generator: {}", std::io::Error::last_os_error());
+        sched_setaffinity(None, &self.generator).unwrap_or_else(|e| panic!("cannot pin the load generator: {e}"));
     }
 }
 

@@ -266,25 +266,33 @@ fn apply_at(
         }
         return Ok(());
     };
-    let container = match target.ext {
-        Ext::Core => doc,
-        ext => {
-            let slot = doc.entry(ext.urn()).or_insert_with(|| json!({}));
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            slot.as_object_mut().expect("just made an object")
-        }
-    };
+    match target.ext {
+        Ext::Core => apply_attr(doc, (name, kind), target.filter, target.sub, op, value, strict),
+        ext => edit_object(doc, ext.urn(), false, |section| {
+            apply_attr(section, (name, kind), target.filter, target.sub, op, value, strict)
+        }),
+    }
+}
+
+/// Applies one operation to attribute `name` of `container`: the user itself, or one of its extensions.
+fn apply_attr(
+    container: &mut Map<String, Value>,
+    (name, kind): (&'static str, Kind),
+    filter: Option<ValueFilter>,
+    sub: Option<&'static str>,
+    op: Op,
+    value: Option<&Value>,
+    strict: bool,
+) -> Result<(), Fail> {
     let value = value.filter(|v| !v.is_null());
     if op != Op::Remove && value.is_none() {
-        if op == Op::Replace && target.filter.is_none() && target.sub.is_none() {
+        if op == Op::Replace && filter.is_none() && sub.is_none() {
             container.remove(name);
             return Ok(());
         }
         return Err(Fail::bad(Some("invalidValue"), format!("{name}: a value is required")));
     }
-    match (kind, target.filter, target.sub) {
+    match (kind, filter, sub) {
         (Kind::Str | Kind::Bool, None, None) => {
             match value {
                 None => {
@@ -308,21 +316,18 @@ fn apply_at(
                 Value::Object(m) => m.clone(),
                 _ => return Err(Fail::bad(Some("invalidValue"), format!("{name}: value must be an object"))),
             };
-            let slot = container.entry(name).or_insert_with(|| json!({}));
-            if !slot.is_object() || (op == Op::Replace && name == "manager") {
-                *slot = json!({});
-            }
-            let obj = slot.as_object_mut().expect("just made an object");
-            for (k, sv) in incoming {
-                match subs.iter().copied().find(|s| s.eq_ignore_ascii_case(&k)) {
-                    Some(sub) => {
-                        obj.insert(sub.to_string(), as_string(&format!("{name}.{sub}"), &sv)?);
+            edit_object(container, name, op == Op::Replace && name == "manager", |obj| {
+                for (k, sv) in incoming {
+                    match subs.iter().copied().find(|s| s.eq_ignore_ascii_case(&k)) {
+                        Some(sub) => {
+                            obj.insert(sub.to_string(), as_string(&format!("{name}.{sub}"), &sv)?);
+                        }
+                        None if strict => return Err(not_kept(&format!("{name}.{k}"))),
+                        None => {}
                     }
-                    None if strict => return Err(not_kept(&format!("{name}.{k}"))),
-                    None => {}
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         }
         (Kind::Complex(_), None, Some(sub)) => {
             match value {
@@ -336,39 +341,37 @@ fn apply_at(
                 }
                 Some(v) => {
                     let v = as_string(&format!("{name}.{sub}"), v)?;
-                    let slot = container.entry(name).or_insert_with(|| json!({}));
-                    if !slot.is_object() {
-                        *slot = json!({});
-                    }
-                    slot.as_object_mut().expect("just made an object").insert(sub.to_string(), v);
+                    edit_object(container, name, false, |obj| obj.insert(sub.to_string(), v));
                 }
             }
             Ok(())
         }
         (Kind::Multi(_), None, None) => {
-            let list = list_mut(container, name);
-            match (op, value) {
-                (Op::Remove, None) => {
-                    container.remove(name);
-                }
-                (Op::Remove, Some(v)) => {
-                    let gone: Vec<Value> = entries(name, v)?.iter().filter_map(|e| e.get("value").cloned()).collect();
-                    list.retain(|e| e.get("value").is_none_or(|x| !gone.contains(x)));
-                }
-                (Op::Add, Some(v)) => {
-                    for e in entries(name, v)? {
-                        if !list.contains(&e) {
-                            list.push(e);
+            // Only a remove comes here without a value (see above): it removes the whole list.
+            let Some(v) = value else {
+                container.remove(name);
+                return Ok(());
+            };
+            edit_list(container, name, |list| {
+                match op {
+                    Op::Remove => {
+                        let gone: Vec<Value> =
+                            entries(name, v)?.iter().filter_map(|e| e.get("value").cloned()).collect();
+                        list.retain(|e| e.get("value").is_none_or(|x| !gone.contains(x)));
+                    }
+                    Op::Add => {
+                        for e in entries(name, v)? {
+                            if !list.contains(&e) {
+                                list.push(e);
+                            }
                         }
                     }
+                    Op::Replace => *list = entries(name, v)?,
                 }
-                (_, Some(v)) => *list = entries(name, v)?,
-                (_, None) => unreachable!("checked above"),
-            }
-            Ok(())
+                Ok(())
+            })
         }
-        (Kind::Multi(_), Some(f), None) => {
-            let list = list_mut(container, name);
+        (Kind::Multi(_), Some(f), None) => edit_list(container, name, |list| {
             match value {
                 None => list.retain(|e| !matches_filter(e, &f)),
                 Some(v) => {
@@ -390,9 +393,8 @@ fn apply_at(
                 }
             }
             Ok(())
-        }
-        (Kind::Multi(_), Some(f), Some(sub)) => {
-            let list = list_mut(container, name);
+        }),
+        (Kind::Multi(_), Some(f), Some(sub)) => edit_list(container, name, |list| {
             match value {
                 None if sub == "value" => list.retain(|e| !matches_filter(e, &f)),
                 None => {
@@ -418,7 +420,7 @@ fn apply_at(
                 }
             }
             Ok(())
-        }
+        }),
         (Kind::Multi(_), None, Some(sub)) => {
             Err(invalid_path(format!("{name}.{sub}: say which entry, e.g. {name}[type eq \"work\"].{sub}")))
         }
@@ -426,12 +428,34 @@ fn apply_at(
     }
 }
 
-fn list_mut<'a>(container: &'a mut Map<String, Value>, name: &str) -> &'a mut Vec<Value> {
-    let slot = container.entry(name).or_insert_with(|| json!([]));
-    if !slot.is_array() {
-        *slot = json!([]);
-    }
-    slot.as_array_mut().expect("just made an array")
+/// Edits the object at `name`, made empty first when it is missing, not an object, or `reset`. The
+/// object is taken out for the edit and put back at the same key whatever `edit` answers, as an edit
+/// in place would leave it.
+fn edit_object<T>(
+    container: &mut Map<String, Value>,
+    name: &str,
+    reset: bool,
+    edit: impl FnOnce(&mut Map<String, Value>) -> T,
+) -> T {
+    let mut obj = match container.get_mut(name) {
+        Some(Value::Object(obj)) if !reset => std::mem::take(obj),
+        _ => Map::new(),
+    };
+    let out = edit(&mut obj);
+    container.insert(name.to_string(), Value::Object(obj));
+    out
+}
+
+/// Edits the list at `name`, made empty first when it is missing or not a list; put back like
+/// `edit_object`'s.
+fn edit_list<T>(container: &mut Map<String, Value>, name: &str, edit: impl FnOnce(&mut Vec<Value>) -> T) -> T {
+    let mut list = match container.get_mut(name) {
+        Some(Value::Array(list)) => std::mem::take(list),
+        _ => Vec::new(),
+    };
+    let out = edit(&mut list);
+    container.insert(name.to_string(), Value::Array(list));
+    out
 }
 
 /// A multi-valued attribute's value: a list of objects, or one object.

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use crate::Shared;
 use crate::faults::RateInfo;
 use crate::store::{Fail, etag, etag_matches};
-use crate::wire::{SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
+use crate::wire::{SCHEMA_ERROR, SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
 
 const CORRELATION: HeaderName = HeaderName::from_static("inin-correlation-id");
 const RL_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
@@ -51,8 +51,17 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 // ---------- answers ----------
 
 fn scim_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).expect("a SCIM body serializes");
-    (status, [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)], bytes).into_response()
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)], bytes).into_response(),
+        Err(e) => internal_error(&format!("the answer does not serialize: {e}")),
+    }
+}
+
+/// A 500 SCIM error built as a `Value`, whose `Display` cannot fail: the answer when a body (the
+/// error body of `fail` included) does not serialize or a header cannot be made.
+fn internal_error(detail: &str) -> Response {
+    let body = json!({"schemas": [SCHEMA_ERROR], "status": "500", "detail": detail});
+    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)], body.to_string()).into_response()
 }
 
 fn fail(f: &Fail) -> Response {
@@ -99,10 +108,15 @@ fn rate_headers(resp: &mut Response, info: &RateInfo) {
 // ---------- the edge ----------
 
 async fn edge(State(shared): St, req: Request, next: Next) -> Response {
-    let correlation =
-        req.headers().get(&CORRELATION).cloned().unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value")
-        });
+    let correlation = match req.headers().get(&CORRELATION) {
+        Some(sent) => sent.clone(),
+        None => {
+            let Ok(made) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) else {
+                return internal_error("cannot make a correlation id header");
+            };
+            made
+        }
+    };
     let path = req.uri().path().to_string();
     let mut resp = if path.starts_with("/emulator/") {
         next.run(req).await

@@ -3,44 +3,45 @@
 use serde_json::Value;
 
 use super::validation::{check_if_match, enforce, parse_json, parse_patch};
-use super::{Fail, Store, etag, now};
+use super::{Fail, Store, StoredGroup, etag, now};
 use crate::wire::{ListResponse, SCHEMA_GROUP, SCHEMA_LIST, ScimGroup, ScimMember, ScimMeta};
 use crate::{filter, models};
 
-impl Store {
-    fn render_group(&self, id: &str) -> Option<ScimGroup> {
-        let g = self.groups.get(id)?;
-        let members = g
-            .members
-            .iter()
-            .map(|m| ScimMember {
-                value: m.clone(),
-                reference: Some(format!("{}/api/v2/scim/v2/users/{m}", self.base_url)),
-                kind: Some("User".to_string()),
-            })
-            .collect();
-        Some(ScimGroup {
-            schemas: vec![SCHEMA_GROUP.to_string()],
-            id: id.to_string(),
-            display_name: g.display_name.clone(),
-            members,
-            meta: Some(ScimMeta {
-                resource_type: Some("Group".to_string()),
-                created: Some(g.created.clone()),
-                last_modified: Some(g.last_modified.clone()),
-                location: Some(format!("{}/api/v2/scim/v2/groups/{id}", self.base_url)),
-                version: Some(etag(g.version)),
-            }),
+/// A stored group as `GET` shows it. It takes the stored group itself, not its id, so a caller that
+/// has just written one shows exactly that one.
+fn render_group(base_url: &str, id: &str, g: &StoredGroup) -> ScimGroup {
+    let members = g
+        .members
+        .iter()
+        .map(|m| ScimMember {
+            value: m.clone(),
+            reference: Some(format!("{base_url}/api/v2/scim/v2/users/{m}")),
+            kind: Some("User".to_string()),
         })
+        .collect();
+    ScimGroup {
+        schemas: vec![SCHEMA_GROUP.to_string()],
+        id: id.to_string(),
+        display_name: g.display_name.clone(),
+        members,
+        meta: Some(ScimMeta {
+            resource_type: Some("Group".to_string()),
+            created: Some(g.created.clone()),
+            last_modified: Some(g.last_modified.clone()),
+            location: Some(format!("{base_url}/api/v2/scim/v2/groups/{id}")),
+            version: Some(etag(g.version)),
+        }),
     }
+}
 
+impl Store {
     pub(crate) fn group(&self, id: &str) -> Option<ScimGroup> {
-        self.render_group(id)
+        self.groups.get(id).map(|g| render_group(&self.base_url, id, g))
     }
 
     pub(crate) fn get_group(&self, id: &str) -> Result<(ScimGroup, u64), Fail> {
-        let version = self.groups.get(id).ok_or_else(|| Fail::not_found("Group", id))?.version;
-        Ok((self.render_group(id).expect("present"), version))
+        let group = self.groups.get(id).ok_or_else(|| Fail::not_found("Group", id))?;
+        Ok((render_group(&self.base_url, id, group), group.version))
     }
 
     pub(crate) fn list_groups(&self, filter: Option<&str>) -> Result<ListResponse<ScimGroup>, Fail> {
@@ -57,9 +58,9 @@ impl Store {
                 .groups
                 .iter()
                 .filter(|(_, g)| g.display_name.eq_ignore_ascii_case(&want))
-                .filter_map(|(id, _)| self.render_group(id))
+                .map(|(id, g)| render_group(&self.base_url, id, g))
                 .collect(),
-            "id" => self.render_group(&want).into_iter().collect(),
+            "id" => self.group(&want).into_iter().collect(),
             other => {
                 return Err(Fail::bad(Some("invalidFilter"), format!("filter: cannot filter groups on {other}")));
             }
@@ -93,14 +94,14 @@ impl Store {
         Ok(ids)
     }
 
-    fn set_members(&mut self, id: &str, members: Vec<String>) -> ScimGroup {
-        let group = self.groups.get_mut(id).expect("caller checked");
+    fn set_members(&mut self, id: &str, members: Vec<String>) -> Result<ScimGroup, Fail> {
+        let Some(group) = self.groups.get_mut(id) else { return Err(Fail::not_found("Group", id)) };
         if group.members != members {
             group.members = members;
             group.version += 1;
             group.last_modified = now();
         }
-        self.render_group(id).expect("present")
+        Ok(render_group(&self.base_url, id, group))
     }
 
     /// Membership changes; the body is held to the models once its operations are known to be
@@ -181,7 +182,7 @@ impl Store {
             }
         }
         enforce(&models::validate_patch(models::GROUP, &raw), "group", strict_attributes)?;
-        Ok(self.set_members(id, members))
+        self.set_members(id, members)
     }
 
     /// `displayName` and `members` are taken from the body; whatever else it has must still be
@@ -201,7 +202,7 @@ impl Store {
             None | Some(Value::Null) => Vec::new(),
             some => self.known_members(some)?,
         };
-        let group = self.groups.get_mut(id).expect("present");
+        let Some(group) = self.groups.get_mut(id) else { return Err(Fail::not_found("Group", id)) };
         let name = value.get("displayName").and_then(Value::as_str).filter(|n| !n.trim().is_empty());
         let renamed = name.is_some_and(|n| n != group.display_name);
         if renamed || group.members != members {
@@ -212,7 +213,7 @@ impl Store {
             group.version += 1;
             group.last_modified = now();
         }
-        Ok(self.render_group(id).expect("present"))
+        Ok(render_group(&self.base_url, id, group))
     }
 
     pub(crate) fn bump_group_version(&mut self, id: &str) {

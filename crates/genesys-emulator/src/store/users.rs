@@ -1,9 +1,12 @@
 //! Users: create, read, replace, patch, delete and list, with the Genesys rules of genesys-api.md.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
 use serde_json::Value;
 
 use super::validation::{self, check_if_match};
-use super::{Fail, Store, StoredUser, etag, now};
+use super::{Fail, Store, StoredGroup, StoredUser, etag, now};
 use crate::filter::{self, FilterValue};
 use crate::models;
 use crate::patch;
@@ -20,31 +23,45 @@ pub(super) fn is_work(e: &ScimMultiValue) -> bool {
     e.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("work"))
 }
 
-impl Store {
-    fn render_user(&self, id: &str) -> Option<ScimUser> {
-        let stored = self.users.get(id)?;
-        let mut user = stored.user.clone();
-        user.id = Some(id.to_string());
-        user.groups = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.members.iter().any(|m| m == id))
-            .map(|(gid, _)| ScimGroupRef {
-                value: gid.clone(),
-                reference: Some(format!("{}/api/v2/scim/v2/groups/{gid}", self.base_url)),
-                kind: Some("Group".to_string()),
-            })
-            .collect();
-        user.meta = Some(ScimMeta {
-            resource_type: Some("User".to_string()),
-            created: Some(stored.created.clone()),
-            last_modified: Some(stored.last_modified.clone()),
-            location: Some(format!("{}/api/v2/scim/v2/users/{id}", self.base_url)),
-            version: Some(etag(stored.version)),
-        });
-        Some(user)
-    }
+/// A stored user as `GET` shows it: its id, the groups it is a member of, and meta. It takes the
+/// stored user itself, not its id, so a caller that has just written one shows exactly that one.
+fn render_user(base_url: &str, groups: &BTreeMap<String, StoredGroup>, id: &str, stored: &StoredUser) -> ScimUser {
+    let mut user = stored.user.clone();
+    user.id = Some(id.to_string());
+    user.groups = groups
+        .iter()
+        .filter(|(_, g)| g.members.iter().any(|m| m == id))
+        .map(|(gid, _)| ScimGroupRef {
+            value: gid.clone(),
+            reference: Some(format!("{base_url}/api/v2/scim/v2/groups/{gid}")),
+            kind: Some("Group".to_string()),
+        })
+        .collect();
+    user.meta = Some(ScimMeta {
+        resource_type: Some("User".to_string()),
+        created: Some(stored.created.clone()),
+        last_modified: Some(stored.last_modified.clone()),
+        location: Some(format!("{base_url}/api/v2/scim/v2/users/{id}")),
+        version: Some(etag(stored.version)),
+    });
+    user
+}
 
+/// Replaces a stored user's attributes (already normalized), bumps its version and moves its
+/// userName key.
+fn overwrite(by_name: &mut HashMap<String, String>, id: &str, stored: &mut StoredUser, user: ScimUser) {
+    let old_key = stored.user.user_name.to_lowercase();
+    stored.user = user;
+    stored.version += 1;
+    stored.last_modified = now();
+    let new_key = stored.user.user_name.to_lowercase();
+    if by_name.get(&old_key).is_some_and(|owner| owner == id) {
+        by_name.remove(&old_key);
+    }
+    by_name.insert(new_key, id.to_string());
+}
+
+impl Store {
     /// The stored form: read-only parts dropped, the `other` email set to userName, schemas listed.
     fn normalize(mut user: ScimUser) -> ScimUser {
         user.id = None;
@@ -77,26 +94,19 @@ impl Store {
     fn store_new(&mut self, id: String, user: ScimUser) -> ScimUser {
         let user = Self::normalize(user);
         let stamp = now();
-        self.by_name.insert(user.user_name.to_lowercase(), id.clone());
-        self.users.insert(id.clone(), StoredUser { user, version: 1, created: stamp.clone(), last_modified: stamp });
-        self.order.push(id.clone());
-        self.render_user(&id).expect("just stored")
+        let stored = StoredUser { user, version: 1, created: stamp.clone(), last_modified: stamp };
+        let shown = render_user(&self.base_url, &self.groups, &id, &stored);
+        self.by_name.insert(stored.user.user_name.to_lowercase(), id.clone());
+        self.users.insert(id.clone(), stored);
+        self.order.push(id);
+        shown
     }
 
     /// Replaces a stored user's attributes and bumps its version.
-    fn write_user(&mut self, id: &str, user: ScimUser) -> ScimUser {
-        let user = Self::normalize(user);
-        let stored = self.users.get_mut(id).expect("caller checked");
-        let old_key = stored.user.user_name.to_lowercase();
-        stored.user = user;
-        stored.version += 1;
-        stored.last_modified = now();
-        let new_key = stored.user.user_name.to_lowercase();
-        if self.by_name.get(&old_key).is_some_and(|owner| owner == id) {
-            self.by_name.remove(&old_key);
-        }
-        self.by_name.insert(new_key, id.to_string());
-        self.render_user(id).expect("just stored")
+    fn write_user(&mut self, id: &str, user: ScimUser) -> Result<ScimUser, Fail> {
+        let Some(stored) = self.users.get_mut(id) else { return Err(Fail::not_found("User", id)) };
+        overwrite(&mut self.by_name, id, stored, Self::normalize(user));
+        Ok(render_user(&self.base_url, &self.groups, id, stored))
     }
 
     pub(crate) fn create_user(&mut self, body: &[u8], strict: bool, strict_attributes: bool) -> Result<ScimUser, Fail> {
@@ -108,8 +118,8 @@ impl Store {
 
     /// The user and its current version.
     pub(crate) fn get_user(&self, id: &str) -> Result<(ScimUser, u64), Fail> {
-        let version = self.users.get(id).ok_or_else(|| Fail::not_found("User", id))?.version;
-        Ok((self.render_user(id).expect("present"), version))
+        let stored = self.users.get(id).ok_or_else(|| Fail::not_found("User", id))?;
+        Ok((render_user(&self.base_url, &self.groups, id, stored), stored.version))
     }
 
     pub(crate) fn replace_user(
@@ -127,7 +137,7 @@ impl Store {
             user.active = stored.user.active;
         }
         self.check_user(&user, Some(&stored.user), Some(id), strict)?;
-        Ok(self.write_user(id, user))
+        self.write_user(id, user)
     }
 
     pub(crate) fn patch_user(
@@ -139,16 +149,15 @@ impl Store {
         strict_attributes: bool,
         keep_title: bool,
     ) -> Result<ScimUser, Fail> {
-        if !self.users.contains_key(id) {
-            return Err(Fail::not_found("User", id));
-        }
+        let Some(stored) = self.users.get(id) else { return Err(Fail::not_found("User", id)) };
         let (patch, raw) = validation::parse_patch(body)?;
         self.patches.entry(id.to_string()).or_default().push(patch.clone());
-        let stored = &self.users[id];
         check_if_match(if_match, stored.version)?;
         let before = stored.user.clone();
-        let Value::Object(mut doc) = serde_json::to_value(&before).expect("a user serializes") else {
-            unreachable!("a user serializes to an object")
+        let doc = serde_json::to_value(&before)
+            .map_err(|e| Fail::new(500, None, format!("the stored user does not serialize: {e}")))?;
+        let Value::Object(mut doc) = doc else {
+            return Err(Fail::new(500, None, "the stored user does not serialize to a JSON object"));
         };
         for op in &patch.operations {
             patch::apply(&mut doc, op, strict_attributes)?;
@@ -169,13 +178,13 @@ impl Store {
             // A fault: the write "succeeds" but the title stays as it was (a discrepancy to report).
             after.title = before.title.clone();
         }
-        Ok(self.write_user(id, after))
+        self.write_user(id, after)
     }
 
     pub(crate) fn delete_user(&mut self, id: &str, if_match: Option<&str>) -> Result<(), Fail> {
-        let stored = self.users.get(id).ok_or_else(|| Fail::not_found("User", id))?;
-        check_if_match(if_match, stored.version)?;
-        let stored = self.users.remove(id).expect("present");
+        let Entry::Occupied(entry) = self.users.entry(id.to_string()) else { return Err(Fail::not_found("User", id)) };
+        check_if_match(if_match, entry.get().version)?;
+        let stored = entry.remove();
         let key = stored.user.user_name.to_lowercase();
         if self.by_name.get(&key).is_some_and(|owner| owner == id) {
             self.by_name.remove(&key);
@@ -258,10 +267,14 @@ impl Store {
                 }
             }
         };
-        let hits: Vec<&String> = self.order.iter().filter(|id| pred(id, &self.users[id.as_str()].user)).collect();
+        let hits: Vec<(&String, &StoredUser)> = self.in_order().filter(|(id, stored)| pred(id, &stored.user)).collect();
         let start = start_index.max(1);
-        let page: Vec<ScimUser> =
-            hits.iter().skip((start - 1) as usize).take(count as usize).filter_map(|id| self.render_user(id)).collect();
+        let page: Vec<ScimUser> = hits
+            .iter()
+            .skip((start - 1) as usize)
+            .take(count as usize)
+            .map(|(id, stored)| render_user(&self.base_url, &self.groups, id, stored))
+            .collect();
         Ok(ListResponse {
             schemas: vec![SCHEMA_LIST.to_string()],
             total_results: hits.len() as u64,
@@ -274,11 +287,22 @@ impl Store {
     /// Seeds a user as it is, without validation; keeps its id when it has one.
     pub(crate) fn insert_user(&mut self, mut user: ScimUser) -> ScimUser {
         let id = user.id.take().filter(|id| !id.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if self.users.contains_key(&id) { self.write_user(&id, user) } else { self.store_new(id, user) }
+        match self.users.get_mut(&id) {
+            Some(stored) => {
+                overwrite(&mut self.by_name, &id, stored, Self::normalize(user));
+                render_user(&self.base_url, &self.groups, &id, stored)
+            }
+            None => self.store_new(id, user),
+        }
+    }
+
+    /// The stored users with their ids, in creation order.
+    fn in_order(&self) -> impl Iterator<Item = (&String, &StoredUser)> {
+        self.order.iter().filter_map(|id| self.users.get_key_value(id))
     }
 
     pub(crate) fn users(&self) -> Vec<ScimUser> {
-        self.order.iter().filter_map(|id| self.render_user(id)).collect()
+        self.in_order().map(|(id, stored)| render_user(&self.base_url, &self.groups, id, stored)).collect()
     }
 
     pub(crate) fn created_bodies(&self) -> Vec<Value> {

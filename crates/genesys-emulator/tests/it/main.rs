@@ -1,6 +1,9 @@
 //! The emulator's own tests: its HTTP API black-box (`api`), the models validator and the pinned
 //! models file (`models`), and the `genesys-emulator` program (`cli`). One binary, so one link.
 
+// Test code, helpers included: a panic is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod cli;
 mod models;
