@@ -11,7 +11,7 @@ use crate::genesys::{GenesysClient, GenesysError};
 use crate::lifecycle::SyncOutcome;
 use crate::mapping::{Mapping, MappingError};
 
-use super::provision::{GroupLocks, ProvisionError, set_membership};
+use super::provision::{ProvisionError, set_membership};
 
 /// The event types the directory webhook accepts (also its OpenAPI schema: what happened to the person).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -184,7 +184,6 @@ impl SyncError {
 pub struct SyncContext<'a> {
     pub client: &'a GenesysClient,
     pub mapping: &'a Mapping,
-    pub groups: &'a GroupLocks,
     /// The group of the department the event names (`data.departmentCode`), if configured.
     pub target_group: Option<String>,
     /// That department's display name: it replaces the mapped `department`, so the sync writes what
@@ -296,7 +295,7 @@ async fn apply_to(
     // A mover: into the new department's group first, then out of the others, so the user is
     // never without a department group and, once the job succeeds, in exactly one.
     if let (Some(target), Some(id)) = (&cx.target_group, done.scim_id.clone()) {
-        if set_membership(client, cx.groups, target, &id, true).await? {
+        if set_membership(client, target, &id, true).await? {
             done.joined_groups.push(target.clone());
         }
         done.left_groups = leave_groups(cx, &id, Some(target)).await?;
@@ -361,7 +360,7 @@ fn check_roles(allowed: &std::collections::BTreeMap<String, Vec<String>>, mapped
 async fn leave_groups(cx: &SyncContext<'_>, user_id: &str, keep: Option<&String>) -> Result<Vec<String>, SyncError> {
     let mut left = Vec::new();
     for group in cx.department_groups.iter().filter(|g| Some(*g) != keep) {
-        if set_membership(cx.client, cx.groups, group, user_id, false).await? {
+        if set_membership(cx.client, group, user_id, false).await? {
             left.push(group.clone());
         }
     }

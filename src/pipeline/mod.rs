@@ -32,7 +32,6 @@ pub struct Provisioning {
     /// None when no Genesys credentials are configured: jobs are parked with that reason.
     genesys: Option<Arc<GenesysClient>>,
     bus: Bus,
-    groups: provision::GroupLocks,
     sync: SyncConfig,
     /// Where discrepancy reports are kept.
     store: JobStore,
@@ -49,7 +48,7 @@ impl Provisioning {
         store: JobStore,
     ) -> Self {
         let sync_chunk = tokio::sync::Semaphore::new(sync.chunk_size);
-        Provisioning { departments, genesys, bus, groups: Default::default(), sync, store, sync_chunk }
+        Provisioning { departments, genesys, bus, sync, store, sync_chunk }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -72,12 +71,11 @@ impl Provisioning {
         let department =
             event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
         let create = async |user: &crate::genesys::types::ScimUser| {
-            Ok(provision::create_user(client, &self.groups, user.clone(), department, None).await?.scim_id)
+            Ok(provision::create_user(client, user.clone(), department, None).await?.scim_id)
         };
         let cx = directory::SyncContext {
             client,
             mapping: &self.sync.mapping,
-            groups: &self.groups,
             target_group: department.map(|d| d.group_id.to_string()),
             department_name: department.map(|d| d.name.clone()),
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
@@ -157,7 +155,7 @@ impl Provisioning {
         })?;
         let client = self.client()?;
         let checkpoint = provision::Checkpoint { store: &self.store, job };
-        match provision::new_hire(client, &self.groups, &hire, department, Some(&checkpoint)).await {
+        match provision::new_hire(client, &hire, department, Some(&checkpoint)).await {
             Ok(done) => {
                 let outcome = match (done.adopted, done.resumed) {
                     (true, _) => ProvisionOutcome::Adopted,

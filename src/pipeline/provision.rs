@@ -16,8 +16,6 @@ use super::scim_user;
 
 /// At most this many corrections of a refused create body.
 pub const MAX_CORRECTIONS: usize = 2;
-/// At most this many reads of a group whose version keeps changing under us.
-pub const MAX_GROUP_TRIES: usize = 3;
 
 /// What provisioning a new hire did; stored as the job's result and written to the audit.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +29,6 @@ pub struct Provisioned {
     pub resumed: bool,
     /// An adopted user that was inactive (a rehire) was made active again.
     pub reactivated: bool,
-    pub already_member: bool,
     pub genesys_response_code: u16,
     pub corrections: Vec<String>,
     pub correlation_id: String,
@@ -115,25 +112,10 @@ impl Checkpoint<'_> {
     }
 }
 
-/// One lock per group: jobs of this process add members to a group one at a time, so concurrent
-/// new hires of one department do not keep invalidating each other's group ETag.
-#[derive(Default)]
-pub struct GroupLocks {
-    locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl GroupLocks {
-    fn get(&self, group_id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(group_id.to_string()).or_default().clone()
-    }
-}
-
 /// Provisions one new hire. Safe to run again after a partial failure: the user is adopted and the
 /// membership found in place.
 pub async fn new_hire(
     client: &GenesysClient,
-    groups: &GroupLocks,
     hire: &NewHire,
     department: &Department,
     checkpoint: Option<&Checkpoint<'_>>,
@@ -151,7 +133,7 @@ pub async fn new_hire(
         None => (None, None),
     };
     let body = scim_user::build(hire, department, manager_id.as_deref());
-    let mut done = create_user(client, groups, body, Some(department), checkpoint).await?;
+    let mut done = create_user(client, body, Some(department), checkpoint).await?;
     done.manager_id = manager_id;
     done.manager_unresolved = manager_unresolved;
     done.latency_ms = started.elapsed().as_millis() as u64;
@@ -162,7 +144,6 @@ pub async fn new_hire(
 /// adopted inactive one) and adds it to the department's group when one is given.
 pub async fn create_user(
     client: &GenesysClient,
-    groups: &GroupLocks,
     mut body: ScimUser,
     department: Option<&Department>,
     checkpoint: Option<&Checkpoint<'_>>,
@@ -230,17 +211,15 @@ pub async fn create_user(
         checkpoint.record_created(&scim_id).await;
     }
     let group_id = department.map(|d| d.group_id.to_string());
-    let already_member = match &group_id {
-        Some(group_id) => !set_membership(client, groups, group_id, &scim_id, true).await?,
-        None => false,
-    };
+    if let Some(group_id) = &group_id {
+        add_member(client, group_id, &scim_id).await?;
+    }
     Ok(Provisioned {
         scim_id,
         group_id,
         adopted,
         resumed,
         reactivated,
-        already_member,
         genesys_response_code: status,
         corrections,
         correlation_id,
@@ -250,38 +229,42 @@ pub async fn create_user(
     })
 }
 
-/// Makes the user a member of the group (`member = true`) or not, with the group's ETag, re-reading
-/// when it changed in between; changes to one group take turns inside this process. Returns whether
-/// anything had to change.
+/// Adds the user to the group: one PATCH, without `If-Match` and without reading the group first.
+/// Adding one member is commutative (genesys-api.md), so no version is needed, replicas do not
+/// contend for the group's ETag, and a joiner costs the create plus this one call. A member already
+/// there is success (the add is a no-op, or Genesys calls it a conflict).
+pub async fn add_member(client: &GenesysClient, group_id: &str, user_id: &str) -> Result<(), ProvisionError> {
+    match client.add_group_member(group_id, user_id, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_uniqueness(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the user a member of the group (`member = true`) or not, for the directory sync, which
+/// reports the groups a mover joined and left: the group is read to see whether anything has to
+/// change, and the change is one PATCH without `If-Match`, as for a joiner. Removing a member who is
+/// gone meanwhile (`noTarget`) is success. Returns whether anything had to change.
 pub async fn set_membership(
     client: &GenesysClient,
-    groups: &GroupLocks,
     group_id: &str,
     user_id: &str,
     member: bool,
 ) -> Result<bool, ProvisionError> {
-    let lock = groups.get(group_id);
-    let _turn = lock.lock().await;
-    for _ in 0..MAX_GROUP_TRIES {
-        let group = client.get_group(group_id).await?;
-        if group.value.members.iter().any(|m| m.value == user_id) == member {
-            return Ok(false);
-        }
-        let etag = group.etag.as_deref();
-        let sent = if member {
-            client.add_group_member(group_id, user_id, etag).await
-        } else {
-            client.remove_group_member(group_id, user_id, etag).await
-        };
-        match sent {
-            Ok(_) => return Ok(true),
-            Err(e) if is_stale_version(&e) => continue,
+    let group = client.get_group(group_id).await?;
+    if group.value.members.iter().any(|m| m.value == user_id) == member {
+        return Ok(false);
+    }
+    if member {
+        add_member(client, group_id, user_id).await?;
+    } else {
+        match client.remove_group_member(group_id, user_id, None).await {
+            Ok(_) => {}
+            Err(e) if e.scim_type() == Some("noTarget") => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ProvisionError::Transient(format!(
-        "group {group_id} changed on every one of {MAX_GROUP_TRIES} tries; will try again later"
-    )))
+    Ok(true)
 }
 
 async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {

@@ -121,6 +121,8 @@ pub struct Received {
     pub path: String,
     /// The body as sent: its JSON, or a string when it is not JSON.
     pub body: serde_json::Value,
+    /// The `If-Match` header, when one was sent.
+    pub if_match: Option<String>,
 }
 
 #[derive(Default)]
@@ -150,11 +152,12 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, method: &axum::http::Method, uri: &axum::http::Uri, body: &[u8]) {
+    fn record(&self, method: &axum::http::Method, uri: &axum::http::Uri, headers: &axum::http::HeaderMap, body: &[u8]) {
         let body = serde_json::from_slice(body)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
         let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-        let received = Received { method: method.to_string(), path, body };
+        let if_match = headers.get(axum::http::header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let received = Received { method: method.to_string(), path, body, if_match };
         self.received.lock().unwrap_or_else(|e| e.into_inner()).push(received);
     }
 

@@ -291,8 +291,8 @@ async fn list_users(State(shared): St, Query(query): Query<HashMap<String, Strin
     }
 }
 
-async fn create_user(State(shared): St, method: Method, uri: Uri, body: Bytes) -> Response {
-    shared.record(&method, &uri, &body);
+async fn create_user(State(shared): St, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    shared.record(&method, &uri, &headers, &body);
     let strict = shared.faults.strict_emails();
     let strict_attributes = shared.faults.strict_attributes();
     let result = shared.store().create_user(&body, strict, strict_attributes);
@@ -320,7 +320,7 @@ async fn replace_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.record(&method, &uri, &body);
+    shared.record(&method, &uri, &headers, &body);
     let strict = shared.faults.strict_emails();
     let if_match = header_str(&headers, header::IF_MATCH);
     let strict_attributes = shared.faults.strict_attributes();
@@ -338,7 +338,7 @@ async fn patch_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.record(&method, &uri, &body);
+    shared.record(&method, &uri, &headers, &body);
     if shared.faults.take_concurrent_user_change() {
         shared.store().bump_user_version(&id);
     }
@@ -398,7 +398,7 @@ async fn patch_group(
     if shared.faults.take_concurrent_group_change() {
         shared.store().bump_group_version(&id);
     }
-    shared.record(&method, &uri, &body);
+    shared.record(&method, &uri, &headers, &body);
     let strict_attributes = shared.faults.strict_attributes();
     let result = shared.store().patch_group(&id, &body, header_str(&headers, header::IF_MATCH), strict_attributes);
     match result {
@@ -414,7 +414,7 @@ async fn replace_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.record(&method, &uri, &body);
+    shared.record(&method, &uri, &headers, &body);
     let strict_attributes = shared.faults.strict_attributes();
     let result = shared.store().replace_group(&id, &body, header_str(&headers, header::IF_MATCH), strict_attributes);
     match result {
