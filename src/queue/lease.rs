@@ -101,16 +101,9 @@ impl JobStore {
 
     /// Keeps a running job's lease alive. False when the lease was lost (another worker took the job).
     pub async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, QueueError> {
-        let until = self.clock.now_ms() + lease.as_millis() as i64;
-        let sql = "UPDATE jobs SET lease_until = $1 WHERE audit_id = $2 AND lease_token = $3 AND state = 'running'";
-        let n = on_pool!(&self.writer, |p| sqlx::query(sql)
-            .bind(until)
-            .bind(job.audit_id.to_string())
-            .bind(job.lease_token.as_deref())
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(n == 1)
+        let sql =
+            "UPDATE jobs SET lease_until = $2 + $1 WHERE audit_id = $3 AND lease_token = $4 AND state = 'running'";
+        self.update_leased(sql, job, lease.as_millis() as i64).await
     }
 
     /// Records the end of an attempt and moves the job on. False when this worker no longer held the
