@@ -369,9 +369,8 @@ impl Subscriber for Metrics {
             Event::Replayed { .. } => self.queue_moved(Some(Dead), Some(Queued)),
             Event::Deleted { .. } => self.queue_moved(Some(Dead), None),
             Event::Swept(swept) => {
-                for _ in 0..swept.forgotten {
-                    self.queue_moved(Some(Succeeded), None);
-                }
+                self.queue_moves.fetch_add(1, Relaxed);
+                self.queue.get_or_create(&QueueLabels { state: Succeeded }).dec_by(swept.forgotten as i64);
             }
             Event::AuthPaused { .. } => {
                 self.genesys_auth_failed.set(1);
