@@ -75,7 +75,9 @@ fn load_seed(args: &Args, more_groups: Vec<SeedGroup>) -> Result<Seed, String> {
 
 /// `ID=NAME` or `ID`: the id must be a UUID, as Genesys group ids are.
 fn parse_group(text: &str) -> Result<SeedGroup, String> {
-    let (id, name) = text.split_once('=').unwrap_or((text, text));
+    let (id, name) = text.split_once('=').unwrap_or((text, ""));
     let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| format!("group id {id:?} is not a UUID"))?.to_string();
-    Ok(SeedGroup { id, display_name: name.trim().to_string() })
+    // No name (`ID` or `ID=`): the group is named by its id, never by an empty displayName.
+    let display_name = if name.trim().is_empty() { id.clone() } else { name.trim().to_string() };
+    Ok(SeedGroup { id, display_name })
 }

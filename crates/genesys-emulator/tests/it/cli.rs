@@ -111,12 +111,16 @@ async fn the_program_starts_with_the_groups_it_is_given() {
         "a1b2c3d4-5678-90ab-cdef-1234567890ab=Engineering",
         "--group",
         "c3d4e5f6-7890-12cd-efab-34567890abcd",
+        "--group",
+        "d4e5f6a7-8901-23de-fabc-4567890abcde=",
     ])
     .await;
     let group = program.scim_get("/api/v2/scim/v2/groups/a1b2c3d4-5678-90ab-cdef-1234567890ab").await;
     assert_eq!(group["displayName"], "Engineering", "{group}");
     let bare = program.scim_get("/api/v2/scim/v2/groups/c3d4e5f6-7890-12cd-efab-34567890abcd").await;
     assert_eq!(bare["displayName"], "c3d4e5f6-7890-12cd-efab-34567890abcd", "{bare}");
+    let unnamed = program.scim_get("/api/v2/scim/v2/groups/d4e5f6a7-8901-23de-fabc-4567890abcde").await;
+    assert_eq!(unnamed["displayName"], "d4e5f6a7-8901-23de-fabc-4567890abcde", "never an empty name: {unnamed}");
 
     let out = Command::new(BIN).args(["--addr", "127.0.0.1:0", "--group", "not-a-uuid=X"]).output().unwrap();
     assert!(!out.status.success());
