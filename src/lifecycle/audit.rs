@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 
 use super::{
-    Attempt, AttemptOutcome, Event, Intake, ProvisionFailure, ProvisionOutcome, Refused, Sender, Subject, Subscriber,
-    SyncFailure, SyncOutcome,
+    Attempt, AttemptOutcome, DiscrepancyKind, Event, Intake, ProvisionFailure, ProvisionOutcome, Refused, Sender,
+    Subject, Subscriber, SyncFailure, SyncOutcome,
 };
 use crate::audit::{AuditLog, AuditRecord};
 use crate::queue::Job;
@@ -130,14 +130,21 @@ impl AuditTrail {
                     SyncFailure::Failed { genesys_status: None } | SyncFailure::Policy => line,
                 }
             }
-            Event::Discrepancy { job, external_id, field, expected, actual } => {
-                AuditRecord::new("discrepancy.attribute_mismatch", "mismatch")
+            Event::Discrepancy { job, external_id, kind, field, expected, actual } => {
+                let (action, status, expected_name, actual_name) = match kind {
+                    DiscrepancyKind::AttributeMismatch => {
+                        ("discrepancy.attribute_mismatch", "mismatch", "expected", "actual")
+                    }
+                    // What the service last wrote (as Genesys confirmed it) and what Genesys holds now.
+                    DiscrepancyKind::Drift => ("discrepancy.drift", "drift", "mirrored", "genesys"),
+                };
+                AuditRecord::new(action, status)
                     .audit_id(job.audit_id)
                     .webhook_id(job.webhook_id.as_str())
                     .field("externalId", external_id)
                     .field("field", field)
-                    .field("expected", expected)
-                    .field("actual", actual)
+                    .field(expected_name, expected)
+                    .field(actual_name, actual)
             }
         };
         Some(line)

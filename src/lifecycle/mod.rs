@@ -136,6 +136,16 @@ names! {
 }
 
 names! {
+    /// What a discrepancy report entry is: `kind` in the report, the audit action `discrepancy.<kind>`.
+    pub enum DiscrepancyKind {
+        /// After a PATCH, Genesys holds an attribute other than what was sent.
+        AttributeMismatch = "attribute_mismatch",
+        /// Someone changed a managed attribute inside Genesys since the service last wrote the user.
+        Drift = "drift",
+    }
+}
+
+names! {
     /// What a directory sync did to the Genesys user (`outcome` in a sync job's result).
     pub enum SyncOutcome {
         Updated = "updated",
@@ -285,8 +295,17 @@ pub enum Event<'a> {
     /// Retention purged the personal data of succeeded jobs and deleted those past the dedupe
     /// window (told only when it did something).
     Swept(&'a crate::queue::Swept),
-    /// After a sync, Genesys holds an attribute differently from what was sent.
-    Discrepancy { job: &'a Job, external_id: &'a str, field: &'a str, expected: &'a Value, actual: &'a Value },
+    /// After a sync, Genesys holds an attribute differently from what was sent (`AttributeMismatch`:
+    /// `expected` was sent), or someone changed it inside Genesys (`Drift`: `expected` is what the
+    /// mirror held). `actual` is what Genesys holds.
+    Discrepancy {
+        job: &'a Job,
+        external_id: &'a str,
+        kind: DiscrepancyKind,
+        field: &'a str,
+        expected: &'a Value,
+        actual: &'a Value,
+    },
 }
 
 /// Something that turns lifecycle events into what it keeps (audit lines, metrics, deliveries).

@@ -4,14 +4,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::TerminateAction;
+use crate::config::{Department, TerminateAction};
 use crate::genesys::scim::quote;
 use crate::genesys::types::{PatchOp, PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, ScimUser};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::lifecycle::SyncOutcome;
 use crate::mapping::{Mapping, MappingError};
 
-use super::provision::{ProvisionError, set_membership};
+use super::mirror::{Drift, Known, Mirror};
+use super::provision::ProvisionError;
 
 /// The event types the directory webhook accepts (also its OpenAPI schema: what happened to the person).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -103,6 +104,10 @@ pub struct Synced {
     /// Attributes Genesys holds differently from what the PATCH asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discrepancies: Vec<Mismatch>,
+    /// Managed attributes someone changed inside Genesys since the service last wrote the user
+    /// (found when the mirrored version was stale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
     /// Attributes the mapping produced that Genesys does not keep: never sent, never compared.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_attributes: Vec<String>,
@@ -129,6 +134,7 @@ impl Synced {
             joined_groups: vec![],
             left_groups: vec![],
             discrepancies: vec![],
+            drift: vec![],
             ignored_attributes: vec![],
             manager_unresolved: None,
         }
@@ -149,6 +155,9 @@ pub enum SyncError {
     /// Genesys refused the user as invalid and no correction applies (the create path).
     #[error("{message}")]
     Refused { message: String, status: u16 },
+    /// The user the mirror knew is no longer in Genesys (404): deleted there since.
+    #[error("user {scim_id} is no longer in Genesys")]
+    Gone { scim_id: String },
 }
 
 impl From<ProvisionError> for SyncError {
@@ -175,7 +184,7 @@ impl SyncError {
         match self {
             SyncError::Mapping(_) | SyncError::Policy(_) | SyncError::Refused { .. } => false,
             SyncError::Genesys(e) => e.is_retryable(),
-            SyncError::Transient(_) => true,
+            SyncError::Transient(_) | SyncError::Gone { .. } => true,
         }
     }
 }
@@ -183,12 +192,13 @@ impl SyncError {
 /// What a sync job works with besides the event.
 pub struct SyncContext<'a> {
     pub client: &'a GenesysClient,
+    /// What Genesys last confirmed for the users the service manages.
+    pub mirror: &'a Mirror,
     pub mapping: &'a Mapping,
-    /// The group of the department the event names (`data.departmentCode`), if configured.
-    pub target_group: Option<String>,
-    /// That department's display name: it replaces the mapped `department`, so the sync writes what
-    /// the new-hire path writes for the same department.
-    pub department_name: Option<String>,
+    /// The department the event names (`data.departmentCode`), if configured: its group is the
+    /// mover's target, and its name replaces the mapped `department`, so the sync writes what the
+    /// new-hire path writes for the same department.
+    pub department: Option<&'a Department>,
     /// Every configured department group: a mover leaves the others, a leaver all of them.
     pub department_groups: Vec<String>,
     pub on_terminate: TerminateAction,
@@ -196,13 +206,11 @@ pub struct SyncContext<'a> {
     pub allowed_roles: &'a std::collections::BTreeMap<String, Vec<String>>,
 }
 
-/// Applies one directory event. `create` provisions a user that does not exist yet (the new-hire path).
-pub async fn apply(
-    cx: &SyncContext<'_>,
-    event: &SyncEvent,
-    create: impl AsyncFnOnce(&ScimUser) -> Result<String, SyncError>,
-) -> Result<Synced, SyncError> {
-    let client = cx.client;
+/// Applies one directory event. A user that does not exist yet is created as on the new-hire path.
+///
+/// A user the mirror knows costs one PATCH guarded by the mirrored version (none when nothing
+/// differs); one it does not know costs a lookup first, and enters the mirror.
+pub async fn apply(cx: &SyncContext<'_>, event: &SyncEvent) -> Result<Synced, SyncError> {
     // A termination needs only the identifier; HR systems often send nothing else with it.
     let mapped = match (event.event, cx.mapping.evaluate(&event.data).await) {
         (_, Ok(m)) => m,
@@ -220,7 +228,7 @@ pub async fn apply(
     let external_id = event.external_id();
     if let Value::Object(user) = &mut mapped {
         user.insert("externalId".to_string(), json!(external_id));
-        if let Some(name) = &cx.department_name {
+        if let Some(name) = cx.department.map(|d| &d.name) {
             let ext = user.entry(SCHEMA_ENTERPRISE).or_insert_with(|| json!({}));
             if let Value::Object(ext) = ext {
                 ext.insert("department".to_string(), json!(name));
@@ -228,85 +236,121 @@ pub async fn apply(
         }
     }
     check_roles(cx.allowed_roles, &mapped)?;
-    let manager_unresolved = resolve_manager(client, &mut mapped).await?;
+    let manager_unresolved = resolve_manager(cx.client, cx.mirror, &mut mapped).await?;
     let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
-    let existing = find(client, &external_id, &user_name).await?;
-    let mut done = apply_to(cx, event, create, mapped, id_and(existing)).await?;
+    let mut done = match cx.mirror.find(&external_id, &user_name).await {
+        Some(entry) => {
+            let known = Known { entry, from_mirror: true };
+            match apply_to(cx, event, &mapped, Some(known)).await {
+                // Deleted inside Genesys since the service last wrote it: forget it and go on as for a
+                // user the mirror does not know (an update then creates the person again).
+                Err(SyncError::Gone { scim_id }) => {
+                    cx.mirror.forget(&scim_id).await;
+                    let mut done = apply_to(cx, event, &mapped, lookup(cx, &external_id, &user_name).await?).await?;
+                    done.drift.insert(0, Drift { field: "id".into(), mirrored: json!(scim_id), genesys: Value::Null });
+                    done
+                }
+                other => other?,
+            }
+        }
+        None => apply_to(cx, event, &mapped, lookup(cx, &external_id, &user_name).await?).await?,
+    };
     done.ignored_attributes = ignored;
     done.manager_unresolved = manager_unresolved;
     Ok(done)
 }
 
-fn id_and(existing: Option<ScimUser>) -> Option<(String, ScimUser)> {
-    existing.and_then(|u| Some((u.id.clone()?, u)))
+/// The user for an HR record the mirror does not know, looked up in Genesys; it enters the mirror.
+async fn lookup(cx: &SyncContext<'_>, external_id: &str, user_name: &str) -> Result<Option<Known>, SyncError> {
+    let Some(user) = find(cx.client, external_id, user_name).await? else { return Ok(None) };
+    Ok(cx.mirror.confirm(&user, None).await.map(|entry| Known { entry, from_mirror: false }))
 }
 
-/// The event applied to the user found (or not) for it.
+/// The event applied to the user known (or not) for it.
 async fn apply_to(
     cx: &SyncContext<'_>,
     event: &SyncEvent,
-    create: impl AsyncFnOnce(&ScimUser) -> Result<String, SyncError>,
-    mapped: Value,
-    existing: Option<(String, ScimUser)>,
+    mapped: &Value,
+    known: Option<Known>,
 ) -> Result<Synced, SyncError> {
     let client = cx.client;
-    let mut done = match (event.event, existing) {
+    let (mut known, mut done) = match (event.event, known) {
         (SyncKind::Terminated, None) => return Ok(Synced::new(SyncOutcome::NotFound, None)),
-        (SyncKind::Terminated, Some((id, user))) => {
+        (SyncKind::Terminated, Some(mut known)) => {
             let mut done = match cx.on_terminate {
                 TerminateAction::Deactivate => {
                     patch_to_match(
                         client,
-                        &id,
+                        cx.mirror,
+                        &mut known,
                         &json!({"active": false}),
                         SyncOutcome::Deactivated,
                         SyncOutcome::AlreadyInactive,
-                        Some(user),
                     )
                     .await?
                 }
                 TerminateAction::Delete => {
                     // Out of the groups first: a deleted user can no longer be removed from them.
-                    let left = leave_groups(cx, &id, None).await?;
-                    let etag = client.get_user(&id).await?.etag;
-                    client.delete_user(&id, etag.as_deref()).await?;
-                    let mut done = Synced::new(SyncOutcome::Deleted, Some(id));
+                    let left = leave_groups(cx, &mut known, None).await?;
+                    let drift = delete(client, cx.mirror, &mut known).await?;
+                    let mut done = Synced::new(SyncOutcome::Deleted, Some(known.entry.scim_id));
                     done.left_groups = left;
+                    done.drift = drift;
                     return Ok(done);
                 }
             };
             if cx.remove_groups_on_terminate {
-                done.left_groups = leave_groups(cx, &id, None).await?;
+                done.left_groups = leave_groups(cx, &mut known, None).await?;
+                record_groups(cx.mirror, &known, &done).await;
             }
             return Ok(done);
         }
         (_, None) => {
-            let mut user: ScimUser = serde_json::from_value(mapped)
+            let mut user: ScimUser = serde_json::from_value(mapped.clone())
                 .map_err(|e| MappingError::NotAUser(format!("it does not read as a SCIM user: {e}")))?;
             // A new user is active, as on the new-hire path, unless the mapping says otherwise.
             user.active.get_or_insert(true);
-            let id = create(&user).await?;
+            let id = super::provision::create_user(client, cx.mirror, user, cx.department, None).await?.scim_id;
             return Ok(Synced { tries: 1, ..Synced::new(SyncOutcome::Created, Some(id)) });
         }
-        (_, Some((id, user))) => {
-            patch_to_match(client, &id, &mapped, SyncOutcome::Updated, SyncOutcome::Unchanged, Some(user)).await?
+        (_, Some(mut known)) => {
+            let done =
+                patch_to_match(client, cx.mirror, &mut known, mapped, SyncOutcome::Updated, SyncOutcome::Unchanged)
+                    .await?;
+            (known, done)
         }
     };
     // A mover: into the new department's group first, then out of the others, so the user is
-    // never without a department group and, once the job succeeds, in exactly one.
-    if let (Some(target), Some(id)) = (&cx.target_group, done.scim_id.clone()) {
-        if set_membership(client, target, &id, true).await? {
+    // never without a department group and, once the job succeeds, in exactly one. Which groups
+    // the user is in comes from what Genesys last said (its read-only `groups`), so a user who
+    // stays in their department costs no group call.
+    if let Some(target) = cx.department.map(|d| d.group_id.to_string()) {
+        if !known.entry.groups.contains(&target) {
+            super::provision::add_member(client, &target, &known.entry.scim_id).await?;
+            known.entry.groups.push(target.clone());
             done.joined_groups.push(target.clone());
         }
-        done.left_groups = leave_groups(cx, &id, Some(target)).await?;
+        done.left_groups = leave_groups(cx, &mut known, Some(&target)).await?;
+        record_groups(cx.mirror, &known, &done).await;
     }
     Ok(done)
 }
 
+/// Records the groups a job joined or left in the mirror.
+async fn record_groups(mirror: &Mirror, known: &Known, done: &Synced) {
+    if !done.joined_groups.is_empty() || !done.left_groups.is_empty() {
+        mirror.put(&known.entry).await;
+    }
+}
+
 /// A manager given by email (as HR knows them) becomes `{"value": <Genesys user id>}`; one that is
 /// not in Genesys, or whose lookup Genesys refuses (a 4xx), is left out rather than failing the whole
-/// update: returns why.
-async fn resolve_manager(client: &GenesysClient, mapped: &mut Value) -> Result<Option<String>, SyncError> {
+/// update: returns why. A manager the mirror knows costs no call.
+async fn resolve_manager(
+    client: &GenesysClient,
+    mirror: &Mirror,
+    mapped: &mut Value,
+) -> Result<Option<String>, SyncError> {
     let Some(ext) = mapped.get_mut(SCHEMA_ENTERPRISE).and_then(Value::as_object_mut) else { return Ok(None) };
     let Some(email) = ext.get("manager").and_then(|m| m.get("value")).and_then(Value::as_str).map(str::to_string)
     else {
@@ -315,7 +359,7 @@ async fn resolve_manager(client: &GenesysClient, mapped: &mut Value) -> Result<O
     if !email.contains('@') {
         return Ok(None);
     }
-    match super::provision::find_manager(client, &email).await? {
+    match super::provision::find_manager(client, mirror, &email).await? {
         Ok(id) => {
             ext.insert("manager".to_string(), json!({ "value": id }));
             Ok(None)
@@ -356,20 +400,67 @@ fn check_roles(allowed: &std::collections::BTreeMap<String, Vec<String>>, mapped
     }
 }
 
-/// Takes the user out of every department group but `keep`; returns those it was in.
-async fn leave_groups(cx: &SyncContext<'_>, user_id: &str, keep: Option<&String>) -> Result<Vec<String>, SyncError> {
+/// Takes the user out of every department group but `keep` that it is known to be in; returns
+/// those. One PATCH each, without `If-Match`; a member already gone (`noTarget`) is success.
+async fn leave_groups(
+    cx: &SyncContext<'_>,
+    known: &mut Known,
+    keep: Option<&String>,
+) -> Result<Vec<String>, SyncError> {
     let mut left = Vec::new();
-    for group in cx.department_groups.iter().filter(|g| Some(*g) != keep) {
-        if set_membership(cx.client, group, user_id, false).await? {
-            left.push(group.clone());
-        }
+    let user_id = known.entry.scim_id.clone();
+    let leaving: Vec<&String> =
+        cx.department_groups.iter().filter(|g| Some(*g) != keep && known.entry.groups.contains(g)).collect();
+    for group in leaving {
+        super::provision::remove_member(cx.client, group, &user_id).await?;
+        known.entry.groups.retain(|g| g != group);
+        left.push(group.clone());
     }
     Ok(left)
 }
 
+/// Deletes the user with `If-Match`; a stale version is re-read (and is drift when the version came
+/// from the mirror), a user already gone is success. Returns the drift found on the way.
+async fn delete(client: &GenesysClient, mirror: &Mirror, known: &mut Known) -> Result<Vec<Drift>, SyncError> {
+    let id = known.entry.scim_id.clone();
+    let mut drift = Vec::new();
+    for _ in 0..MAX_PATCH_TRIES {
+        match client.delete_user(&id, known.entry.version.as_deref()).await {
+            Ok(_) => {
+                mirror.forget(&id).await;
+                return Ok(drift);
+            }
+            Err(e) if e.status() == Some(404) => {
+                mirror.forget(&id).await;
+                return Ok(drift);
+            }
+            Err(e) if super::provision::is_stale_version(&e) => reread(client, mirror, known, &mut drift).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SyncError::Transient(format!("user {id} changed on each of {MAX_PATCH_TRIES} tries; will try again later")))
+}
+
+/// After a stale version: GET the user, note what changed since it was known, and know it afresh.
+async fn reread(
+    client: &GenesysClient,
+    mirror: &Mirror,
+    known: &mut Known,
+    drift: &mut Vec<Drift>,
+) -> Result<(), SyncError> {
+    let fresh = mirror.read(client, &known.entry.scim_id).await?;
+    let found = super::mirror::drift(&known.entry.attributes, &fresh.entry.attributes);
+    if found.is_empty() {
+        tracing::info!(scim_id = %known.entry.scim_id, "the user's version moved without a change to a managed attribute");
+    }
+    drift.extend(found);
+    *known = fresh;
+    Ok(())
+}
+
 /// The Genesys user for an HR record: by `externalId eq`, else by `userName eq`.
-/// The list answer carries each user whole, `meta.version` included, so it doubles as the read
-/// the first PATCH is guarded by: an attribute change costs two requests (list, PATCH).
+/// The list answer carries each user whole, `meta.version` and `groups` included, so it doubles as
+/// the read the first PATCH is guarded by: a user the mirror does not know costs two requests.
 pub(crate) async fn find(
     client: &GenesysClient,
     external_id: &str,
@@ -386,58 +477,117 @@ pub(crate) async fn find(
     Ok(client.find_users(&format!("userName eq {}", quote(user_name))).await?.into_iter().next())
 }
 
-/// GET the user for its ETag, PATCH only what differs with `If-Match`; re-read and recompute when
-/// Genesys answers `invalidVers` (or 412), at most `MAX_PATCH_TRIES` times.
+/// PATCH only what differs from the known user, with `If-Match: <its version>`, and record what
+/// Genesys answered in the mirror. When Genesys answers `invalidVers` (or 412), someone changed the
+/// user since: re-read it, note the drift, recompute and try again, at most `MAX_PATCH_TRIES` times.
+/// A user known only from the mirror that Genesys no longer has is `SyncError::Gone`.
 pub(crate) async fn patch_to_match(
     client: &GenesysClient,
-    id: &str,
+    mirror: &Mirror,
+    known: &mut Known,
     wanted: &Value,
     changed: SyncOutcome,
     same: SyncOutcome,
-    mut known: Option<ScimUser>,
 ) -> Result<Synced, SyncError> {
+    let id = known.entry.scim_id.clone();
+    let mut drift = Vec::new();
     for tries in 1..=MAX_PATCH_TRIES {
-        // The user as just listed (with its version) on the first try; a fresh GET after that.
-        let current = match known.take().filter(|u| u.meta.as_ref().is_some_and(|m| m.version.is_some())) {
-            Some(u) => {
-                let etag = u.meta.as_ref().and_then(|m| m.version.clone());
-                crate::genesys::scim::Versioned { value: u, etag, correlation_id: String::new(), status: 200 }
-            }
-            None => client.get_user(id).await?,
-        };
-        let current_json = serde_json::to_value(&current.value).unwrap_or_default();
-        let operations = diff(&current_json, wanted);
-        if operations.is_empty() {
-            return Ok(Synced { operations, tries, ..Synced::new(same, Some(id.to_string())) });
+        if known.entry.version.is_none() {
+            // Nothing to guard a PATCH with: read the user first.
+            *known = match mirror.read(client, &id).await {
+                Err(e) if e.status() == Some(404) && known.from_mirror => return Err(SyncError::Gone { scim_id: id }),
+                read => read?,
+            };
         }
-        match client.patch_user(id, &PatchOp::new(operations.clone()), current.etag.as_deref()).await {
+        let operations = diff(&known.entry.attributes, wanted);
+        if operations.is_empty() {
+            return Ok(Synced { operations, tries, drift, ..Synced::new(same, Some(id)) });
+        }
+        match client.patch_user(&id, &PatchOp::new(operations.clone()), known.entry.version.as_deref()).await {
             Ok(answer) => {
-                // What Genesys answered is what it holds: compare it with what was asked for.
-                let after = if answer.value.id.is_some() { answer.value } else { client.get_user(id).await?.value };
-                let after = serde_json::to_value(&after).unwrap_or_default();
-                let discrepancies = diff(&after, wanted)
+                let groups = std::mem::take(&mut known.entry.groups);
+                match (answer.value.id.is_some(), answer.etag.as_deref()) {
+                    // What Genesys answered is what it holds.
+                    (true, etag) => match mirror.entry(&answer.value, etag) {
+                        Some(entry) => known.entry = entry,
+                        None => *known = mirror.read(client, &id).await?,
+                    },
+                    // A 204 with the new version: Genesys holds what was sent.
+                    (false, Some(etag)) => {
+                        apply_operations(&mut known.entry.attributes, &operations);
+                        known.entry.version = Some(etag.to_string());
+                        known.entry.groups = groups;
+                    }
+                    (false, None) => *known = mirror.read(client, &id).await?,
+                }
+                known.from_mirror = false;
+                mirror.put(&known.entry).await;
+                // Compare what Genesys holds with what was asked for.
+                let after = &known.entry.attributes;
+                let discrepancies = diff(after, wanted)
                     .into_iter()
                     .filter_map(|op| {
                         let field = op.path?;
                         Some(Mismatch {
-                            actual: value_at(&after, &field),
+                            actual: value_at(after, &field),
                             expected: op.value.unwrap_or_default(),
                             field,
                         })
                     })
                     .collect();
-                return Ok(Synced { operations, tries, discrepancies, ..Synced::new(changed, Some(id.to_string())) });
+                return Ok(Synced {
+                    operations,
+                    tries,
+                    discrepancies,
+                    drift,
+                    ..Synced::new(changed, Some(id.to_string()))
+                });
             }
             // A stale If-Match: 400 invalidVers from Genesys, 412 from RFC 7644 servers and proxies.
-            Err(e) if super::provision::is_stale_version(&e) => continue,
+            Err(e) if super::provision::is_stale_version(&e) => reread(client, mirror, known, &mut drift).await?,
+            Err(e) if e.status() == Some(404) && known.from_mirror => return Err(SyncError::Gone { scim_id: id }),
             Err(e) => return Err(e.into()),
         }
     }
     Err(SyncError::Transient(format!("user {id} changed on each of {MAX_PATCH_TRIES} tries; will try again later")))
 }
 
+/// Applies `replace` operations made by `diff` to a user as JSON (what a 204 says Genesys now holds).
+fn apply_operations(user: &mut Value, operations: &[PatchOperation]) {
+    for op in operations {
+        let (Some(path), Some(value)) = (op.path.as_deref(), op.value.as_ref()) else { continue };
+        let Value::Object(user) = user else { return };
+        if let Some((attr, rest)) = path.split_once("[type eq \"") {
+            let kind = rest.split('"').next().unwrap_or_default();
+            let list = user.entry(attr).or_insert_with(|| json!([]));
+            if let Value::Array(list) = list {
+                match list.iter_mut().find(|e| e.get("type").and_then(Value::as_str) == Some(kind)) {
+                    Some(Value::Object(e)) => {
+                        e.insert("value".into(), value.clone());
+                    }
+                    _ => list.push(json!({"value": value, "type": kind})),
+                }
+            }
+            continue;
+        }
+        let extension = [SCHEMA_ENTERPRISE, SCHEMA_GENESYS]
+            .into_iter()
+            .find_map(|schema| Some((schema, path.strip_prefix(schema)?.strip_prefix(':')?)));
+        match extension {
+            Some((schema, attr)) => {
+                if let Value::Object(ext) = user.entry(schema).or_insert_with(|| json!({})) {
+                    ext.insert(attr.to_string(), value.clone());
+                }
+            }
+            None => {
+                user.insert(path.to_string(), value.clone());
+            }
+        }
+    }
+}
+
 /// The value at one of the paths `diff` produces (null when absent).
-fn value_at(user: &Value, path: &str) -> Value {
+pub(crate) fn value_at(user: &Value, path: &str) -> Value {
     if let Some((attr, rest)) = path.split_once("[type eq \"") {
         let kind = rest.split('"').next().unwrap_or_default();
         return user

@@ -4,6 +4,7 @@
 //! what each job did to Genesys on the lifecycle bus (the audit trail writes it).
 
 pub mod directory;
+pub mod mirror;
 pub mod new_hire;
 pub mod provision;
 pub mod scim_user;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use crate::config::DepartmentMap;
 use crate::genesys::GenesysClient;
-use crate::lifecycle::{Bus, Event, JobKind, ProvisionFailure, ProvisionOutcome, SyncFailure};
+use crate::lifecycle::{Bus, DiscrepancyKind, Event, JobKind, ProvisionFailure, ProvisionOutcome, SyncFailure};
 use crate::queue::worker::{CheckFuture, HandlerFuture, JobFailure, JobHandler, JobSuccess};
 use crate::queue::{Discrepancy, Job, JobStore};
 
@@ -35,6 +36,8 @@ pub struct Provisioning {
     sync: SyncConfig,
     /// Where discrepancy reports are kept.
     store: JobStore,
+    /// What Genesys last confirmed for the users the service manages (a table in the same store).
+    mirror: mirror::Mirror,
     /// Directory events in progress, at most `sync.chunk_size`.
     sync_chunk: tokio::sync::Semaphore,
 }
@@ -48,7 +51,8 @@ impl Provisioning {
         store: JobStore,
     ) -> Self {
         let sync_chunk = tokio::sync::Semaphore::new(sync.chunk_size);
-        Provisioning { departments, genesys, bus, sync, store, sync_chunk }
+        let mirror = mirror::Mirror::new(store.clone());
+        Provisioning { departments, genesys, bus, sync, store, mirror, sync_chunk }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -70,21 +74,18 @@ impl Provisioning {
         })?;
         let department =
             event.data.get("departmentCode").and_then(|d| d.as_str()).and_then(|code| self.departments.get(code));
-        let create = async |user: &crate::genesys::types::ScimUser| {
-            Ok(provision::create_user(client, user.clone(), department, None).await?.scim_id)
-        };
         let cx = directory::SyncContext {
             client,
+            mirror: &self.mirror,
             mapping: &self.sync.mapping,
-            target_group: department.map(|d| d.group_id.to_string()),
-            department_name: department.map(|d| d.name.clone()),
+            department,
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
             on_terminate: self.sync.on_terminate,
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
             allowed_roles: &self.sync.allowed_roles,
         };
         let external_id = event_external_id(&job.payload);
-        match directory::apply(&cx, &event, create).await {
+        match directory::apply(&cx, &event).await {
             Ok(done) => {
                 self.report_discrepancies(job, &external_id, &done).await;
                 let result = serde_json::to_value(&done).unwrap_or_default();
@@ -101,6 +102,7 @@ impl Provisioning {
                     SyncError::Mapping(_)
                     | SyncError::Genesys(_)
                     | SyncError::Transient(_)
+                    | SyncError::Gone { .. }
                     | SyncError::Refused { .. } => SyncFailure::Failed { genesys_status: e.genesys_status() },
                 };
                 self.bus.emit(Event::SyncFailed { job, external_id: &external_id, retryable, error: &e, cause });
@@ -113,29 +115,35 @@ impl Provisioning {
         }
     }
 
-    /// Stores and tells each attribute Genesys holds differently from what was sent.
+    /// Stores and tells each attribute Genesys holds differently from what was sent
+    /// (`attribute_mismatch`), and each one someone changed inside Genesys (`drift`).
     async fn report_discrepancies(&self, job: &Job, external_id: &str, done: &directory::Synced) {
-        if done.discrepancies.is_empty() {
+        if done.discrepancies.is_empty() && done.drift.is_empty() {
             return;
         }
         let at = self.store.clock().now_ms();
+        let item = |kind: DiscrepancyKind, field: &str, expected: &serde_json::Value, actual: &serde_json::Value| {
+            Discrepancy {
+                audit_id: job.audit_id,
+                external_id: external_id.to_string(),
+                kind,
+                field: field.to_string(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+                at,
+            }
+        };
         let items: Vec<Discrepancy> = done
             .discrepancies
             .iter()
-            .map(|m| Discrepancy {
-                audit_id: job.audit_id,
-                external_id: external_id.to_string(),
-                kind: "attribute_mismatch".to_string(),
-                field: m.field.clone(),
-                expected: m.expected.clone(),
-                actual: m.actual.clone(),
-                at,
-            })
+            .map(|m| item(DiscrepancyKind::AttributeMismatch, &m.field, &m.expected, &m.actual))
+            .chain(done.drift.iter().map(|d| item(DiscrepancyKind::Drift, &d.field, &d.mirrored, &d.genesys)))
             .collect();
         for d in &items {
             self.bus.emit(Event::Discrepancy {
                 job,
                 external_id,
+                kind: d.kind,
                 field: &d.field,
                 expected: &d.expected,
                 actual: &d.actual,
@@ -155,7 +163,7 @@ impl Provisioning {
         })?;
         let client = self.client()?;
         let checkpoint = provision::Checkpoint { store: &self.store, job };
-        match provision::new_hire(client, &hire, department, Some(&checkpoint)).await {
+        match provision::new_hire(client, &self.mirror, &hire, department, Some(&checkpoint)).await {
             Ok(done) => {
                 let outcome = match (done.adopted, done.resumed) {
                     (true, _) => ProvisionOutcome::Adopted,

@@ -12,6 +12,8 @@ use crate::genesys::{GenesysClient, GenesysError};
 use crate::queue::{Job, JobStore};
 
 use super::NewHire;
+use super::directory::SyncError;
+use super::mirror::{Known, Mirror};
 use super::scim_user;
 
 /// At most this many corrections of a refused create body.
@@ -116,6 +118,7 @@ impl Checkpoint<'_> {
 /// membership found in place.
 pub async fn new_hire(
     client: &GenesysClient,
+    mirror: &Mirror,
     hire: &NewHire,
     department: &Department,
     checkpoint: Option<&Checkpoint<'_>>,
@@ -123,7 +126,7 @@ pub async fn new_hire(
     let started = Instant::now();
     // The manager is optional: one that cannot be found or looked up leaves the hire without one.
     let (manager_id, manager_unresolved) = match &hire.manager_email {
-        Some(m) => match find_manager(client, m.as_str().trim()).await? {
+        Some(m) => match find_manager(client, mirror, m.as_str().trim()).await? {
             Ok(id) => (Some(id), None),
             Err(reason) => {
                 tracing::warn!(manager = %m, %reason, "new hire created without a manager");
@@ -133,7 +136,7 @@ pub async fn new_hire(
         None => (None, None),
     };
     let body = scim_user::build(hire, department, manager_id.as_deref());
-    let mut done = create_user(client, body, Some(department), checkpoint).await?;
+    let mut done = create_user(client, mirror, body, Some(department), checkpoint).await?;
     done.manager_id = manager_id;
     done.manager_unresolved = manager_unresolved;
     done.latency_ms = started.elapsed().as_millis() as u64;
@@ -144,15 +147,16 @@ pub async fn new_hire(
 /// adopted inactive one) and adds it to the department's group when one is given.
 pub async fn create_user(
     client: &GenesysClient,
+    mirror: &Mirror,
     mut body: ScimUser,
     department: Option<&Department>,
     checkpoint: Option<&Checkpoint<'_>>,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
     let mut corrections = Vec::new();
-    let (user, status, correlation_id, adopted) = loop {
+    let (user, etag, status, correlation_id, adopted) = loop {
         match client.create_user(&body).await {
-            Ok(created) => break (created.value, created.status, created.correlation_id, false),
+            Ok(created) => break (created.value, created.etag, created.status, created.correlation_id, false),
             Err(e) if is_uniqueness(&e) => {
                 // Found as the sync finds people: by the person key, then by userName.
                 let external_id = body.external_id.as_deref().unwrap_or_default();
@@ -167,7 +171,7 @@ pub async fn create_user(
                     GenesysError::Api { correlation_id, .. } => correlation_id.clone(),
                     _ => String::new(),
                 };
-                break (existing, 409, correlation, true);
+                break (existing, None, 409, correlation, true);
             }
             Err(e) if is_validation(&e) => {
                 let detail = e.detail().unwrap_or_default().to_string();
@@ -183,24 +187,29 @@ pub async fn create_user(
             Err(e) => return Err(e.into()),
         }
     };
-    let scim_id =
-        user.id.clone().ok_or_else(|| ProvisionError::Transient("Genesys returned a user without an id".into()))?;
+    // What Genesys answered (the created user, or the one found to adopt) enters the mirror.
+    let mut known = mirror
+        .confirm(&user, etag.as_deref())
+        .await
+        .map(|entry| Known { entry, from_mirror: false })
+        .ok_or_else(|| ProvisionError::Transient("Genesys returned a user without an id".into()))?;
+    let scim_id = known.entry.scim_id.clone();
     // A rehire: the person's deactivated user is adopted and made active again (deactivation kept
-    // its roles for exactly this).
+    // its roles for exactly this). The user just found carries its version: one PATCH.
     let reactivated = adopted && user.active == Some(false);
     if reactivated {
         super::directory::patch_to_match(
             client,
-            &scim_id,
+            mirror,
+            &mut known,
             &serde_json::json!({"active": true}),
             // Only whether it worked counts here: the outcome is not kept.
             crate::lifecycle::SyncOutcome::Updated,
             crate::lifecycle::SyncOutcome::Unchanged,
-            None,
         )
         .await
         .map_err(|e| match e {
-            super::directory::SyncError::Genesys(g) => ProvisionError::Genesys(g),
+            SyncError::Genesys(g) => ProvisionError::Genesys(g),
             other => ProvisionError::Transient(other.to_string()),
         })?;
     }
@@ -211,8 +220,10 @@ pub async fn create_user(
         checkpoint.record_created(&scim_id).await;
     }
     let group_id = department.map(|d| d.group_id.to_string());
-    if let Some(group_id) = &group_id {
+    if let Some(group_id) = group_id.as_ref().filter(|g| !known.entry.groups.contains(g)) {
         add_member(client, group_id, &scim_id).await?;
+        known.entry.groups.push(group_id.clone());
+        mirror.put(&known.entry).await;
     }
     Ok(Provisioned {
         scim_id,
@@ -241,30 +252,14 @@ pub async fn add_member(client: &GenesysClient, group_id: &str, user_id: &str) -
     }
 }
 
-/// Makes the user a member of the group (`member = true`) or not, for the directory sync, which
-/// reports the groups a mover joined and left: the group is read to see whether anything has to
-/// change, and the change is one PATCH without `If-Match`, as for a joiner. Removing a member who is
-/// gone meanwhile (`noTarget`) is success. Returns whether anything had to change.
-pub async fn set_membership(
-    client: &GenesysClient,
-    group_id: &str,
-    user_id: &str,
-    member: bool,
-) -> Result<bool, ProvisionError> {
-    let group = client.get_group(group_id).await?;
-    if group.value.members.iter().any(|m| m.value == user_id) == member {
-        return Ok(false);
+/// Takes the user out of the group: one PATCH without `If-Match`, as for an add. A member who is
+/// gone meanwhile (`noTarget`) is success.
+pub async fn remove_member(client: &GenesysClient, group_id: &str, user_id: &str) -> Result<(), ProvisionError> {
+    match client.remove_group_member(group_id, user_id, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.scim_type() == Some("noTarget") => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    if member {
-        add_member(client, group_id, user_id).await?;
-    } else {
-        match client.remove_group_member(group_id, user_id, None).await {
-            Ok(_) => {}
-            Err(e) if e.scim_type() == Some("noTarget") => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(true)
 }
 
 async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Result<Option<ScimUser>, GenesysError> {
@@ -273,9 +268,21 @@ async fn find_user_by_user_name(client: &GenesysClient, user_name: &str) -> Resu
 
 /// The Genesys user id of a manager given by email: `Ok(Ok(id))`, or `Ok(Err(why))` when there is
 /// no such user or Genesys refuses the lookup (any 4xx but 429); a failure worth retrying is `Err`.
-pub(crate) async fn find_manager(client: &GenesysClient, email: &str) -> Result<Result<String, String>, GenesysError> {
+/// A manager the mirror knows (usually provisioned by this service too) costs no call; one looked
+/// up enters the mirror.
+pub(crate) async fn find_manager(
+    client: &GenesysClient,
+    mirror: &Mirror,
+    email: &str,
+) -> Result<Result<String, String>, GenesysError> {
+    if let Some(id) = mirror.find_login(email).await {
+        return Ok(Ok(id));
+    }
     match find_user_by_email(client, email).await {
-        Ok(Some(ScimUser { id: Some(id), .. })) => Ok(Ok(id)),
+        Ok(Some(user @ ScimUser { id: Some(_), .. })) => {
+            mirror.confirm(&user, None).await;
+            Ok(Ok(user.id.unwrap_or_default()))
+        }
         Ok(_) => Ok(Err(format!("no Genesys user has the userName or email {email}"))),
         Err(e) if is_refusal(&e) => Ok(Err(format!("the manager lookup was refused: {e}"))),
         Err(e) => Err(e),

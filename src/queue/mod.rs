@@ -9,6 +9,7 @@ mod admin;
 mod enqueue;
 pub mod intake;
 mod lease;
+mod mirror;
 mod reports;
 mod retention;
 mod store;
@@ -25,7 +26,8 @@ use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-pub use crate::lifecycle::{AttemptOutcome, JobKind};
+pub use crate::lifecycle::{AttemptOutcome, DiscrepancyKind, JobKind};
+pub use mirror::MirroredUser;
 pub use retention::Swept;
 
 /// Errors of the job store.
@@ -243,8 +245,9 @@ impl Job {
 pub struct Discrepancy {
     pub audit_id: Uuid,
     pub external_id: String,
-    /// `attribute_mismatch`.
-    pub kind: String,
+    /// `attribute_mismatch` (Genesys kept other than what a PATCH asked for) or `drift` (someone
+    /// changed the user inside Genesys: `expected` is what the mirror held, `actual` what Genesys holds).
+    pub kind: DiscrepancyKind,
     pub field: String,
     pub expected: serde_json::Value,
     pub actual: serde_json::Value,

@@ -31,7 +31,7 @@ impl JobStore {
                     .bind(Uuid::now_v7().to_string())
                     .bind(d.audit_id.to_string())
                     .bind(&d.external_id)
-                    .bind(&d.kind)
+                    .bind(d.kind.as_str())
                     .bind(&d.field)
                     .bind(d.expected.to_string())
                     .bind(d.actual.to_string())
@@ -55,7 +55,9 @@ impl JobStore {
                 Ok(Discrepancy {
                     audit_id: Uuid::parse_str(&audit_id).map_err(|e| QueueError::Corrupt(e.to_string()))?,
                     external_id,
-                    kind,
+                    kind: kind
+                        .parse()
+                        .map_err(|e: crate::lifecycle::UnknownName| QueueError::Corrupt(e.to_string()))?,
                     field,
                     expected: serde_json::from_str(&expected).unwrap_or(serde_json::Value::String(expected)),
                     actual: serde_json::from_str(&actual).unwrap_or(serde_json::Value::String(actual)),

@@ -13,6 +13,7 @@ mod docs;
 mod intake;
 mod lifecycle;
 mod limits;
+mod mirror;
 mod openapi;
 mod process;
 mod provisioning;

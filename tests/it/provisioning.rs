@@ -541,3 +541,28 @@ async fn a_manager_lookup_refused_by_genesys_does_not_fail_the_hire() {
     assert_eq!(line["managerUnresolved"], reason.as_str());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_manager_the_service_provisioned_costs_no_lookup() {
+    let emulator = start_emulator().await;
+    let app = provisioning_app(&emulator).await;
+    let manager = new_hire("ENG");
+    let id = app.hire(&manager).await;
+    let done = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    let manager_id = done["result"]["scimId"].as_str().unwrap().to_string();
+
+    let api = || -> u64 {
+        emulator.stats().requests_by_route.iter().filter(|(r, _)| r.contains(" /api/v2/")).map(|(_, n)| n).sum()
+    };
+    let before = api();
+    let mut body = new_hire("ENG");
+    // As HR may write it: other case, padded.
+    body["managerEmail"] = json!(format!(" {} ", manager["email"].as_str().unwrap().to_uppercase()));
+    let id = app.hire(&body).await;
+    let done = app.wait_for_state(id, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!(done["result"]["managerId"], manager_id.as_str());
+    assert_eq!(api() - before, 2, "the create and the group add; the mirror knows the manager");
+    let user = &user_named(&emulator, body["email"].as_str().unwrap())[0];
+    assert_eq!(user.enterprise.as_ref().unwrap().manager.as_ref().map(|m| m.value.clone()), Some(manager_id));
+    app.shutdown().await;
+}

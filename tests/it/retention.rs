@@ -52,7 +52,7 @@ async fn a_sweep_purges_succeeded_jobs_after_the_retention_and_forgets_them_afte
         let mismatch = Discrepancy {
             audit_id: done_job.audit_id,
             external_id: "E-1".into(),
-            kind: "attribute_mismatch".into(),
+            kind: genesys_provisioner::queue::DiscrepancyKind::AttributeMismatch,
             field: "title".into(),
             expected: json!("Engineer"),
             actual: json!("Eng"),

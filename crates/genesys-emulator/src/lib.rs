@@ -255,6 +255,13 @@ impl Emulator {
         self.shared.store().insert_user(user)
     }
 
+    /// Changes a user as someone would inside Genesys (the admin UI, another integration): the
+    /// edit is applied without validation and the user's version moves on. None when there is no
+    /// such user.
+    pub fn edit_user(&self, id: &str, edit: impl FnOnce(&mut ScimUser)) -> Option<ScimUser> {
+        self.shared.store().edit_user(id, edit)
+    }
+
     /// Every access token issued so far (to check that none appears in a log).
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.store().tokens.issued()
