@@ -73,6 +73,19 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Ask the running service to reconcile its mirror with Genesys (POST /admin/reconcile), wait
+    /// for the job and print its report: drift, users gone from Genesys, entries refreshed.
+    Reconcile {
+        /// The service, e.g. http://127.0.0.1:3000 (default: http://<LISTEN_ADDR>).
+        #[arg(long)]
+        url: Option<String>,
+        /// The admin token; defaults to ADMIN_TOKEN.
+        #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Give up waiting after this many seconds (the job goes on in the service).
+        #[arg(long, default_value_t = 3600)]
+        wait_secs: u64,
+    },
     /// Exit 0 when the service answers GET /healthz (for container health checks).
     Healthcheck {
         /// Defaults to http://<LISTEN_ADDR>/healthz, with 0.0.0.0 read as 127.0.0.1.
@@ -100,6 +113,7 @@ fn main() -> ExitCode {
             }
             Command::CheckConfig { config, probe } => check_config(config.as_deref(), probe).await,
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
+            Command::Reconcile { url, admin_token, wait_secs } => reconcile(url, &admin_token, wait_secs).await,
             Command::Healthcheck { url } => healthcheck(url).await,
         }
     })
@@ -409,11 +423,70 @@ async fn send_webhook(url: &str, file: &Path, secret: &str, id: Option<String>) 
     }
 }
 
+/// `http://<LISTEN_ADDR>`, with 0.0.0.0 read as 127.0.0.1: where a command finds the local service.
+fn local_service() -> String {
+    let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
+    format!("http://{}", addr.replace("0.0.0.0", "127.0.0.1"))
+}
+
+/// Queues a reconcile in the running service and prints its report when the job has finished.
+/// Exit 1 when it could not be queued, failed for good, or did not finish within `wait_secs`.
+async fn reconcile(url: Option<String>, admin_token: &str, wait_secs: u64) -> ExitCode {
+    let base = url.unwrap_or_else(local_service);
+    let base = base.trim_end_matches('/');
+    let http = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let queued = http.post(format!("{base}/admin/reconcile")).bearer_auth(admin_token).send().await;
+    let audit_id = match queued {
+        Ok(r) if r.status().as_u16() == 202 => match r.json::<serde_json::Value>().await {
+            Ok(body) => body["auditId"].as_str().unwrap_or_default().to_string(),
+            Err(e) => {
+                eprintln!("{base}/admin/reconcile answered 202 without a readable body: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Ok(r) => {
+            let status = r.status();
+            eprintln!("{base}/admin/reconcile answered HTTP {status}: {}", r.text().await.unwrap_or_default());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("cannot reach {base}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("reconcile queued as job {audit_id}; waiting for it (at most {wait_secs} s)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    while std::time::Instant::now() < deadline {
+        let job = http.get(format!("{base}/jobs/{audit_id}")).bearer_auth(admin_token).send().await;
+        if let Ok(job) = job
+            && let Ok(job) = job.json::<serde_json::Value>().await
+        {
+            match job["state"].as_str() {
+                Some("succeeded") => {
+                    println!("{}", serde_json::to_string_pretty(&job["result"]).unwrap_or_default());
+                    return ExitCode::SUCCESS;
+                }
+                Some("dead") => {
+                    eprintln!("the reconcile failed: {}", job["lastError"].as_str().unwrap_or("(no reason)"));
+                    return ExitCode::FAILURE;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    eprintln!("job {audit_id} has not finished after {wait_secs} s; see GET {base}/jobs/{audit_id}");
+    ExitCode::FAILURE
+}
+
 async fn healthcheck(url: Option<String>) -> ExitCode {
-    let url = url.unwrap_or_else(|| {
-        let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
-        format!("http://{}/healthz", addr.replace("0.0.0.0", "127.0.0.1"))
-    });
+    let url = url.unwrap_or_else(|| format!("{}/healthz", local_service()));
     let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build() {
         Ok(c) => c,
         Err(_) => return ExitCode::FAILURE,

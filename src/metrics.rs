@@ -381,6 +381,7 @@ impl Subscriber for Metrics {
             Event::Provisioned { .. }
             | Event::ProvisionFailed { .. }
             | Event::Synced { .. }
+            | Event::Reconciled { .. }
             | Event::SyncFailed { .. }
             | Event::Discrepancy { .. } => {}
         }

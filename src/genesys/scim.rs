@@ -7,6 +7,8 @@ use super::types::{ListResponse, PatchOp, PatchOperation, ScimGroup, ScimMeta, S
 
 const USERS: &str = "/api/v2/scim/v2/users";
 const GROUPS: &str = "/api/v2/scim/v2/groups";
+/// The largest SCIM page Genesys serves without risking a 429 (genesys-api.md).
+pub const MAX_PAGE: u64 = 25;
 
 /// A resource with the ETag it was read with.
 #[derive(Debug, Clone)]
@@ -89,8 +91,29 @@ impl GenesysClient {
     /// Users matching a filter such as `userName eq "a@b.c"` (first page of at most 25).
     pub async fn find_users(&self, filter: &str) -> Result<Vec<ScimUser>, GenesysError> {
         let query = serde_urlencoded_pair("filter", filter);
-        let answer = self.send::<()>(Method::GET, &format!("{USERS}?{query}&count=25"), None, None).await?;
+        let answer = self.send::<()>(Method::GET, &format!("{USERS}?{query}&count={MAX_PAGE}"), None, None).await?;
         Ok(answer.json::<ListResponse<ScimUser>>()?.resources)
+    }
+
+    /// One page of users (`count` at most 25: more "may exceed internal resource limits"), with
+    /// only `attributes` when given. Without a filter Genesys lists active users only.
+    pub async fn list_users_page(
+        &self,
+        filter: Option<&str>,
+        start_index: u64,
+        count: u64,
+        attributes: &str,
+    ) -> Result<ListResponse<ScimUser>, GenesysError> {
+        let mut query = format!("startIndex={start_index}&count={}", count.min(MAX_PAGE));
+        if let Some(filter) = filter {
+            query.push('&');
+            query.push_str(&serde_urlencoded_pair("filter", filter));
+        }
+        if !attributes.is_empty() {
+            query.push('&');
+            query.push_str(&serde_urlencoded_pair("attributes", attributes));
+        }
+        self.send::<()>(Method::GET, &format!("{USERS}?{query}"), None, None).await?.json()
     }
 
     pub async fn get_group(&self, id: &str) -> Result<Versioned<ScimGroup>, GenesysError> {

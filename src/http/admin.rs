@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, AuditIdPath};
 use crate::error::ApiError;
-use crate::lifecycle::{Event, JobKind};
+use crate::lifecycle::{Event, JobKind, Subject};
 use crate::queue::worker::ms_to_rfc3339;
 use crate::queue::{Attempt, Job};
 
@@ -216,6 +216,33 @@ pub async fn replay(
     state.wake.notify_waiters();
     state.bus.emit(Event::Replayed { job: &job });
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": audit_id}))).into_response())
+}
+
+/// Queues a reconcile: the users in Genesys are compared with the mirror (what the service last
+/// wrote), the mirror is refreshed, and drift is reported. Its report is the job's result.
+#[utoipa::path(
+    post,
+    path = "/admin/reconcile",
+    tag = "admin",
+    responses(
+        (status = 202, description = "Queued; the report appears at GET /jobs/{auditId}", body = super::openapi::Queued),
+        (status = 401, description = "Missing or wrong admin token", body = crate::error::ErrorBody),
+        (status = 503, description = "The job store is unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn reconcile(_: Admin, State(state): State<AppState>) -> Result<Response, ApiError> {
+    let webhook_id = format!("reconcile-{}", uuid::Uuid::now_v7());
+    let event = super::Event {
+        kind: JobKind::Reconcile,
+        webhook_id: webhook_id.clone(),
+        payload: "{}".to_string(),
+        content: webhook_id.as_bytes(),
+        derived_id: false,
+    };
+    let queued = super::enqueue_event(&state, "/admin/reconcile", event, Subject::default()).await?;
+    state.wake.notify_waiters();
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": queued.audit_id}))).into_response())
 }
 
 /// Deletes a dead letter (its audit lines stay).

@@ -83,6 +83,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::replay))
         .routes(routes!(admin::delete_dead_letter))
         .routes(routes!(admin::discrepancies))
+        .routes(routes!(admin::reconcile))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

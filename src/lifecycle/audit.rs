@@ -104,6 +104,14 @@ impl AuditTrail {
                     ProvisionFailure::Transient => line,
                 }
             }
+            Event::Reconciled { job, result } => {
+                let mut line = AuditRecord::new("mirror.reconciled", "success").audit_id(job.audit_id);
+                for key in ["pages", "listed", "compared", "refreshed", "added"] {
+                    line = line.field(key, &result[key]);
+                }
+                let count = |key: &str| result[key].as_array().map_or(0, Vec::len);
+                line.field("drifted", &count("drift")).field("missing", &count("missing"))
+            }
             Event::Synced { job, external_id, outcome, result } => {
                 let name = match outcome {
                     SyncOutcome::Unchanged | SyncOutcome::AlreadyInactive => "scim.user.unchanged",

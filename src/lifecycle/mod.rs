@@ -85,6 +85,8 @@ names! {
         NewHire = "hr.user_created",
         /// A directory event: make the Genesys user match the HR record.
         DirectorySync = "directory.sync",
+        /// An admin's reconcile: compare the users in Genesys with the mirror, refresh it, report drift.
+        Reconcile = "genesys.reconcile",
     }
 }
 
@@ -290,6 +292,8 @@ pub enum Event<'a> {
     ProvisionFailed { job: &'a Job, retryable: bool, error: &'a dyn Display, cause: ProvisionFailure<'a> },
     /// A directory event was applied; `result` is the job's result.
     Synced { job: &'a Job, external_id: &'a str, outcome: SyncOutcome, result: &'a Value },
+    /// A reconcile finished; `result` is its report (counts, drift, users gone from Genesys).
+    Reconciled { job: &'a Job, result: &'a Value },
     /// Applying a directory event failed (the attempt's outcome follows).
     SyncFailed { job: &'a Job, external_id: &'a str, retryable: bool, error: &'a dyn Display, cause: SyncFailure },
     /// Retention purged the personal data of succeeded jobs and deleted those past the dedupe

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod mirror;
 pub mod new_hire;
 pub mod provision;
+pub mod reconcile;
 pub mod scim_user;
 
 use std::sync::Arc;
@@ -118,40 +119,66 @@ impl Provisioning {
     /// Stores and tells each attribute Genesys holds differently from what was sent
     /// (`attribute_mismatch`), and each one someone changed inside Genesys (`drift`).
     async fn report_discrepancies(&self, job: &Job, external_id: &str, done: &directory::Synced) {
-        if done.discrepancies.is_empty() && done.drift.is_empty() {
-            return;
-        }
-        let at = self.store.clock().now_ms();
-        let item = |kind: DiscrepancyKind, field: &str, expected: &serde_json::Value, actual: &serde_json::Value| {
-            Discrepancy {
-                audit_id: job.audit_id,
-                external_id: external_id.to_string(),
-                kind,
-                field: field.to_string(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-                at,
-            }
-        };
+        let new = Discrepancy::maker(job.audit_id, self.store.clock().now_ms());
         let items: Vec<Discrepancy> = done
             .discrepancies
             .iter()
-            .map(|m| item(DiscrepancyKind::AttributeMismatch, &m.field, &m.expected, &m.actual))
-            .chain(done.drift.iter().map(|d| item(DiscrepancyKind::Drift, &d.field, &d.mirrored, &d.genesys)))
+            .map(|m| new(DiscrepancyKind::AttributeMismatch, external_id, &m.field, &m.expected, &m.actual))
+            .chain(
+                done.drift.iter().map(|d| new(DiscrepancyKind::Drift, external_id, &d.field, &d.mirrored, &d.genesys)),
+            )
             .collect();
-        for d in &items {
+        self.record_discrepancies(job, &items).await;
+    }
+
+    /// Tells each discrepancy on the bus (the audit writes it) and stores it for the report.
+    async fn record_discrepancies(&self, job: &Job, items: &[Discrepancy]) {
+        if items.is_empty() {
+            return;
+        }
+        for d in items {
             self.bus.emit(Event::Discrepancy {
                 job,
-                external_id,
+                external_id: &d.external_id,
                 kind: d.kind,
                 field: &d.field,
                 expected: &d.expected,
                 actual: &d.actual,
             });
         }
-        if let Err(e) = self.store.record_discrepancies(&items).await {
+        if let Err(e) = self.store.record_discrepancies(items).await {
             // The audit lines above hold them; the report endpoint will miss them.
             tracing::error!(audit_id = %job.audit_id, error = %e, "storing discrepancies failed");
+        }
+    }
+
+    /// Compares the users in Genesys with the mirror; drift and users gone from Genesys are
+    /// discrepancies of kind `drift` (a user gone is its `id` drifting to null).
+    async fn reconcile(&self, job: &Job) -> Result<JobSuccess, JobFailure> {
+        let client = self.client()?;
+        match reconcile::reconcile(client, &self.store, &self.mirror).await {
+            Ok(done) => {
+                let new = Discrepancy::maker(job.audit_id, self.store.clock().now_ms());
+                let null = serde_json::Value::Null;
+                let items: Vec<Discrepancy> = done
+                    .drift
+                    .iter()
+                    .flat_map(|u| {
+                        u.fields
+                            .iter()
+                            .map(|d| new(DiscrepancyKind::Drift, &u.external_id, &d.field, &d.mirrored, &d.genesys))
+                    })
+                    .chain(done.missing.iter().map(|m| {
+                        new(DiscrepancyKind::Drift, &m.external_id, "id", &serde_json::json!(m.scim_id), &null)
+                    }))
+                    .collect();
+                self.record_discrepancies(job, &items).await;
+                let result = serde_json::to_value(&done).unwrap_or_default();
+                self.bus.emit(Event::Reconciled { job, result: &result });
+                Ok(JobSuccess { result })
+            }
+            Err(g) if g.is_credentials_refused() => Err(JobFailure::CredentialsRefused { error: g.to_string() }),
+            Err(g) => Err(JobFailure::new(g.is_retryable(), g.to_string(), g.retry_after())),
         }
     }
 
@@ -209,6 +236,7 @@ impl JobHandler for Provisioning {
             match kind {
                 JobKind::NewHire => self.new_hire(job).await,
                 JobKind::DirectorySync => self.directory_sync(job).await,
+                JobKind::Reconcile => self.reconcile(job).await,
             }
         })
     }

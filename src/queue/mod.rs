@@ -255,6 +255,24 @@ pub struct Discrepancy {
     pub at: i64,
 }
 
+impl Discrepancy {
+    /// Makes discrepancies found by one job at one time.
+    pub fn maker(
+        audit_id: Uuid,
+        at: i64,
+    ) -> impl Fn(DiscrepancyKind, &str, &str, &serde_json::Value, &serde_json::Value) -> Discrepancy {
+        move |kind, external_id, field, expected, actual| Discrepancy {
+            audit_id,
+            external_id: external_id.to_string(),
+            kind,
+            field: field.to_string(),
+            expected: expected.clone(),
+            actual: actual.clone(),
+            at,
+        }
+    }
+}
+
 /// One finished attempt of a job.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

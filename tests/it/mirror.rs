@@ -190,3 +190,81 @@ async fn a_mover_changes_groups_from_what_genesys_said_without_reading_a_group()
     assert!(!emulator.group(eng).unwrap().members.iter().any(|m| m.value == id));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let done = sync(&app, "user.created", record(&format!("E-5{n:02}"), &format!("r{n}@example.com"))).await;
+        ids.push(done["result"]["scimId"].as_str().unwrap().to_string());
+    }
+    // Inside Genesys: a title edited, a user deleted, and a user made by someone else with an externalId.
+    emulator.edit_user(&ids[0], |u| u.title = Some("Edited in Genesys".into())).unwrap();
+    assert!(emulator.remove_user(&ids[1]));
+    let stranger = emulator.insert_user(genesys_emulator::wire::ScimUser {
+        user_name: "stranger@example.com".into(),
+        display_name: Some("Stranger".into()),
+        active: Some(true),
+        external_id: Some("E-999".into()),
+        ..Default::default()
+    });
+    // Behind the service's back: the mirror entry of another user is edited in the database.
+    let mut tampered = app.store.mirror_get(&ids[2]).await.unwrap().unwrap();
+    tampered.attributes["displayName"] = json!("Tampered");
+    app.store.mirror_put(&tampered).await.unwrap();
+
+    let before = api_routes(&emulator);
+    let (status, answer) = app.admin(reqwest::Method::POST, "/admin/reconcile").await;
+    assert_eq!(status, 202, "{answer}");
+    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.wait_for_state(audit_id, "succeeded", Duration::from_secs(15)).await;
+    let report = &job["result"];
+    // 29 active users of ours plus the stranger: two pages of at most 25, then the (empty) inactive list.
+    assert_eq!((report["pages"].clone(), report["listed"].clone()), (json!(3), json!(30)), "{report}");
+    let lists: Vec<_> = emulator
+        .list_queries()
+        .into_iter()
+        .filter(|q| q.contains("attributes=") || q.contains("startIndex="))
+        .collect();
+    assert_eq!(lists.len(), 3, "{lists:?}");
+    assert!(lists.iter().all(|q| q.contains("count=25") && q.contains("attributes=")), "{lists:?}");
+    let after = api_routes(&emulator);
+    assert_eq!(after["GET /api/v2/scim/v2/users"] - before.get("GET /api/v2/scim/v2/users").copied().unwrap_or(0), 3);
+
+    let drifted: Vec<(String, Value)> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["scimId"].as_str().unwrap().to_string(), d["fields"].clone()))
+        .collect();
+    // In the order Genesys lists them.
+    assert_eq!(
+        drifted,
+        [
+            (ids[0].clone(), json!([{"field": "title", "mirrored": "Engineer", "genesys": "Edited in Genesys"}])),
+            (ids[2].clone(), json!([{"field": "displayName", "mirrored": "Tampered", "genesys": "Jane Doe"}])),
+        ]
+    );
+    assert_eq!(report["missing"], json!([{"scimId": ids[1], "externalId": "E-501"}]));
+    assert_eq!(report["added"], 1);
+
+    // Repaired: the mirror holds what Genesys holds; the deleted user is gone from it.
+    let repaired = app.store.mirror_get(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(repaired.attributes["displayName"], "Jane Doe");
+    assert_eq!(app.store.mirror_get(&ids[0]).await.unwrap().unwrap().attributes["title"], "Edited in Genesys");
+    assert!(app.store.mirror_get(&ids[1]).await.unwrap().is_none());
+    assert!(app.store.mirror_get(stranger.id.as_deref().unwrap()).await.unwrap().is_some());
+    // The drift is in the report endpoint and the audit.
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "mirror.reconciled").await;
+    assert_eq!((line["drifted"].clone(), line["missing"].clone()), (json!(2), json!(1)));
+    app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "discrepancy.drift" && l["field"] == "id").await;
+
+    // A second run finds nothing new.
+    let (_, answer) = app.admin(reqwest::Method::POST, "/admin/reconcile").await;
+    let again: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.wait_for_state(again, "succeeded", Duration::from_secs(15)).await;
+    assert_eq!((job["result"]["drift"].clone(), job["result"]["refreshed"].clone()), (json!([]), json!(0)));
+    app.shutdown().await;
+}

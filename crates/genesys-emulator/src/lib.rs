@@ -144,6 +144,8 @@ struct Shared {
     /// (id, name) of each security role, in the order given.
     roles: Vec<(String, String)>,
     received: Mutex<Vec<Received>>,
+    /// The path and query of every list request (`GET` of a collection), in order.
+    list_queries: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -209,6 +211,7 @@ impl Emulator {
             counters: Counters::default(),
             roles: config.roles.into_iter().map(|name| (uuid::Uuid::new_v4().to_string(), name)).collect(),
             received: Mutex::new(Vec::new()),
+            list_queries: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         let router = server::router(shared.clone());
@@ -260,6 +263,17 @@ impl Emulator {
     /// such user.
     pub fn edit_user(&self, id: &str, edit: impl FnOnce(&mut ScimUser)) -> Option<ScimUser> {
         self.shared.store().edit_user(id, edit)
+    }
+
+    /// Deletes a user as someone would inside Genesys; whether there was one.
+    pub fn remove_user(&self, id: &str) -> bool {
+        self.shared.store().delete_user(id, None).is_ok()
+    }
+
+    /// The path and query of every list request received (e.g.
+    /// `/api/v2/scim/v2/users?startIndex=1&count=25&attributes=...`), in order.
+    pub fn list_queries(&self) -> Vec<String> {
+        self.shared.list_queries.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Every access token issued so far (to check that none appears in a log).

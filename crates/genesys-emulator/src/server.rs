@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use crate::Shared;
 use crate::faults::RateInfo;
 use crate::store::{Fail, etag, etag_matches};
-use crate::wire::{SCHEMA_ERROR, SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
+use crate::wire::{ListResponse, SCHEMA_ERROR, SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
 
 const CORRELATION: HeaderName = HeaderName::from_static("inin-correlation-id");
 const RL_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
@@ -282,13 +282,42 @@ fn number(query: &HashMap<String, String>, name: &str, default: u64) -> Result<u
     }
 }
 
-async fn list_users(State(shared): St, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn list_users(State(shared): St, uri: Uri, Query(query): Query<HashMap<String, String>>) -> Response {
+    shared.list_queries.lock().unwrap_or_else(|e| e.into_inner()).push(uri.to_string());
     let page = number(&query, "startIndex", 1).and_then(|start| Ok((start, number(&query, "count", 25)?)));
     let result = page.and_then(|(start, count)| shared.store().list_users(param(&query, "filter"), start, count));
-    match result {
-        Ok(list) => scim_json(StatusCode::OK, &list),
-        Err(f) => fail(&f),
+    match (result, param(&query, "attributes")) {
+        (Ok(list), None) => scim_json(StatusCode::OK, &list),
+        (Ok(list), Some(attributes)) => scim_json(StatusCode::OK, &only_attributes(list, attributes)),
+        (Err(f), _) => fail(&f),
     }
+}
+
+/// A list whose users carry only the attributes asked for (RFC 7644 3.4.2.5), plus `id` and
+/// `schemas`, which are always returned. `a.b` asks for `a`; names are compared without case.
+fn only_attributes(list: ListResponse<ScimUser>, attributes: &str) -> serde_json::Value {
+    let wanted: Vec<String> = attributes
+        .split(',')
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            // An extension URN names the whole extension; otherwise `a.b` is attribute `a`.
+            let top = if a.starts_with("urn:") { a } else { a.split('.').next().unwrap_or(a) };
+            top.to_ascii_lowercase()
+        })
+        .collect();
+    let mut value = serde_json::to_value(&list).unwrap_or_default();
+    if let Some(users) = value.get_mut("Resources").and_then(serde_json::Value::as_array_mut) {
+        for user in users {
+            if let Some(user) = user.as_object_mut() {
+                user.retain(|k, _| {
+                    let k = k.to_ascii_lowercase();
+                    k == "id" || k == "schemas" || wanted.contains(&k)
+                });
+            }
+        }
+    }
+    value
 }
 
 async fn create_user(State(shared): St, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
