@@ -266,3 +266,21 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / TICKS_PER_SECOND)
 }
+
+/// An access token for the bench client, straight from the emulator (for requests the bench makes
+/// itself, as someone inside Genesys would).
+pub async fn emulator_token(http: &reqwest::Client, emulator: &str) -> String {
+    let token: serde_json::Value = http
+        .post(format!("{emulator}/oauth/token"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST /oauth/token failed")
+        .error_for_status()
+        .expect("POST /oauth/token did not answer 200")
+        .json()
+        .await
+        .expect("the token answer is not JSON");
+    token["access_token"].as_str().expect("the token answer has no access_token").to_string()
+}

@@ -409,6 +409,12 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/deploy.rs",
         "fn the_documented_dead_letter_commands_list_inspect_replay_and_delete",
     ),
+    // docs/operations.md: reconcile, run against a running service by tests/it/mirror.rs.
+    (
+        "genesys-provisioner reconcile --url http://127.0.0.1:3000",
+        "tests/it/mirror.rs",
+        "&[\"reconcile\", \"--url\", &base]",
+    ),
     // The API contract: fetched and checked against real answers by tests/it/openapi.rs; the fuzz
     // script is the last step of .ci/run.
     ("curl -s http://127.0.0.1:3000/openapi.json", "tests/it/openapi.rs", "/openapi.json"),

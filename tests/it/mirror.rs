@@ -268,3 +268,52 @@ async fn reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back(
     assert_eq!((job["result"]["drift"].clone(), job["result"]["refreshed"].clone()), (json!([]), json!(0)));
     app.shutdown().await;
 }
+
+/// `genesys-provisioner reconcile` (docs/operations.md) asks the running service and prints the report.
+#[tokio::test]
+async fn the_reconcile_command_prints_the_report_of_the_running_service() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let done = sync(&app, "user.created", record("E-600", "cli@example.com")).await;
+    let id = done["result"]["scimId"].as_str().unwrap().to_string();
+    emulator.edit_user(&id, |u| u.title = Some("Edited in Genesys".into())).unwrap();
+
+    let base = app.base.clone();
+    let run = move |token: &'static str| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::common::process::cli(&["reconcile", "--url", &base], &[("ADMIN_TOKEN", token)])
+        })
+    };
+    let (code, out, err) = run(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["drift"][0]["scimId"], id.as_str(), "{report}");
+    assert_eq!(report["drift"][0]["fields"][0]["genesys"], "Edited in Genesys");
+
+    let (code, _, err) = run("wrong-token").await.unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 401"), "{err}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mirrored_user_deleted_inside_genesys_is_forgotten_and_created_again() {
+    let emulator = start_emulator().await;
+    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    let created = sync(&app, "user.created", record("E-700", "gone@example.com")).await;
+    let id = created["result"]["scimId"].as_str().unwrap().to_string();
+    assert!(emulator.remove_user(&id));
+
+    let mut data = record("E-700", "gone@example.com");
+    data["jobTitle"] = json!("Returning Engineer");
+    let job = sync(&app, "user.updated", data).await;
+    let result = &job["result"];
+    assert_eq!(result["outcome"], "created", "{result}");
+    assert_ne!(result["scimId"], id.as_str());
+    assert_eq!(result["drift"], json!([{"field": "id", "mirrored": id, "genesys": null}]));
+    assert!(app.store.mirror_get(&id).await.unwrap().is_none(), "the deleted user left the mirror");
+    let new_id = result["scimId"].as_str().unwrap();
+    assert_eq!(app.store.mirror_find("E-700", "").await.unwrap().unwrap().scim_id, new_id);
+    app.shutdown().await;
+}
