@@ -110,7 +110,7 @@ impl AuditTrail {
                     line = line.field(key, &result[key]);
                 }
                 let count = |key: &str| result[key].as_array().map_or(0, Vec::len);
-                line.field("drifted", &count("drift")).field("missing", &count("missing"))
+                line.field("drifted", count("drift")).field("missing", count("missing"))
             }
             Event::Synced { job, external_id, outcome, result } => {
                 let name = match outcome {
