@@ -93,8 +93,18 @@ async fn an_update_to_a_mirrored_user_is_one_patch_with_the_mirrored_version() {
 
 #[tokio::test]
 async fn a_user_changed_inside_genesys_is_reread_reported_as_drift_and_still_updated() {
+    a_user_changed_inside_genesys_is_reread_reported_as_drift_and_still_updated_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_user_changed_inside_genesys_is_reread_reported_as_drift_and_still_updated_on_postgres() {
+    a_user_changed_inside_genesys_is_reread_reported_as_drift_and_still_updated_on(Backend::Postgres).await;
+}
+
+async fn a_user_changed_inside_genesys_is_reread_reported_as_drift_and_still_updated_on(backend: Backend) {
     let emulator = start_emulator().await;
-    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    // PostgreSQL without TEST_DATABASE_URL: SKIPPED (printed by TestDb).
+    let Some(app) = Spawn::new(backend).provisioning(&emulator).start().await else { return };
     let since = chrono::Utc::now().to_rfc3339();
     let created = sync(&app, "user.created", record("E-310", "drift.inside@example.com")).await;
     let id = created["result"]["scimId"].as_str().unwrap().to_string();
@@ -193,8 +203,18 @@ async fn a_mover_changes_groups_from_what_genesys_said_without_reading_a_group()
 
 #[tokio::test]
 async fn reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back() {
+    reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back_on_postgres() {
+    reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back_on(Backend::Postgres).await;
+}
+
+async fn reconcile_reports_and_repairs_a_mirror_edited_behind_the_services_back_on(backend: Backend) {
     let emulator = start_emulator().await;
-    let app = Spawn::new(Backend::Sqlite).provisioning(&emulator).start().await.unwrap();
+    // PostgreSQL without TEST_DATABASE_URL: SKIPPED (printed by TestDb).
+    let Some(app) = Spawn::new(backend).provisioning(&emulator).start().await else { return };
     let mut ids = Vec::new();
     for n in 0..30 {
         let done = sync(&app, "user.created", record(&format!("E-5{n:02}"), &format!("r{n}@example.com"))).await;
