@@ -682,6 +682,27 @@ mod tests {
     }
 
     #[test]
+    fn a_204_is_read_as_genesys_holding_exactly_what_was_sent() {
+        let mut held = json!({
+            "userName": "jane@example.com", "title": "Engineer",
+            "emails": [{"value": "jane@example.com", "type": "work", "primary": true}],
+            SCHEMA_ENTERPRISE: {"department": "Engineering"}
+        });
+        let wanted = json!({
+            "userName": "jane@example.com", "title": "Lead",
+            "emails": [{"value": "jane.roe@example.com", "type": "work"}],
+            "phoneNumbers": [{"value": "+1 555", "type": "work"}],
+            SCHEMA_ENTERPRISE: {"department": "Sales", "employeeNumber": "7"}
+        });
+        let sent = diff(&held, &wanted);
+        apply_operations(&mut held, &sent);
+        // Nothing is left to send: the mirror now holds what Genesys holds after the PATCH.
+        assert!(diff(&held, &wanted).is_empty(), "{held}");
+        assert_eq!(held["emails"][0]["primary"], true, "the entry's other fields stay");
+        assert_eq!(held["phoneNumbers"], json!([{"value": "+1 555", "type": "work"}]));
+    }
+
+    #[test]
     fn the_diff_is_minimal_and_uses_real_scim_paths() {
         let current = json!({
             "userName": "jane@example.com", "displayName": "Jane Doe", "title": "Engineer",
