@@ -10,7 +10,7 @@ use crate::common::*;
 const SYNC: &str = "/webhooks/directory-sync";
 const BATCH: &str = "/webhooks/directory-sync/batch";
 
-fn record(external_id: &str, email: &str) -> Value {
+pub(crate) fn record(external_id: &str, email: &str) -> Value {
     json!({
         "externalId": external_id, "firstName": "Jane", "lastName": "Doe", "workEmail": email,
         "department": "Engineering", "jobTitle": "Engineer", "employeeNumber": "1042", "hireDate": "2026-12-01"
@@ -197,7 +197,7 @@ fn seed_user(emulator: &genesys_emulator::Emulator, external_id: &str, email: &s
     })
 }
 
-async fn sync(app: &TestApp, kind: &str, data: Value) -> Value {
+pub(crate) async fn sync(app: &TestApp, kind: &str, data: Value) -> Value {
     let id = format!("sync-{}", uuid::Uuid::new_v4().simple());
     let (status, answer) = app.post_signed(SYNC, &event(kind, data), &id).await;
     assert_eq!(status, 202, "{answer}");

@@ -6,23 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::*;
-
-const SYNC: &str = "/webhooks/directory-sync";
-
-fn record(external_id: &str, email: &str) -> Value {
-    json!({
-        "externalId": external_id, "firstName": "Jane", "lastName": "Doe", "workEmail": email,
-        "department": "Engineering", "jobTitle": "Engineer", "employeeNumber": "1042", "hireDate": "2026-12-01"
-    })
-}
-
-async fn sync(app: &TestApp, kind: &str, data: Value) -> Value {
-    let id = format!("sync-{}", uuid::Uuid::new_v4().simple());
-    let (status, answer) = app.post_signed(SYNC, &json!({"event": kind, "data": data}), &id).await;
-    assert_eq!(status, 202, "{answer}");
-    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
-    app.wait_for_state(audit_id, "succeeded", Duration::from_secs(15)).await
-}
+use crate::directory::{record, sync};
 
 /// Requests to the Genesys API so far, by `METHOD /route`.
 fn api_routes(emulator: &genesys_emulator::Emulator) -> std::collections::BTreeMap<String, u64> {
