@@ -9,6 +9,7 @@ mod admin;
 mod enqueue;
 pub mod intake;
 mod lease;
+mod replicas;
 mod reports;
 mod retention;
 mod store;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 pub use crate::lifecycle::{AttemptOutcome, JobKind};
+pub use replicas::ReplicaRow;
 pub use retention::Swept;
 
 /// Errors of the job store.

@@ -17,4 +17,5 @@ mod openapi;
 mod process;
 mod provisioning;
 mod queue;
+mod replicas;
 mod retention;
