@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod probe;
 pub mod queue;
+pub mod replicas;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod signing;
@@ -67,6 +68,9 @@ pub struct App {
     worker: Arc<Worker>,
     committer: Committer,
     run_workers: bool,
+    /// The one Genesys client (None: no credentials, or a test's own handler); its pace is shared
+    /// with the other replicas while the workers run.
+    genesys: Option<Arc<GenesysClient>>,
 }
 
 /// How to build an `App`: `App::builder(config)`, then what differs from production, then `build`.
@@ -149,7 +153,7 @@ impl App {
             .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?
             .with_clock(clock);
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
-        let metrics = Arc::new(Metrics::with_genesys(genesys));
+        let metrics = Arc::new(Metrics::with_genesys(genesys.clone()));
         // The queue gauges start from one count; the lifecycle events keep them current from here.
         if let Err(e) = metrics.seed_queue(&store).await {
             tracing::warn!(error = %e, "counting the queue for the metrics failed; the next resync counts again");
@@ -165,7 +169,7 @@ impl App {
         let worker = Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
         let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake });
         let run_workers = state.config.queue.run_workers;
-        Ok(App { listener, addr, state, audit, worker, committer, run_workers })
+        Ok(App { listener, addr, state, audit, worker, committer, run_workers, genesys })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -206,14 +210,37 @@ impl App {
     /// Runs until `stop` is cancelled: stops accepting, lets in-flight requests finish and their
     /// jobs commit, lets running jobs finish (or releases them after the grace period), then returns.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StartError> {
-        let App { listener, state, worker, committer, run_workers, .. } = self;
+        let App { listener, state, worker, committer, run_workers, genesys, .. } = self;
         for warning in state.config.warnings() {
             tracing::warn!("{warning}");
         }
         let committer_stop = CancellationToken::new();
         let committer =
             committer.start(state.store.clone(), state.wake.clone(), state.bus.clone(), committer_stop.clone());
-        let workers = run_workers.then(|| tokio::spawn(worker.run(stop.clone())));
+        // Replicas running workers share the Genesys rate (`replicas`): this one announces itself
+        // first, and its workers start once the others have made room for it.
+        let share_stop = CancellationToken::new();
+        let (share, may_start) = match genesys.filter(|_| run_workers) {
+            Some(client) => {
+                let (ready, may_start) = tokio::sync::oneshot::channel();
+                let every = state.config.genesys.replica_heartbeat;
+                let share = replicas::PaceShare::new(state.store.clone(), client, every);
+                (Some(tokio::spawn(share.run(ready, share_stop.clone()))), Some(may_start))
+            }
+            None => (None, None),
+        };
+        let workers = run_workers.then(|| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Some(may_start) = may_start {
+                    tokio::select! {
+                        _ = may_start => {},
+                        _ = stop.cancelled() => {},
+                    }
+                }
+                worker.run(stop).await
+            })
+        });
         let checkpoints =
             tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
         let queue = &state.config.queue;
@@ -246,6 +273,11 @@ impl App {
         let _ = resync.await;
         if let Some(w) = workers {
             let _ = w.await;
+        }
+        // Only now that this replica sends nothing more do the others take its share.
+        share_stop.cancel();
+        if let Some(share) = share {
+            let _ = share.await;
         }
         store.close().await;
         tracing::info!("stopped");

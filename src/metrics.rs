@@ -20,7 +20,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +152,30 @@ impl Collector for GenesysCounters {
             let name = format!("provisioner_genesys_{name}");
             let metric = encoder.encode_descriptor(&name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
+        }
+        let pace = g.pace();
+        let gauges = [
+            (
+                "pace_share",
+                "Replicas sharing the Genesys request rate (this one included), from the job store's heartbeats.",
+                f64::from(pace.share),
+            ),
+            (
+                "pace_allowed_per_minute",
+                "Requests per minute Genesys allows the OAuth client: configured, or lowered by inin-ratelimit-allowed.",
+                f64::from(pace.allowed_per_minute),
+            ),
+            (
+                "pace_per_minute",
+                "Requests per minute this process sends at most: its share of the allowed rate.",
+                pace.per_minute,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let name = format!("provisioner_genesys_{name}");
+            let metric = encoder.encode_descriptor(&name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
         }
         Ok(())
     }

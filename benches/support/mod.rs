@@ -172,6 +172,12 @@ pub fn serve_command(dir: &Path, addr: SocketAddr, settings: &[(&str, &str, toml
 
 /// The service, pacing its Genesys requests at `rate` per minute, with a fresh database and audit folder.
 pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Process {
+    let (command, addr) = service_command(dir, genesys, rate, workers);
+    Process::spawn("service", command, addr, dir.join("service.log"))
+}
+
+/// `start_service`'s command and address, not started yet (set `DATABASE_URL` on it for another store).
+pub fn service_command(dir: &Path, genesys: &str, rate: u32, workers: usize) -> (Command, SocketAddr) {
     let addr = free_port();
     let rate = ("genesys", "requests_per_minute", toml::Value::Integer(i64::from(rate)));
     let mut command = serve_command(dir, addr, &[rate]);
@@ -181,7 +187,7 @@ pub fn start_service(dir: &Path, genesys: &str, rate: u32, workers: usize) -> Pr
         .env("GENESYS_CLIENT_ID", CLIENT_ID)
         .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
         .env("WORKER_CONCURRENCY", workers.to_string());
-    Process::spawn("service", command, addr, dir.join("service.log"))
+    (command, addr)
 }
 
 pub async fn emulator_stats(http: &reqwest::Client, emulator: &str) -> Stats {

@@ -95,6 +95,7 @@ pub(super) struct RawGenesys {
     pub(super) token_refresh_margin_secs: Option<u64>,
     pub(super) request_timeout_secs: Option<u64>,
     pub(super) max_inline_wait_secs: Option<u64>,
+    pub(super) replica_heartbeat_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

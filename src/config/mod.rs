@@ -184,6 +184,9 @@ pub struct GenesysConfig {
     pub request_timeout: Duration,
     /// A 429's `Retry-After` up to this long is waited out in place; longer ones go back to the queue.
     pub max_inline_wait: Duration,
+    /// How often a process whose workers run writes its heartbeat to the job store and counts the
+    /// replicas that share `requests_per_minute` with it (`crate::replicas`).
+    pub replica_heartbeat: Duration,
 }
 
 #[derive(Clone, Debug)]

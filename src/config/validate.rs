@@ -228,6 +228,10 @@ fn build_genesys(raw: RawGenesys, client_secret: Option<String>, problems: &mut 
     if requests_per_minute == 0 {
         problems.push("genesys.requests_per_minute must be at least 1".to_string());
     }
+    let replica_heartbeat_ms = raw.replica_heartbeat_ms.unwrap_or(5_000);
+    if !(50..=60_000).contains(&replica_heartbeat_ms) {
+        problems.push("genesys.replica_heartbeat_ms must be from 50 to 60000".to_string());
+    }
     GenesysConfig {
         region,
         api_url,
@@ -238,6 +242,7 @@ fn build_genesys(raw: RawGenesys, client_secret: Option<String>, problems: &mut 
         token_refresh_margin: Duration::from_secs(raw.token_refresh_margin_secs.unwrap_or(300)),
         request_timeout: Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1)),
         max_inline_wait: Duration::from_secs(raw.max_inline_wait_secs.unwrap_or(30)),
+        replica_heartbeat: Duration::from_millis(replica_heartbeat_ms),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The one Genesys Cloud HTTP client of the process: pacing, token handling, retries, error mapping.
 //!
 //! - Pacing: requests leave at most at the configured rate (default 300/min per OAuth client), spaced
-//!   evenly, so a backlog drains at the pace Genesys allows instead of as a storm of 429s.
+//!   evenly, so a backlog drains at the pace Genesys allows instead of as a storm of 429s. Replicas
+//!   on one job store share that rate (`set_share`, kept current by `crate::replicas`).
 //! - A 429 pauses the shared pace for `Retry-After` (3 s when absent), and an `inin-ratelimit-allowed`
 //!   lower than our rate lowers it for good. Waits longer than `max_inline_wait` go back to the queue.
 //! - 5xx, timeouts and connection errors are retried a few times here, then reported as retryable.
@@ -113,10 +114,36 @@ impl Answer {
     }
 }
 
-/// Spaces requests evenly at the allowed rate; a 429 pushes every waiting request back.
+/// Spaces requests evenly at this process's share of the allowed rate; a 429 pushes every waiting
+/// request back.
 struct Pace {
+    /// Requests per minute Genesys allows the OAuth client: the configured rate, or less when an
+    /// `inin-ratelimit-allowed` said so.
+    allowed: u32,
+    /// How many processes send with the same OAuth client (replicas whose workers run), this one
+    /// included: each paces itself at `allowed / share`.
+    share: u32,
+    /// Between two requests of this process.
     interval: Duration,
     next: Moment,
+}
+
+impl Pace {
+    fn new(allowed: u32, next: Moment) -> Self {
+        Pace { allowed, share: 1, interval: pace_interval(allowed, 1), next }
+    }
+
+    /// Spaces the requests from now on by `interval`. When that is slower, the turns already
+    /// handed out (up to one per waiting job, at the old spacing) are counted as if spaced at the
+    /// new one: the next turn comes after them as late as that would put it, so a minute holds no
+    /// more than the new rate allows. When it is faster they keep their spacing (never a burst).
+    fn respace(&mut self, interval: Duration, now: Moment) {
+        if interval > self.interval {
+            let handed_out = self.next.saturating_duration_since(now);
+            self.next = now + handed_out.mul_f64(interval.as_secs_f64() / self.interval.as_secs_f64());
+        }
+        self.interval = interval;
+    }
 }
 
 /// The share of the allowed rate we use. Genesys counts a sliding minute by arrival, we space by
@@ -124,8 +151,20 @@ struct Pace {
 /// absorbs that jitter (docs/performance.md has the benchmark).
 const PACE_HEADROOM: f64 = 0.98;
 
-fn pace_interval(per_minute: u32) -> Duration {
-    Duration::from_secs_f64(60.0 / (f64::from(per_minute.max(1)) * PACE_HEADROOM))
+/// The spacing of requests when `share` processes divide `per_minute` between them.
+fn pace_interval(per_minute: u32, share: u32) -> Duration {
+    Duration::from_secs_f64(60.0 * f64::from(share.max(1)) / (f64::from(per_minute.max(1)) * PACE_HEADROOM))
+}
+
+/// How the client paces its requests now (`GenesysClient::pace`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PaceView {
+    /// Requests per minute Genesys allows the OAuth client (configured, or lowered by Genesys).
+    pub allowed_per_minute: u32,
+    /// Processes sharing that rate, this one included.
+    pub share: u32,
+    /// Requests per minute this process sends at most: its share, with the headroom taken off.
+    pub per_minute: f64,
 }
 
 /// Counters for tests, the benchmark and metrics.
@@ -175,13 +214,12 @@ impl GenesysClient {
             .build()
             .map_err(|e| GenesysError::Decode(format!("cannot build the HTTP client: {e}")))?;
         let clock = Clock::system();
-        let interval = pace_interval(settings.requests_per_minute);
         let tokens = TokenCache::new(settings.credentials.clone(), settings.token_refresh_margin, clock.clone());
         Ok(GenesysClient {
             http,
-            settings,
             tokens,
-            pace: Mutex::new(Pace { interval, next: clock.now() }),
+            pace: Mutex::new(Pace::new(settings.requests_per_minute, clock.now())),
+            settings,
             stats: ClientStats::default(),
             clock,
         })
@@ -189,10 +227,9 @@ impl GenesysClient {
 
     /// The client on `clock` (it is on the system clock otherwise), before its first request.
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        let interval = pace_interval(self.settings.requests_per_minute);
         self.tokens =
             TokenCache::new(self.settings.credentials.clone(), self.settings.token_refresh_margin, clock.clone());
-        self.pace = Mutex::new(Pace { interval, next: clock.now() });
+        self.pace = Mutex::new(Pace::new(self.settings.requests_per_minute, clock.now()));
         self.clock = clock;
         self
     }
@@ -208,6 +245,31 @@ impl GenesysClient {
 
     pub fn api_url(&self) -> &str {
         &self.settings.api_url
+    }
+
+    fn pace_lock(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How requests are paced now.
+    pub fn pace(&self) -> PaceView {
+        let pace = self.pace_lock();
+        PaceView { allowed_per_minute: pace.allowed, share: pace.share, per_minute: 60.0 / pace.interval.as_secs_f64() }
+    }
+
+    /// Paces this process at `1 / share` of the allowed rate: `share` processes (this one included)
+    /// send with the same OAuth client. Takes effect from the next request that waits for its turn
+    /// (see `Pace::respace` for the turns already handed out). Returns whether the share changed.
+    pub fn set_share(&self, share: u32) -> bool {
+        let mut pace = self.pace_lock();
+        let share = share.max(1);
+        if pace.share == share {
+            return false;
+        }
+        pace.share = share;
+        let interval = pace_interval(pace.allowed, share);
+        pace.respace(interval, self.clock.now());
+        true
     }
 
     /// Sends a request and returns any answer that is not a 401, 429 or 5xx (those are handled
@@ -324,7 +386,7 @@ impl GenesysClient {
     /// Waits for this request's slot in the shared pace.
     async fn wait_turn(&self) {
         let slot = {
-            let mut pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pace = self.pace_lock();
             let now = self.clock.now();
             let slot = pace.next.max(now);
             pace.next = slot + pace.interval;
@@ -334,16 +396,119 @@ impl GenesysClient {
     }
 
     /// After a 429: nobody sends before `retry_after` has passed, and if Genesys says it allows
-    /// fewer requests than we pace for, the pace follows it.
+    /// fewer requests than we pace for, the pace follows it (still divided among the replicas: the
+    /// limit is the OAuth client's, not this process's).
     fn slow_down(&self, retry_after: Duration, allowed_per_minute: Option<u32>) {
-        let mut pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
-        pace.next = pace.next.max(self.clock.now() + retry_after);
-        if let Some(allowed) = allowed_per_minute.filter(|a| *a > 0) {
-            let theirs = pace_interval(allowed);
-            if theirs > pace.interval {
-                tracing::warn!(allowed, "Genesys allows fewer requests per minute than configured; pacing down");
-                pace.interval = theirs;
-            }
+        let mut pace = self.pace_lock();
+        let now = self.clock.now();
+        if let Some(allowed) = allowed_per_minute.filter(|a| *a > 0 && *a < pace.allowed) {
+            tracing::warn!(allowed, "Genesys allows fewer requests per minute than configured; pacing down");
+            pace.allowed = allowed;
+            let interval = pace_interval(allowed, pace.share);
+            pace.respace(interval, now);
         }
+        pace.next = pace.next.max(now + retry_after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{ClientSettings, GenesysClient};
+    use crate::clock::ManualClock;
+    use crate::genesys::auth::Credentials;
+
+    fn client(per_minute: u32, manual: &ManualClock) -> GenesysClient {
+        GenesysClient::new(ClientSettings {
+            api_url: "http://127.0.0.1:9".into(),
+            credentials: Credentials {
+                login_url: "http://127.0.0.1:9".into(),
+                region: "mypurecloud.com".into(),
+                client_id: "id".into(),
+                client_secret: "secret".to_string().into(),
+            },
+            requests_per_minute: per_minute,
+            token_refresh_margin: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+            max_inline_wait: Duration::from_secs(1),
+            transient_retries: 0,
+        })
+        .unwrap()
+        .with_clock(manual.clock())
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 0.01
+    }
+
+    #[test]
+    fn the_share_divides_the_pace_and_a_departed_replica_restores_it() {
+        let client = client(600, &ManualClock::new());
+        let alone = client.pace();
+        assert_eq!((alone.allowed_per_minute, alone.share), (600, 1));
+        assert!(close(alone.per_minute, 588.0), "{alone:?}");
+        assert!(client.set_share(2));
+        assert!(!client.set_share(2), "no change");
+        assert!(close(client.pace().per_minute, 294.0), "{:?}", client.pace());
+        // Genesys says the client may send fewer: the share divides that.
+        client.slow_down(Duration::ZERO, Some(300));
+        let lowered = client.pace();
+        assert_eq!((lowered.allowed_per_minute, lowered.share), (300, 2));
+        assert!(close(lowered.per_minute, 147.0), "{lowered:?}");
+        // A higher `allowed` does not raise it again.
+        client.slow_down(Duration::ZERO, Some(1_000));
+        assert_eq!(client.pace().allowed_per_minute, 300);
+        // The other replica stopped: this one has the whole (lowered) rate again.
+        assert!(client.set_share(1));
+        assert!(close(client.pace().per_minute, 294.0), "{:?}", client.pace());
+        // Nobody is no share: a count of 0 means this process alone.
+        assert!(!client.set_share(0));
+        assert_eq!(client.pace().share, 1);
+    }
+
+    fn ready(turn: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        turn.as_mut().poll(&mut cx).is_ready()
+    }
+
+    /// For real, on the clock: a turn waits one shared interval after the one before.
+    #[tokio::test]
+    async fn turns_are_spaced_by_the_shared_interval() {
+        let manual = ManualClock::new();
+        let client = client(600, &manual);
+        client.set_share(2);
+        let interval = Duration::from_secs_f64(60.0 * 2.0 / (600.0 * super::PACE_HEADROOM));
+        let within = Duration::from_secs(5);
+        tokio::time::timeout(within, client.wait_turn()).await.expect("the first turn is now");
+        let mut second = Box::pin(client.wait_turn());
+        assert!(!ready(&mut second));
+        manual.advance(interval - Duration::from_millis(2));
+        assert!(!ready(&mut second), "a single process's interval is half as long: not yet");
+        manual.advance(Duration::from_millis(2));
+        tokio::time::timeout(within, second).await.expect("due after one shared interval");
+    }
+
+    /// Turns handed out at the full rate before another replica came are made up for: the next
+    /// turn after them comes as late as if they had been spaced at the share.
+    #[tokio::test]
+    async fn a_larger_share_makes_up_for_the_turns_already_handed_out() {
+        let manual = ManualClock::new();
+        let client = client(600, &manual);
+        let alone = Duration::from_secs_f64(60.0 / (600.0 * super::PACE_HEADROOM));
+        // Three jobs wait for their turns: now, 1 and 2 intervals from now.
+        let mut handed_out: Vec<_> = (0..3).map(|_| Box::pin(client.wait_turn())).collect();
+        let now: Vec<bool> = handed_out.iter_mut().map(ready).collect();
+        assert_eq!(now, [true, false, false]);
+        client.set_share(2);
+        // The fourth would have come 3 intervals from now; it comes after 3 shared ones (6 intervals).
+        let mut fourth = Box::pin(client.wait_turn());
+        manual.advance(alone * 2);
+        assert!(handed_out[1..].iter_mut().all(ready), "the turns handed out keep their times");
+        manual.advance(alone * 4 - Duration::from_millis(2));
+        assert!(!ready(&mut fourth), "not yet");
+        // (and a millisecond for the rounding of the stretched span)
+        manual.advance(Duration::from_millis(3));
+        tokio::time::timeout(Duration::from_secs(5), fourth).await.expect("due after the made-up spacing");
     }
 }

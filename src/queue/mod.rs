@@ -10,6 +10,7 @@ mod enqueue;
 pub mod intake;
 mod lease;
 mod mirror;
+mod replicas;
 mod reports;
 mod retention;
 mod store;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 pub use crate::lifecycle::{AttemptOutcome, DiscrepancyKind, JobKind};
 pub use mirror::MirroredUser;
+pub use replicas::ReplicaRow;
 pub use retention::Swept;
 
 /// Errors of the job store.

@@ -18,4 +18,5 @@ mod openapi;
 mod process;
 mod provisioning;
 mod queue;
+mod replicas;
 mod retention;
