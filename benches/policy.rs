@@ -3,7 +3,8 @@
 //!
 //! 1. a compliant new hire, as the typed SCIM user the job sends (`UserView::of_scim`);
 //! 2. a compliant user as SCIM JSON (a mapped directory record, a validation webhook's `data`);
-//! 3. a user that breaks five rules at once (six violations, each message written).
+//! 3. a user that breaks five rules at once (six violations, each message written);
+//! 4. what a new hire's intake adds: building its SCIM user (`scim_user::build`) and judging it.
 //!
 //! Each case runs for 2 s after a short warm-up; the users are built once, outside the timing, so
 //! what is measured is the judging alone. A compliant user is judged without allocating (the
@@ -23,6 +24,8 @@ use genesys_provisioner::config::Config;
 use genesys_provisioner::genesys::types::{
     EnterpriseUser, SCHEMA_ENTERPRISE, SCHEMA_GENESYS, ScimMultiValue, ScimUser, ScimValue,
 };
+use genesys_provisioner::pipeline::NewHire;
+use genesys_provisioner::pipeline::scim_user;
 use genesys_provisioner::policy::{Policy, UserView};
 use serde_json::{Value, json};
 
@@ -53,7 +56,7 @@ group_id = "d4e5f6a7-8901-23de-fabc-4567890abcde"
 roles = ["employee"]
 "#;
 
-fn policy() -> Policy {
+fn config() -> Config {
     let env: BTreeMap<String, String> = [
         ("HR_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("ADMIN_TOKEN", "bench-admin-token-0123456789"),
@@ -61,8 +64,7 @@ fn policy() -> Policy {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let config = Config::from_toml(CONFIG, &env).expect("the benchmark's config is valid");
-    (*config.policy).clone()
+    Config::from_toml(CONFIG, &env).expect("the benchmark's config is valid")
 }
 
 /// A new hire's create body, as `pipeline::scim_user::build` makes it.
@@ -128,8 +130,15 @@ fn measure(name: &str, seconds: f64, expected: usize, mut judge: impl FnMut() ->
 
 fn main() {
     let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
-    let policy = policy();
+    let config = config();
+    let policy: &Policy = &config.policy;
     let (typed, compliant, violating) = (typed_user(), json_user(), violating_user());
+    let hire = NewHire::from_json(&json!({
+        "id": "evt-1", "email": "jane.doe@example.com", "firstName": "Jane", "lastName": "Doe",
+        "departmentCode": "ENG", "title": "Engineer", "employeeId": "E-1042", "hireDate": "2026-12-01"
+    }))
+    .expect("a valid hire");
+    let department = config.departments.get("ENG").expect("ENG is configured");
     println!("policy evaluations on one core, every rule configured ({seconds} s each)");
     measure("compliant new hire (typed ScimUser)", seconds, 0, || {
         policy.evaluate(&UserView::of_scim(black_box(&typed))).as_slice().len()
@@ -139,5 +148,9 @@ fn main() {
     });
     measure("user breaking five rules (SCIM JSON, 6 violations)", seconds, 6, || {
         policy.evaluate(&UserView::of_json(black_box(&violating))).as_slice().len()
+    });
+    measure("new hire at intake (scim_user::build, then judged)", seconds, 0, || {
+        let user = scim_user::build(black_box(&hire), department, None);
+        policy.evaluate(&UserView::of_scim(&user)).as_slice().len()
     });
 }
