@@ -53,6 +53,8 @@ stop_sandbox() {
 trap cleanup EXIT
 
 admin_token="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+# The validation webhook takes a shared secret in a header, which schemathesis can send (it cannot sign).
+validation_secret="fuzz-validation-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 
 # Starts a sandbox on a free port with its own SQLite file and audit folder; VERIFY_SIGNATURES as
 # given ($1), its log in $work/$2.log. Sets base and server_pid.
@@ -67,6 +69,7 @@ start_sandbox() {
     SANDBOX_DATABASE_URL="sqlite://$work/$name.db" \
     AUDIT_DIR="$work/$name-audit" \
     ADMIN_TOKEN="$admin_token" \
+    VALIDATION_WEBHOOK_SECRET="$validation_secret" \
     VERIFY_SIGNATURES="$verify" \
     LOG_FORMAT=json \
     RUST_LOG=warn \
@@ -112,6 +115,7 @@ status=0
 "$venv/bin/st" run "$base/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance \
   --header "Authorization: Bearer $admin_token" \
+  --header "x-validation-secret: $validation_secret" \
   --max-examples "${FUZZ_MAX_EXAMPLES:-60}" \
   --max-time "${FUZZ_MAX_TIME:-120}" \
   --seed "${FUZZ_SEED:-15}" \
@@ -128,6 +132,7 @@ status=0
 "$venv/bin/st" run "$base/openapi.json" \
   --checks ignored_auth,not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --header "Authorization: Bearer $admin_token" \
+  --header "x-validation-secret: $validation_secret" \
   --max-examples 5 \
   --max-time "${FUZZ_SIGNED_MAX_TIME:-30}" \
   --seed "${FUZZ_SEED:-15}" \

@@ -45,6 +45,10 @@ pub enum ApiError {
     /// 422: well-formed but refers to something this service does not know.
     #[error("{0}")]
     Unprocessable(String),
+    /// 422: the user the event describes violates the provisioning policy; the answer lists every
+    /// violation (`PolicyRefusal`).
+    #[error("The user violates the provisioning policy ({} violation(s))", .0.as_slice().len())]
+    PolicyViolation(crate::policy::Violations),
     /// 503: a dependency is unavailable; the sender should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -66,7 +70,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::PolicyViolation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,10 +89,32 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => WebhookOutcome::TooLarge,
             ApiError::UnsupportedMediaType(_) => WebhookOutcome::UnsupportedMediaType,
             ApiError::Unprocessable(_) => WebhookOutcome::Unprocessable,
+            ApiError::PolicyViolation(_) => WebhookOutcome::PolicyDenied,
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => WebhookOutcome::Unavailable,
             ApiError::Internal(_) => WebhookOutcome::InternalError,
         }
     }
+}
+
+impl ApiError {
+    /// The violations of a `PolicyViolation` (else none): its audit line lists them.
+    pub fn violations(&self) -> &[crate::policy::Violation] {
+        match self {
+            ApiError::PolicyViolation(v) => v.as_slice(),
+            _ => &[],
+        }
+    }
+}
+
+/// A 422 for a user that violates the provisioning policy: the error shape and every violation.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PolicyRefusal {
+    /// What is wrong, in words.
+    pub error: String,
+    /// Every violation, in the order of the rules (absent when the refusal is no policy's: an
+    /// unmapped department code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<crate::policy::Violation>,
 }
 
 impl From<QueueError> for ApiError {
@@ -113,7 +139,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) | ApiError::Unavailable(detail) | ApiError::StoreUnavailable(detail) = &self {
             tracing::error!(%status, detail, "request failed");
         }
+        let error = crate::audit::bounded(self.to_string());
+        if let ApiError::PolicyViolation(v) = self {
+            return (status, Json(PolicyRefusal { error, violations: v.0 })).into_response();
+        }
         // Bounded: a message may echo input (a department code, an id) as long as the body.
-        (status, Json(ErrorBody { error: crate::audit::bounded(self.to_string()) })).into_response()
+        (status, Json(ErrorBody { error })).into_response()
     }
 }

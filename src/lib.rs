@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod probe;
 pub mod queue;
 pub mod replicas;
@@ -115,6 +116,7 @@ impl AppBuilder {
                 for_handler,
                 bus.clone(),
                 config.sync.clone(),
+                config.policy.clone(),
                 store.clone(),
             ))
         })

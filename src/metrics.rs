@@ -407,6 +407,7 @@ impl Subscriber for Metrics {
             | Event::Synced { .. }
             | Event::Reconciled { .. }
             | Event::SyncFailed { .. }
+            | Event::Validated(_)
             | Event::Discrepancy { .. } => {}
         }
     }
@@ -467,6 +468,7 @@ mod tests {
                 outcome: WebhookOutcome::Unauthorized,
                 http_status: 401,
                 error: &"no",
+                violations: &[],
                 sender: Sender::Unauthenticated { source: "10.0.0.1" },
             }),
             // Two claimed; one retries and runs again, then succeeds; the other dies.

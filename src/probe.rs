@@ -25,11 +25,10 @@ impl Finding {
     }
 }
 
-/// The role names the configuration uses: the departments' roles and the role policy's.
+/// The role names the configuration uses: the departments' roles and those the policy allows.
 pub fn configured_roles(config: &Config) -> BTreeSet<String> {
-    let departments = config.departments.iter().flat_map(|d| d.roles.iter());
-    let policy = config.sync.allowed_roles.values().flatten();
-    departments.chain(policy).cloned().collect()
+    let departments = config.departments.iter().flat_map(|d| d.roles.iter().map(String::as_str));
+    departments.chain(config.policy.role_names()).map(str::to_string).collect()
 }
 
 /// Asks Genesys about everything configured. Stops after the token when Genesys refuses it (every

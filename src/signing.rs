@@ -13,7 +13,7 @@ use axum::http::HeaderName;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -76,6 +76,37 @@ impl WebhookSecret {
         mac.update(b".");
         mac.update(body);
         mac.finalize().into_bytes().to_vec()
+    }
+}
+
+/// A secret a caller sends as it is, in a header: a Genesys data action or an API destination can
+/// send a fixed header but cannot sign. Compared by SHA-256 digest in constant time, so the time a
+/// comparison takes says nothing about the secret, its length included. Never printed.
+#[derive(Clone)]
+pub struct SharedSecret(secrecy::SecretString);
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedSecret([redacted])")
+    }
+}
+
+impl SharedSecret {
+    /// Shortest secret accepted: a guessable one would let anybody through.
+    pub const MIN_LEN: usize = 16;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.len() < Self::MIN_LEN {
+            true => Err(format!("is too short (at least {} characters)", Self::MIN_LEN)),
+            false => Ok(SharedSecret(secrecy::SecretString::from(text.to_string()))),
+        }
+    }
+
+    /// Whether `presented` is the secret.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use secrecy::ExposeSecret;
+        let expected = Sha256::digest(self.0.expose_secret().as_bytes());
+        bool::from(Sha256::digest(presented).ct_eq(&expected))
     }
 }
 
@@ -228,6 +259,19 @@ mod tests {
             verify(&secrets, &r, b"{}", TS, Duration::from_secs(300)),
             Err(SignatureError::MissingHeaders("webhook-timestamp, webhook-signature".into()))
         );
+    }
+
+    #[test]
+    fn a_shared_secret_matches_only_itself_and_is_never_printed() {
+        let secret = SharedSecret::parse("a-shared-secret-0123456789").unwrap();
+        assert!(secret.matches(b"a-shared-secret-0123456789"));
+        for wrong in
+            [&b"a-shared-secret-012345678"[..], b"a-shared-secret-01234567890", b"", b"A-SHARED-SECRET-0123456789"]
+        {
+            assert!(!secret.matches(wrong));
+        }
+        assert_eq!(format!("{secret:?}"), "SharedSecret([redacted])");
+        assert!(SharedSecret::parse("short").unwrap_err().contains("at least 16"));
     }
 
     #[test]

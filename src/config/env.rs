@@ -29,6 +29,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUN_WORKERS", "true (default) or false: false makes an intake-only replica; no Genesys credentials: false"),
     ("JOB_RETRY_WINDOW_SECS", "how long a failing job is retried after it was accepted (default 86400)"),
     ("JOB_MAX_LOST_ATTEMPTS", "attempts of a job lost to crashes (lease expired) before it becomes a dead letter"),
+    (
+        "VALIDATION_WEBHOOK_SECRET",
+        "shared secret a validation webhook caller sends in [validation_webhook] secret_header",
+    ),
+    (
+        "VALIDATION_SIGNING_SECRET",
+        "Standard Webhooks secret(s), whsec_..., a validation webhook caller may sign with instead",
+    ),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
     ("PROVISIONER_ENV_FILE", "file of variables read at start (default .env in the current folder; none: no file)"),
 ];
@@ -71,6 +79,8 @@ pub(super) struct Secrets {
     pub(super) webhook: Option<String>,
     pub(super) admin_token: Option<String>,
     pub(super) genesys_client: Option<String>,
+    pub(super) validation_secret: Option<String>,
+    pub(super) validation_signing: Option<String>,
     /// Variables that hold a development value of `.env.example` (`PLACEHOLDER_SECRETS`).
     pub(super) placeholders: Vec<&'static str>,
 }
@@ -114,6 +124,8 @@ pub(super) fn overlay(raw: &mut RawConfig, env: &dyn Environment, problems: &mut
         webhook: env.var("HR_WEBHOOK_SECRET"),
         admin_token: env.var("ADMIN_TOKEN"),
         genesys_client: env.var("GENESYS_CLIENT_SECRET"),
+        validation_secret: env.var("VALIDATION_WEBHOOK_SECRET"),
+        validation_signing: env.var("VALIDATION_SIGNING_SECRET"),
         placeholders,
     }
 }
@@ -213,6 +225,12 @@ mod tests {
             ("RUN_WORKERS", "false", |c| c.queue.run_workers.to_string()),
             ("JOB_RETRY_WINDOW_SECS", "7", |c| c.queue.retry_window.as_secs().to_string()),
             ("JOB_MAX_LOST_ATTEMPTS", "7", |c| c.queue.max_lost_attempts.to_string()),
+            ("VALIDATION_WEBHOOK_SECRET", "a-validation-secret-0123", |c| {
+                c.validation.shared_secret.as_ref().is_some_and(|s| s.matches(b"a-validation-secret-0123")).to_string()
+            }),
+            ("VALIDATION_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", |c| {
+                c.validation.signing_secrets.len().to_string()
+            }),
             ("LOG_FORMAT", "json", |c| format!("{:?}", c.log_format).to_lowercase()),
         ];
         let mut base = good_env();
@@ -223,6 +241,8 @@ mod tests {
             let cfg = Config::from_toml(file, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
             let expected = match *name {
                 "HR_WEBHOOK_SECRET" => "2",
+                "VALIDATION_WEBHOOK_SECRET" => "true",
+                "VALIDATION_SIGNING_SECRET" => "1",
                 _ => value,
             };
             assert_eq!(read(&cfg), expected, "{name}");

@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) policy: RawPolicy,
     #[serde(default)]
+    pub(super) validation_webhook: RawValidationWebhook,
+    #[serde(default)]
     pub(super) log: RawLog,
 }
 
@@ -48,9 +50,40 @@ pub(super) struct RawSync {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPolicy {
-    /// `[policy.roles]`: department -> allowed role names.
+    /// Domains a primary email may have (unset: any).
+    pub(super) email_domains: Option<Vec<String>>,
+    /// Department codes a user may be in (unset: any).
+    pub(super) departments: Option<Vec<String>>,
+    /// A regular expression every cost center must match (unset: any).
+    pub(super) cost_center_pattern: Option<String>,
+    /// `[policy.roles]`: department code -> allowed role names (a department name is still read,
+    /// with a warning).
     #[serde(default)]
     pub(super) roles: BTreeMap<String, Vec<String>>,
+    /// `[policy.rules]`: each rule on (default) or off.
+    #[serde(default)]
+    pub(super) rules: RawPolicyRules,
+}
+
+/// `[policy.rules]`: one switch per rule (`policy::Rule::key`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicyRules {
+    pub(super) user_name: Option<bool>,
+    pub(super) primary_email: Option<bool>,
+    pub(super) email_domain: Option<bool>,
+    pub(super) department: Option<bool>,
+    pub(super) cost_center: Option<bool>,
+    pub(super) roles: Option<bool>,
+}
+
+/// `[validation_webhook]`: how `POST /webhook/scim-validation` knows its caller (the secrets come
+/// from the environment).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawValidationWebhook {
+    /// The header that carries `VALIDATION_WEBHOOK_SECRET`.
+    pub(super) secret_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,11 +16,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::signing::WebhookSecret;
+use crate::policy::Policy;
+use crate::signing::{SharedSecret, WebhookSecret};
 
 pub use env::{ENV_VARS, Environment, Layered, ProcessEnv};
 
@@ -77,8 +79,27 @@ pub struct Config {
     pub queue: QueueConfig,
     pub departments: DepartmentMap,
     pub sync: SyncConfig,
+    /// `[policy]`, compiled: what a user must be to be provisioned (intake, jobs, validation webhook).
+    pub policy: Arc<Policy>,
+    pub validation: ValidationWebhookConfig,
     pub log_format: LogFormat,
 }
+
+/// Who may call the validation webhook (`POST /webhook/scim-validation`): a caller sends the shared
+/// secret in `secret_header`, or signs as Standard Webhooks prescribes. With neither configured,
+/// every call is refused (401).
+#[derive(Clone, Debug)]
+pub struct ValidationWebhookConfig {
+    pub secret_header: axum::http::HeaderName,
+    /// `VALIDATION_WEBHOOK_SECRET`.
+    pub shared_secret: Option<SharedSecret>,
+    /// `VALIDATION_SIGNING_SECRET`: one or more `whsec_` keys.
+    pub signing_secrets: Vec<WebhookSecret>,
+}
+
+/// The header that carries the validation webhook's shared secret when `[validation_webhook]
+/// secret_header` names none.
+pub const DEFAULT_VALIDATION_SECRET_HEADER: &str = "x-validation-secret";
 
 /// Directory sync: the HR-to-SCIM mapping (compiled) and what a termination does.
 #[derive(Clone, Debug)]
@@ -87,8 +108,6 @@ pub struct SyncConfig {
     pub on_terminate: TerminateAction,
     /// Also take a leaver out of the department groups.
     pub remove_groups_on_terminate: bool,
-    /// Department (as the mapping names it) -> roles a user of it may be given.
-    pub allowed_roles: BTreeMap<String, Vec<String>>,
     /// At most this many directory events talk to Genesys at once in this process: a large batch goes
     /// in chunks of this size, under the client's pacing.
     pub chunk_size: usize,

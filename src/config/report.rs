@@ -55,6 +55,16 @@ impl Config {
             let roles = if d.roles.is_empty() { String::new() } else { format!(" roles {}", d.roles.join(", ")) };
             lines.push(format!("  {:<10} -> group {} name \"{}\"{}", d.code, d.group_id, d.name, roles));
         }
+        lines.push("policy".to_string());
+        lines.extend(self.policy.summary());
+        let v = &self.validation;
+        lines.push(format!(
+            "validation webhook  shared secret in {}: {}; signatures: {} secret(s){}",
+            v.secret_header,
+            set(v.shared_secret.is_some()),
+            v.signing_secrets.len(),
+            if v.shared_secret.is_none() && v.signing_secrets.is_empty() { " (every call is refused)" } else { "" }
+        ));
         lines
     }
 
@@ -85,6 +95,7 @@ impl Config {
                 }
             }
         }
+        w.extend(self.policy.notices().iter().cloned());
         if self.genesys.client_id.is_none() {
             w.push(
                 "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: webhooks are accepted and kept in the \
@@ -148,6 +159,8 @@ mod tests {
         e.insert("GENESYS_CLIENT_ID".into(), "client-id".into());
         e.insert("GENESYS_CLIENT_SECRET".into(), "super-secret-genesys-value".into());
         e.insert("DATABASE_URL".into(), "postgres://u:db-password-value@localhost/x".into());
+        e.insert("VALIDATION_WEBHOOK_SECRET".into(), "validation-shared-secret-value".into());
+        e.insert("VALIDATION_SIGNING_SECRET".into(), "whsec_bmV3LXNpZ25pbmcta2V5LTMyLWJ5dGVzLWxvbmchIQ==".into());
         let text = "[departments.ENG]\ngroup_id = \"a1b2c3d4-5678-90ab-cdef-1234567890ab\"\n";
         let cfg = Config::from_toml(text, &e).unwrap();
         let shown = format!("{cfg:?}\n{}", cfg.report().join("\n"));
@@ -156,6 +169,8 @@ mod tests {
             "an-admin-token-long-enough",
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "db-password-value",
+            "validation-shared-secret-value",
+            "bmV3LXNpZ25pbmcta2V5LTMyLWJ5dGVzLWxvbmchIQ",
         ] {
             assert!(!shown.contains(secret), "{secret} leaked in:\n{shown}");
         }

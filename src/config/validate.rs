@@ -8,9 +8,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::env::Secrets;
-use super::file::{RawConfig, RawDepartment, RawGenesys, RawQueue};
+use super::file::{RawConfig, RawDepartment, RawGenesys, RawPolicy, RawQueue, RawValidationWebhook};
 use super::*;
-use crate::signing::WebhookSecret;
+use crate::policy::{Policy, PolicySettings, Rule};
+use crate::signing::{SharedSecret, WebhookSecret};
 
 /// `raw` is the file with the environment on top (`env::overlay`); `problems` holds what the overlay
 /// found. A setting is named by its variable where it has one, whichever layer its value came from.
@@ -86,6 +87,9 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
     if departments.is_empty() && problems.is_empty() {
         problems.push("no [departments.<CODE>] is configured: every new hire would be refused".to_string());
     }
+    let policy = Arc::new(build_policy(raw.policy, &departments, &mut problems));
+    let validation =
+        build_validation(raw.validation_webhook, secrets.validation_secret, secrets.validation_signing, &mut problems);
 
     let on_terminate = match raw.sync.on_terminate.as_deref() {
         None | Some("deactivate") => TerminateAction::Deactivate,
@@ -145,11 +149,58 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
             mapping,
             on_terminate,
             remove_groups_on_terminate,
-            allowed_roles: raw.policy.roles,
             chunk_size: raw.sync.chunk_size.unwrap_or(25).max(1),
         },
+        policy,
+        validation,
         log_format,
     })
+}
+
+/// `[policy]` compiled against the department map (see `policy::Policy::compile`).
+fn build_policy(raw: RawPolicy, departments: &DepartmentMap, problems: &mut Vec<String>) -> Policy {
+    let r = raw.rules;
+    let switches = [
+        (Rule::UserName, r.user_name),
+        (Rule::PrimaryEmail, r.primary_email),
+        (Rule::EmailDomain, r.email_domain),
+        (Rule::Department, r.department),
+        (Rule::CostCenter, r.cost_center),
+        (Rule::Roles, r.roles),
+    ];
+    let settings = PolicySettings {
+        email_domains: raw.email_domains,
+        departments: raw.departments,
+        cost_center_pattern: raw.cost_center_pattern,
+        roles: raw.roles,
+        rules: switches.into_iter().filter_map(|(rule, on)| Some((rule, on?))).collect(),
+    };
+    Policy::compile(settings, departments, problems)
+}
+
+/// The validation webhook's header name and secrets (never echoed, even when malformed).
+fn build_validation(
+    raw: RawValidationWebhook,
+    shared: Option<String>,
+    signing: Option<String>,
+    problems: &mut Vec<String>,
+) -> ValidationWebhookConfig {
+    let header = raw.secret_header.unwrap_or_else(|| DEFAULT_VALIDATION_SECRET_HEADER.to_string());
+    let secret_header = axum::http::HeaderName::from_bytes(header.trim().as_bytes()).unwrap_or_else(|_| {
+        problems.push(format!("validation_webhook.secret_header {header:?} is not an HTTP header name"));
+        axum::http::HeaderName::from_static(DEFAULT_VALIDATION_SECRET_HEADER)
+    });
+    let shared_secret = shared.and_then(|s| {
+        SharedSecret::parse(&s).map_err(|e| problems.push(format!("VALIDATION_WEBHOOK_SECRET {e}"))).ok()
+    });
+    let mut signing_secrets = Vec::new();
+    for (i, part) in signing.iter().flat_map(|list| list.split([',', ' '])).filter(|s| !s.is_empty()).enumerate() {
+        match WebhookSecret::parse(part) {
+            Ok(s) => signing_secrets.push(s),
+            Err(e) => problems.push(format!("VALIDATION_SIGNING_SECRET (entry {}): {e}", i + 1)),
+        }
+    }
+    ValidationWebhookConfig { secret_header, shared_secret, signing_secrets }
 }
 
 /// `[departments.<CODE>]` as the department map: the one parser of the table, for the service

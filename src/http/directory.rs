@@ -14,7 +14,8 @@ use super::{
 use crate::error::ApiError;
 use crate::lifecycle::{JobKind, Subject};
 use crate::mapping::Mapping;
-use crate::pipeline::directory::SyncEvent;
+use crate::pipeline::directory::{self, SyncEvent, SyncKind};
+use crate::policy::UserView;
 use crate::queue::Enqueued;
 
 const ENDPOINT: &str = "/webhooks/directory-sync";
@@ -69,6 +70,22 @@ fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
     Ok(event)
 }
 
+/// The user a directory event asks for, judged by the policy before the event is stored: an event
+/// its job would refuse is refused here, where the sender can still be told. A leaver is never
+/// refused (leaving only takes access away); an event the mapping cannot turn into a user is left
+/// to its job, which reports the mapping's error with the job.
+async fn check_policy(state: &AppState, event: &SyncEvent) -> Result<(), ApiError> {
+    if event.event == SyncKind::Terminated {
+        return Ok(());
+    }
+    let code = event.data.get("departmentCode").and_then(Value::as_str);
+    let department = code.and_then(|c| state.config.departments.get(c));
+    let Ok((user, _)) = directory::map_user(&state.config.sync.mapping, department, event).await else {
+        return Ok(());
+    };
+    state.config.policy.evaluate(&UserView::of_json(&user)).into_result().map_err(ApiError::PolicyViolation)
+}
+
 /// One directory event: stored as a sync job, then acknowledged.
 #[utoipa::path(
     post,
@@ -83,6 +100,7 @@ fn parse_event(json: &Value, mapping: &Mapping) -> Result<SyncEvent, String> {
         (status = 413, description = "The body is larger than max_body_bytes", body = crate::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json (or application/*+json)", body = crate::error::ErrorBody),
         (status = 409, description = "The event id was already used for a different event", body = crate::error::ErrorBody),
+        (status = 422, description = "The user the event maps to violates the provisioning policy (every violation listed); nothing is stored", body = crate::error::PolicyRefusal),
         (status = 503, description = "The job store is unavailable or the service is stopping: retry", body = crate::error::ErrorBody),
     ),
     security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
@@ -96,6 +114,7 @@ pub async fn sync_event(
     let refuse = |e: ApiError| webhook.refuse(e).about(text("email"), text("departmentCode"));
     let webhook_id = event_id(webhook.header_id.as_deref(), text("id")).map_err(refuse)?;
     let event = parse_event(json, &state.config.sync.mapping).map_err(|e| refuse(ApiError::BadRequest(e)))?;
+    check_policy(&state, &event).await.map_err(refuse)?;
     // Hashed as the canonical text of the event, as a batch item is: the same event id may come
     // alone or in a batch (see `canonical_json`).
     let mut content = Vec::new();
@@ -110,7 +129,8 @@ pub async fn sync_event(
     }
 }
 
-/// Validates item by item: every valid event is stored, whatever its neighbours. The answer lists,
+/// Validates item by item: every valid event is stored, whatever its neighbours (an item whose user
+/// violates the provisioning policy is refused with its violations). The answer lists,
 /// in order, per item `queued` or `duplicate` with its auditId, or an error: 503 when any item
 /// failed for a reason of the service's own (the store is down: the sender must retry the batch;
 /// the items already stored come back as duplicates), else 202 when all were stored, 207 when
@@ -152,7 +172,10 @@ pub async fn sync_batch(
                 let state = state.clone();
                 let BatchItem { id, derived_id, content, .. } = item;
                 let task = pending.spawn(async move {
-                    let stored = store(&state, BATCH_ENDPOINT, &id, derived_id, &content, &event, Some(index)).await;
+                    let stored = match check_policy(&state, &event).await {
+                        Ok(()) => store(&state, BATCH_ENDPOINT, &id, derived_id, &content, &event, Some(index)).await,
+                        Err(refused) => Err(refused),
+                    };
                     (index, id, stored)
                 });
                 task_items.insert(task.id(), index);
@@ -185,7 +208,10 @@ pub async fn sync_batch(
                 json!({"index": index, "error": e.to_string()})
             }
             Err(e) => {
-                let answer = json!({"index": index, "error": e.to_string()});
+                let mut answer = json!({"index": index, "error": e.to_string()});
+                if !e.violations().is_empty() {
+                    answer["violations"] = json!(e.violations());
+                }
                 let refusal = Refusal::from(e);
                 record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), Subject::default().at(Some(index)));
                 if refusal.error.status().is_server_error() && server_error.is_none() {

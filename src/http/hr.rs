@@ -10,6 +10,8 @@ use super::{AppState, Endpoint, Event, Refused, SignedWebhook, check_lengths, en
 use crate::error::ApiError;
 use crate::lifecycle::{JobKind, Subject};
 use crate::pipeline::new_hire::{SentHire, UnreadableHire};
+use crate::pipeline::scim_user;
+use crate::policy::UserView;
 
 const ENDPOINT: &str = "/webhooks/hr/user-created";
 
@@ -60,7 +62,7 @@ fn queued(audit_id: Uuid) -> Response {
         (status = 413, description = "The body is larger than max_body_bytes", body = crate::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json (or application/*+json)", body = crate::error::ErrorBody),
         (status = 409, description = "The event id was already used for a different event", body = crate::error::ErrorBody),
-        (status = 422, description = "The department code is not configured", body = crate::error::ErrorBody),
+        (status = 422, description = "The department code is not configured, or the user the hire would become violates the provisioning policy (every violation listed); nothing is stored", body = crate::error::PolicyRefusal),
         (status = 503, description = "The job store is unavailable or the service is stopping: retry", body = crate::error::ErrorBody),
     ),
     security(("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = []))
@@ -85,9 +87,12 @@ pub async fn user_created(
     check_lengths(FIELD_LIMITS, "", |name| sent.text(name)).map_err(|e| webhook.refuse(ApiError::BadRequest(e)))?;
     let parsed = event_id(header_id, sent.text("id")).and_then(|id| {
         let hire = sent.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if state.config.departments.get(&hire.department_code).is_none() {
+        let Some(department) = state.config.departments.get(&hire.department_code) else {
             return Err(ApiError::Unprocessable(format!("Unmapped department code: {}", hire.department_code)));
-        }
+        };
+        // The user the job would create, judged now: a hire the policy refuses is never stored.
+        let user = scim_user::build(&hire, department, None);
+        state.config.policy.evaluate(&UserView::of_scim(&user)).into_result().map_err(ApiError::PolicyViolation)?;
         Ok((id, hire))
     });
     let refuse = |e: ApiError| webhook.refuse(e).about(sent.text("email"), sent.text("departmentCode"));

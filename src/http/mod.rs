@@ -8,6 +8,7 @@ pub mod hr;
 pub mod openapi;
 pub mod serve;
 pub mod signed;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -79,13 +80,6 @@ impl IntoResponse for MethodNotAllowed {
     }
 }
 
-/// A webhook body that passed the shared checks (content type, size, signature), not yet parsed.
-pub struct SignedBody {
-    pub bytes: Bytes,
-    /// The `webhook-id` header when sent (it is covered by the signature).
-    pub header_id: Option<String>,
-}
-
 /// A refused webhook: the answer (its `ApiError::outcome` is how it is counted).
 pub struct Refusal {
     pub error: ApiError,
@@ -95,8 +89,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal before the signature was checked.
-    fn unauthenticated(error: ApiError) -> Self {
+    /// A refusal before the sender was authenticated.
+    pub fn unauthenticated(error: ApiError) -> Self {
         Refusal { error, unauthenticated: true }
     }
 }
@@ -107,9 +101,10 @@ impl From<ApiError> for Refusal {
     }
 }
 
-/// Content type, size and signature, the checks every signed webhook passes first (`SignedWebhook`
-/// reads the body afterwards).
-pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) -> Result<SignedBody, Refusal> {
+/// Content type and size, the checks every webhook's body passes first, then the body read (within
+/// the body timeout). Its sender is authenticated afterwards (`Endpoint::authenticate`), since a
+/// signature covers the body.
+pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
         return Err(Refusal::unauthenticated(ApiError::UnsupportedMediaType(
@@ -129,21 +124,24 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         }
         return Err(too_large());
     }
-    let bytes: Bytes = match http_body_util::Limited::new(&mut body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    match http_body_util::Limited::new(&mut body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
             drain(&mut body, drain_cap.saturating_sub(limit as u64)).await;
-            return Err(too_large());
+            Err(too_large())
         }
         Err(e) if caused_by::<serve::BodyTimeout>(e.as_ref()) => {
             let limit = state.config.server.limits.body_timeout;
             let error = serve::BodyTimeout { limit }.to_string();
-            return Err(Refusal::unauthenticated(ApiError::RequestTimeout(error)));
+            Err(Refusal::unauthenticated(ApiError::RequestTimeout(error)))
         }
-        Err(_) => {
-            return Err(Refusal::unauthenticated(ApiError::BadRequest("Request body could not be read".to_string())));
-        }
-    };
+        Err(_) => Err(Refusal::unauthenticated(ApiError::BadRequest("Request body could not be read".to_string()))),
+    }
+}
+
+/// The HR sender's Standard Webhooks signature over `bytes` (unless `verify_signatures = false`);
+/// returns the `webhook-id` header when sent.
+pub fn verify_hr_signature(state: &AppState, headers: &HeaderMap, bytes: &[u8]) -> Result<Option<String>, Refusal> {
     // Looked up by prepared names: a header looked up by text is parsed and checked on every call.
     let header_text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let header_id = header_text(&signing::ID_HEADER);
@@ -157,14 +155,13 @@ pub async fn verify_signed(state: &AppState, headers: &HeaderMap, body: Body) ->
         signing::verify(
             &state.config.webhooks.secrets,
             &request,
-            &bytes,
+            bytes,
             now,
             state.config.webhooks.timestamp_tolerance,
         )
         .map_err(|e| Refusal::unauthenticated(ApiError::Unauthorized(e.to_string())))?;
     }
-    let header_id = header_id.filter(|s| !s.is_empty()).map(str::to_string);
-    Ok(SignedBody { bytes, header_id })
+    Ok(header_id.filter(|s| !s.is_empty()).map(str::to_string))
 }
 
 /// `application/json` or any `application/*+json`, parameters (charset) and letter case ignored.
@@ -252,6 +249,7 @@ pub fn check_lengths<'a>(
 pub fn refuse(
     state: &AppState,
     endpoint: &'static str,
+    id_header: &HeaderName,
     request: &Parts,
     refusal: Refusal,
     subject: Subject<'_>,
@@ -264,7 +262,7 @@ pub fn refuse(
         emit_refused(state, endpoint, &refusal, Sender::Unauthenticated { source: &source });
         return refusal.error.into_response();
     }
-    let header_id = request.headers.get(&signing::ID_HEADER).and_then(|v| v.to_str().ok());
+    let header_id = request.headers.get(id_header).and_then(|v| v.to_str().ok());
     record_refusal(state, endpoint, &refusal, header_id, subject);
     refusal.error.into_response()
 }
@@ -287,6 +285,7 @@ fn emit_refused(state: &AppState, endpoint: &'static str, refusal: &Refusal, sen
         outcome: refusal.error.outcome(),
         http_status: refusal.error.status().as_u16(),
         error: &refusal.error,
+        violations: refusal.error.violations(),
         sender,
     }));
 }

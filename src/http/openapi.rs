@@ -19,12 +19,15 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, directory, health, hr};
+use super::{AppState, admin, directory, health, hr, validation};
 use crate::error::ErrorBody;
 
 /// Names of the security schemes, as the handlers' `security(...)` annotations use them.
 pub const SIGNATURE_SCHEMES: [&str; 3] = ["webhook_id", "webhook_timestamp", "webhook_signature"];
 pub const ADMIN_SCHEME: &str = "admin_token";
+/// The validation webhook's shared secret header (its default name; `[validation_webhook]
+/// secret_header` may name another).
+pub const VALIDATION_SCHEME: &str = "validation_secret";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +41,7 @@ pub const ADMIN_SCHEME: &str = "admin_token";
     modifiers(&SecuritySchemes),
     tags(
         (name = "intake", description = "Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature)"),
+        (name = "validation", description = "The SCIM validation webhook: is this user allowed by the provisioning policy? (a shared secret header or a Standard Webhooks signature)"),
         (name = "admin", description = "Jobs, dead letters and reports (Authorization: Bearer <ADMIN_TOKEN>)"),
         (name = "operations", description = "Health, readiness, metrics and this document (no authentication)"),
     )
@@ -56,13 +60,18 @@ impl Modify for SecuritySchemes {
             (
                 SIGNATURE_SCHEMES[2],
                 crate::signing::HEADER_SIGNATURE,
-                "`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with a WEBHOOK_SECRETS key; several may be sent, space separated.",
+                "`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with a configured key (HR_WEBHOOK_SECRET for the HR webhooks, VALIDATION_SIGNING_SECRET for the validation webhook); several may be sent, space separated.",
             ),
         ];
         for (scheme, header, description) in headers {
             let key = ApiKey::Header(ApiKeyValue::with_description(header, description));
             components.add_security_scheme(scheme, SecurityScheme::ApiKey(key));
         }
+        let shared = ApiKey::Header(ApiKeyValue::with_description(
+            crate::config::DEFAULT_VALIDATION_SECRET_HEADER,
+            "VALIDATION_WEBHOOK_SECRET, sent as it is (the header `[validation_webhook] secret_header` names; this is its default).",
+        ));
+        components.add_security_scheme(VALIDATION_SCHEME, SecurityScheme::ApiKey(shared));
         let bearer = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some("The ADMIN_TOKEN, as `Authorization: Bearer <token>`."))
@@ -78,6 +87,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hr::user_created))
         .routes(routes!(directory::sync_event))
         .routes(routes!(directory::sync_batch))
+        .routes(routes!(validation::scim_validation))
         .routes(routes!(admin::job))
         .routes(routes!(admin::dead_letters))
         .routes(routes!(admin::replay))
@@ -178,6 +188,55 @@ pub struct DirectoryEventDoc {
     data: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The body of `POST /webhook/scim-validation`: a Genesys webhook about a user.
+#[derive(ToSchema)]
+#[schema(as = ValidationEvent, examples(json!({
+    "eventType": "user.created", "eventTimestamp": "2026-11-23T10:00:00.000Z",
+    "data": {
+        "id": "7d4b2d2e-0f4e-4a8e-9c1e-3f4b5a6c7d8e", "userName": "jane.doe@example.com",
+        "emails": [{"value": "jane.doe@example.com", "type": "work", "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Engineering"},
+        "urn:ietf:params:scim:schemas:extension:genesys:purecloud:2.0:User": {"externalIds": [{"authority": "costCenter", "value": "CC-1042"}]},
+        "roles": [{"value": "agent"}]
+    }
+})))]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Describes a body parsed as JSON (`ValidationEvent::read`); never built.
+pub struct ValidationEventDoc {
+    /// Only `user.created` is judged; any other type is answered `OK` and ignored.
+    event_type: String,
+    /// Required for `user.created`; echoed as sent.
+    event_timestamp: Option<String>,
+    /// Required for `user.created`: the SCIM user. Read: `userName`, `emails` (the entry with
+    /// `primary: true`), the enterprise extension's `department` (else a top-level `department`),
+    /// the cost center (a top-level `costCenter`, the enterprise extension's `costCenter`, the Genesys
+    /// extension's `externalIds` entry with authority `costCenter`), `roles`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A 400 of the validation webhook: the REJECTED answer, or the error of a malformed body.
+pub struct ValidationRefused;
+
+impl utoipa::PartialSchema for ValidationRefused {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(validation::ValidationRejected::name()))
+            .item(Ref::from_schema_name(ErrorBody::name()))
+            .description(Some("REJECTED with every violation, or the error of a malformed body"))
+            .into()
+    }
+}
+
+impl ToSchema for ValidationRefused {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        let rejected = <validation::ValidationRejected as utoipa::PartialSchema>::schema();
+        schemas.push((validation::ValidationRejected::name().into(), rejected));
+        <validation::ValidationRejected as ToSchema>::schemas(schemas);
+        schemas.push((ErrorBody::name().into(), <ErrorBody as utoipa::PartialSchema>::schema()));
+    }
+}
+
 /// An event stored as a job (or stored before: a retry gets the same answer).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -215,6 +274,8 @@ pub enum BatchResult {
     Refused {
         index: u64,
         error: String,
+        /// When the item's user violates the provisioning policy: every violation.
+        violations: Option<Vec<crate::policy::Violation>>,
     },
 }
 

@@ -9,17 +9,27 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, Refusal, SignedBody, refuse, verify_signed};
+use super::{AppState, Refusal, read_body, refuse, verify_hr_signature};
 use crate::audit::bounded_copy;
 use crate::error::ApiError;
 use crate::lifecycle::Subject;
 
-/// A signed webhook endpoint: the path its audit lines name, and what its body is read as.
+/// A signed webhook endpoint: the path its audit lines name, what its body is read as, and how
+/// its sender is authenticated (by default the HR sender's Standard Webhooks signature).
 pub trait Endpoint {
     const PATH: &'static str;
     type Body: WebhookBody;
+    /// The header that carries the sender's event id (named in the audit line of a refusal).
+    const ID_HEADER: HeaderName = crate::signing::ID_HEADER;
+
+    /// Checks the sender once the body is read; returns the event id header when sent. A refusal
+    /// here is an unauthenticated one (`Refusal::unauthenticated`).
+    fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Refusal> {
+        verify_hr_signature(state, headers, body)
+    }
 }
 
 /// How a body that passed the checks is read before the handler sees it.
@@ -42,10 +52,11 @@ impl WebhookBody for serde_json::Value {
 }
 
 /// A webhook to endpoint `E` that passed the content type, size (a 413 drains what it may, see
-/// `verify_signed`) and signature checks, its body read as `E::Body`. Refused otherwise.
+/// `read_body`) and authentication (`Endpoint::authenticate`) checks, its body read as `E::Body`.
+/// Refused otherwise.
 pub struct SignedWebhook<E: Endpoint> {
     pub body: E::Body,
-    /// The `webhook-id` header when sent (it is covered by the signature).
+    /// The event id header (`E::ID_HEADER`) when sent.
     pub header_id: Option<String>,
     origin: Origin,
 }
@@ -55,7 +66,9 @@ pub struct SignedWebhook<E: Endpoint> {
 struct Origin {
     state: AppState,
     endpoint: &'static str,
-    /// The request's head: its peer address and `webhook-id` header (see `refuse`). Shared, so a
+    /// The header of the sender's event id.
+    id_header: HeaderName,
+    /// The request's head: its peer address and event id header (see `refuse`). Shared, so a
     /// refusal does not copy the headers.
     request: Arc<Parts>,
 }
@@ -73,10 +86,14 @@ impl<E: Endpoint> FromRequest<AppState> for SignedWebhook<E> {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Refused> {
         // The request taken apart rather than its headers extracted: that extractor copies the header map.
         let (parts, body) = request.into_parts();
-        let origin = Origin { state: state.clone(), endpoint: E::PATH, request: Arc::new(parts) };
-        let checked = verify_signed(state, &origin.request.headers, body).await;
-        let SignedBody { bytes, header_id } = match checked {
-            Ok(signed) => signed,
+        let origin =
+            Origin { state: state.clone(), endpoint: E::PATH, id_header: E::ID_HEADER, request: Arc::new(parts) };
+        let checked = match read_body(state, &origin.request.headers, body).await {
+            Ok(bytes) => E::authenticate(state, &origin.request.headers, &bytes).map(|id| (bytes, id)),
+            Err(refusal) => Err(refusal),
+        };
+        let (bytes, header_id) = match checked {
+            Ok(read) => read,
             Err(refusal) => return Err(Refused::new(refusal, origin)),
         };
         match E::Body::read(bytes) {
@@ -130,7 +147,7 @@ impl IntoResponse for Refused {
         match self.0 {
             Answer::Refusal { refusal, origin, email, department } => {
                 let subject = Subject::person(email.as_deref(), department.as_deref());
-                refuse(&origin.state, origin.endpoint, &origin.request, refusal, subject)
+                refuse(&origin.state, origin.endpoint, &origin.id_header, &origin.request, refusal, subject)
             }
             Answer::Answered(error) => error.into_response(),
         }

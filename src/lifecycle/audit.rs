@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::{
     Attempt, AttemptOutcome, DiscrepancyKind, Event, Intake, ProvisionFailure, ProvisionOutcome, Refused, Sender,
-    Subject, Subscriber, SyncFailure, SyncOutcome,
+    Subject, Subscriber, SyncFailure, SyncOutcome, Validation, ValidationDecision,
 };
 use crate::audit::{AuditLog, AuditRecord};
 use crate::queue::Job;
@@ -29,7 +29,7 @@ impl AuditTrail {
     /// sender was authenticated, which are counted into a per-source summary instead).
     fn line<'a>(&self, event: &Event<'a>) -> Option<AuditRecord<'a>> {
         let line = match *event {
-            Event::Refused(Refused { endpoint, outcome, http_status, error, sender }) => match sender {
+            Event::Refused(Refused { endpoint, outcome, http_status, error, violations, sender }) => match sender {
                 // Anyone can send these: a line each would let them fill the disk.
                 Sender::Unauthenticated { source } => {
                     self.log.refused(source, outcome.as_str(), endpoint, || error.to_string());
@@ -42,6 +42,9 @@ impl AuditTrail {
                         .field("httpStatus", http_status);
                     if let Some(id) = webhook_id {
                         line = line.webhook_id(first_chars(id, REFUSED_ID_MAX));
+                    }
+                    if !violations.is_empty() {
+                        line = line.field("violations", violations);
                     }
                     about(line, subject)
                 }
@@ -93,7 +96,11 @@ impl AuditTrail {
                 line
             }
             Event::ProvisionFailed { job, retryable, error, cause } => {
-                let line = job_line("scim.user.failed", failed_status(retryable), job)
+                let name = match cause {
+                    ProvisionFailure::Policy { .. } => "policy.violation",
+                    _ => "scim.user.failed",
+                };
+                let line = job_line(name, failed_status(retryable), job)
                     .retry_count(job.attempts.saturating_sub(1))
                     .detail(error.to_string());
                 match cause {
@@ -102,6 +109,7 @@ impl AuditTrail {
                         line.field("genesysResponseCode", status).field("corrections", corrections)
                     }
                     ProvisionFailure::Transient => line,
+                    ProvisionFailure::Policy { violations } => line.field("violations", violations),
                 }
             }
             Event::Reconciled { job, result } => {
@@ -129,15 +137,17 @@ impl AuditTrail {
             }
             Event::SyncFailed { job, external_id, retryable, error, cause } => {
                 let name = match cause {
-                    SyncFailure::Policy => "policy.violation",
+                    SyncFailure::Policy { .. } => "policy.violation",
                     SyncFailure::Failed { .. } => "scim.user.sync_failed",
                 };
                 let line = sync_line(name, failed_status(retryable), job, external_id).detail(error.to_string());
                 match cause {
                     SyncFailure::Failed { genesys_status: Some(status) } => line.field("genesysResponseCode", status),
-                    SyncFailure::Failed { genesys_status: None } | SyncFailure::Policy => line,
+                    SyncFailure::Failed { genesys_status: None } => line,
+                    SyncFailure::Policy { violations } => line.field("violations", violations),
                 }
             }
+            Event::Validated(validation) => validation_line(validation),
             Event::Discrepancy { job, external_id, kind, field, expected, actual } => {
                 let (action, status, expected_name, actual_name) = match kind {
                     DiscrepancyKind::AttributeMismatch => {
@@ -218,6 +228,33 @@ fn sync_line<'a>(event: &'static str, status: &'static str, job: &'a Job, extern
         .field("externalId", external_id)
 }
 
+/// The line of a validation webhook decision: `validation.accepted`, `validation.rejected` (with
+/// the violations) or `validation.ignored`.
+fn validation_line(v: Validation<'_>) -> AuditRecord<'_> {
+    let event = match v.decision {
+        ValidationDecision::Accepted => "validation.accepted",
+        ValidationDecision::Rejected => "validation.rejected",
+        ValidationDecision::Ignored => "validation.ignored",
+    };
+    let mut line = AuditRecord::new(event, v.decision.as_str())
+        .endpoint(v.endpoint)
+        .subject_of(v.user_name, v.department_code)
+        .field("eventType", v.event_type);
+    if let Some(id) = v.webhook_id {
+        line = line.webhook_id(id);
+    }
+    if let Some(at) = v.event_timestamp {
+        line = line.field("eventTimestamp", at);
+    }
+    if let Some(id) = v.scim_id {
+        line = line.field("scimId", id);
+    }
+    if !v.violations.is_empty() {
+        line = line.field("violations", v.violations);
+    }
+    line
+}
+
 /// The `job.attempt` line of an attempt that has one (released and paused attempts are given back
 /// uncounted and have none).
 fn attempt_line<'a>(attempt: Attempt<'a>) -> Option<AuditRecord<'a>> {
@@ -289,6 +326,7 @@ mod tests {
             outcome: WebhookOutcome::BadRequest,
             http_status: 400,
             error: &"Unsupported event type",
+            violations: &[],
             sender: Sender::Signed { webhook_id: Some(&long_id), subject: Subject::default().at(Some(2)) },
         });
         let lines = lines_of(&[refused]);

@@ -20,6 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::pipeline::directory::SyncKind;
+use crate::policy::Violation;
 use crate::queue::Job;
 
 /// A closed set of names, each with its one spelling (its serde name, its text in the database, the
@@ -99,6 +100,8 @@ names! {
         Unauthorized = "unauthorized",
         BadRequest = "bad_request",
         Unprocessable = "unprocessable",
+        /// The user the event describes violates the provisioning policy (422 with the violations).
+        PolicyDenied = "policy_denied",
         TooLarge = "too_large",
         UnsupportedMediaType = "unsupported_media_type",
         Unavailable = "unavailable",
@@ -134,6 +137,18 @@ names! {
         Adopted = "adopted",
         /// An earlier attempt of the same job created the user (its checkpoint says so).
         Resumed = "resumed",
+    }
+}
+
+names! {
+    /// What the validation webhook decided about a user: the status of its audit line.
+    pub enum ValidationDecision {
+        /// `user.created` with a user that complies: 200 `ACCEPTED`.
+        Accepted = "accepted",
+        /// `user.created` with a user that violates the policy: 400 `REJECTED` with the violations.
+        Rejected = "rejected",
+        /// Another event type: 200 `OK`, nothing judged.
+        Ignored = "ignored",
     }
 }
 
@@ -207,7 +222,27 @@ pub struct Refused<'a> {
     pub http_status: u16,
     /// Why, in the words of the answer.
     pub error: &'a dyn Display,
+    /// When the user it describes violates the provisioning policy: every violation (else empty).
+    pub violations: &'a [Violation],
     pub sender: Sender<'a>,
+}
+
+/// A decision of the validation webhook (`POST /webhook/scim-validation`) about one event.
+#[derive(Clone, Copy, Debug)]
+pub struct Validation<'a> {
+    pub endpoint: &'static str,
+    pub decision: ValidationDecision,
+    /// The `x-genesys-webhook-id` header, when sent.
+    pub webhook_id: Option<&'a str>,
+    pub event_type: &'a str,
+    pub event_timestamp: Option<&'a str>,
+    /// The user's `id` and `userName` (accepted and rejected decisions).
+    pub scim_id: Option<&'a str>,
+    pub user_name: Option<&'a str>,
+    /// The code of the department the user's `department` names, when it is configured.
+    pub department_code: Option<&'a str>,
+    /// Every violation (rejected decisions).
+    pub violations: &'a [Violation],
 }
 
 /// What the edge knows of a refused webhook's sender.
@@ -245,13 +280,15 @@ pub enum ProvisionFailure<'a> {
     Uncorrectable { status: u16, corrections: &'a [String] },
     /// Retrying later may help.
     Transient,
+    /// The user violates the provisioning policy (changed since intake); nothing was sent.
+    Policy { violations: &'a [Violation] },
 }
 
 /// Why a directory sync failed.
 #[derive(Clone, Copy, Debug)]
-pub enum SyncFailure {
-    /// The role policy refused the roles the record asks for; nothing was sent.
-    Policy,
+pub enum SyncFailure<'a> {
+    /// The mapped user violates the provisioning policy; nothing was sent.
+    Policy { violations: &'a [Violation] },
     /// The mapping, Genesys or a transient condition (`genesys_status` when Genesys answered).
     Failed { genesys_status: Option<u16> },
 }
@@ -295,7 +332,9 @@ pub enum Event<'a> {
     /// A reconcile finished; `result` is its report (counts, drift, users gone from Genesys).
     Reconciled { job: &'a Job, result: &'a Value },
     /// Applying a directory event failed (the attempt's outcome follows).
-    SyncFailed { job: &'a Job, external_id: &'a str, retryable: bool, error: &'a dyn Display, cause: SyncFailure },
+    SyncFailed { job: &'a Job, external_id: &'a str, retryable: bool, error: &'a dyn Display, cause: SyncFailure<'a> },
+    /// The validation webhook accepted, rejected or ignored an event.
+    Validated(Validation<'a>),
     /// Retention purged the personal data of succeeded jobs and deleted those past the dedupe
     /// window (told only when it did something).
     Swept(&'a crate::queue::Swept),
@@ -364,6 +403,7 @@ mod tests {
         check(AttemptOutcome::ALL);
         check(ProvisionOutcome::ALL);
         check(SyncOutcome::ALL);
+        check(ValidationDecision::ALL);
         // The texts rows, audit lines and metric labels hold today.
         assert_eq!(JobKind::NewHire.as_str(), "hr.user_created");
         assert_eq!(JobKind::DirectorySync.as_str(), "directory.sync");

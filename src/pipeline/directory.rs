@@ -10,6 +10,7 @@ use crate::genesys::types::{PatchOp, PatchOperation, SCHEMA_ENTERPRISE, SCHEMA_G
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::lifecycle::SyncOutcome;
 use crate::mapping::{Mapping, MappingError};
+use crate::policy::{Policy, UserView, Violations};
 
 use super::mirror::{Drift, Known, Mirror};
 use super::provision::ProvisionError;
@@ -149,9 +150,9 @@ pub enum SyncError {
     Genesys(#[from] GenesysError),
     #[error("{0}")]
     Transient(String),
-    /// Refused by the role policy before any call.
+    /// Refused by the provisioning policy before any call.
     #[error("{0}")]
-    Policy(String),
+    Policy(Violations),
     /// Genesys refused the user as invalid and no correction applies (the create path).
     #[error("{message}")]
     Refused { message: String, status: u16 },
@@ -164,6 +165,7 @@ impl From<ProvisionError> for SyncError {
     fn from(e: ProvisionError) -> Self {
         match e {
             ProvisionError::Genesys(g) => SyncError::Genesys(g),
+            ProvisionError::Policy(v) => SyncError::Policy(v),
             ProvisionError::Uncorrectable { status, .. } => SyncError::Refused { message: e.to_string(), status },
             other => SyncError::Transient(other.to_string()),
         }
@@ -203,7 +205,39 @@ pub struct SyncContext<'a> {
     pub department_groups: Vec<String>,
     pub on_terminate: TerminateAction,
     pub remove_groups_on_terminate: bool,
-    pub allowed_roles: &'a std::collections::BTreeMap<String, Vec<String>>,
+    /// What the user must be before anything is sent for it.
+    pub policy: &'a Policy,
+}
+
+/// The SCIM user a directory event asks for, as its job sends it (and as the intake judges it):
+/// the mapping's result without the attributes Genesys does not keep (returned apart, to be
+/// reported), with the person key as `externalId` and, for a configured `departmentCode`, that
+/// department's name as `department`, so both paths write the same.
+pub async fn map_user(
+    mapping: &Mapping,
+    department: Option<&Department>,
+    event: &SyncEvent,
+) -> Result<(Value, Vec<String>), MappingError> {
+    // A termination needs only the identifier; HR systems often send nothing else with it.
+    let mut mapped = match (event.event, mapping.evaluate(&event.data).await) {
+        (_, Ok(m)) => m,
+        (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
+        (_, Err(e)) => return Err(e),
+    };
+    // What the mapping produced that Genesys does not keep is dropped here: sent, it would be refused
+    // or ignored, and compared, it would differ on every event (a PATCH forever).
+    let ignored = crate::genesys::models::unknown_attributes(crate::genesys::models::USER, &mut mapped, true);
+    let external_id = event.external_id();
+    if let Value::Object(user) = &mut mapped {
+        user.insert("externalId".to_string(), json!(external_id));
+        if let Some(name) = department.map(|d| &d.name) {
+            let ext = user.entry(SCHEMA_ENTERPRISE).or_insert_with(|| json!({}));
+            if let Value::Object(ext) = ext {
+                ext.insert("department".to_string(), json!(name));
+            }
+        }
+    }
+    Ok((mapped, ignored))
 }
 
 /// Applies one directory event. A user that does not exist yet is created as on the new-hire path.
@@ -211,31 +245,16 @@ pub struct SyncContext<'a> {
 /// A user the mirror knows costs one PATCH guarded by the mirrored version (none when nothing
 /// differs); one it does not know costs a lookup first, and enters the mirror.
 pub async fn apply(cx: &SyncContext<'_>, event: &SyncEvent) -> Result<Synced, SyncError> {
-    // A termination needs only the identifier; HR systems often send nothing else with it.
-    let mapped = match (event.event, cx.mapping.evaluate(&event.data).await) {
-        (_, Ok(m)) => m,
-        (SyncKind::Terminated, Err(MappingError::NotAUser(_))) => json!({}),
-        (_, Err(e)) => return Err(e.into()),
-    };
-    let mut mapped = mapped;
-    // What the mapping produced that Genesys does not keep is dropped here: sent, it would be refused
-    // or ignored, and compared, it would differ on every event (a PATCH forever).
-    let ignored = crate::genesys::models::unknown_attributes(crate::genesys::models::USER, &mut mapped, true);
+    let (mut mapped, ignored) = map_user(cx.mapping, cx.department, event).await?;
     if !ignored.is_empty() {
         tracing::warn!(attributes = ?ignored, "the mapping produced attributes Genesys does not keep; ignored");
     }
-    // The person key and the department's name are the service's, so both paths write the same.
-    let external_id = event.external_id();
-    if let Value::Object(user) = &mut mapped {
-        user.insert("externalId".to_string(), json!(external_id));
-        if let Some(name) = cx.department.map(|d| &d.name) {
-            let ext = user.entry(SCHEMA_ENTERPRISE).or_insert_with(|| json!({}));
-            if let Value::Object(ext) = ext {
-                ext.insert("department".to_string(), json!(name));
-            }
-        }
+    // The policy may have changed since intake. A leaver is never held back by it: leaving only
+    // takes access away.
+    if event.event != SyncKind::Terminated {
+        cx.policy.evaluate(&UserView::of_json(&mapped)).into_result().map_err(SyncError::Policy)?;
     }
-    check_roles(cx.allowed_roles, &mapped)?;
+    let external_id = event.external_id();
     let manager_unresolved = resolve_manager(cx.client, cx.mirror, &mut mapped).await?;
     let user_name = mapped.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut done = match cx.mirror.find(&external_id, &user_name).await {
@@ -310,7 +329,8 @@ async fn apply_to(
                 .map_err(|e| MappingError::NotAUser(format!("it does not read as a SCIM user: {e}")))?;
             // A new user is active, as on the new-hire path, unless the mapping says otherwise.
             user.active.get_or_insert(true);
-            let id = super::provision::create_user(client, cx.mirror, user, cx.department, None).await?.scim_id;
+            let id =
+                super::provision::create_user(client, cx.mirror, cx.policy, user, cx.department, None).await?.scim_id;
             return Ok(Synced { tries: 1, ..Synced::new(SyncOutcome::Created, Some(id)) });
         }
         (_, Some(mut known)) => {
@@ -369,34 +389,6 @@ async fn resolve_manager(
             ext.remove("manager");
             Ok(Some(reason))
         }
-    }
-}
-
-/// The role policy: every role the mapped user asks for must be allowed for its department.
-/// Checked before any call to Genesys.
-fn check_roles(allowed: &std::collections::BTreeMap<String, Vec<String>>, mapped: &Value) -> Result<(), SyncError> {
-    let roles: Vec<&str> = mapped
-        .get("roles")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("value").and_then(Value::as_str))
-        .collect();
-    if roles.is_empty() {
-        return Ok(());
-    }
-    let department = mapped.get(SCHEMA_ENTERPRISE).and_then(|e| e.get("department")).and_then(Value::as_str);
-    let permitted = department.and_then(|d| allowed.get(d));
-    let refused: Vec<&str> =
-        roles.into_iter().filter(|r| !permitted.is_some_and(|p| p.iter().any(|a| a == r))).collect();
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(SyncError::Policy(format!(
-            "role policy: department {} may not be given {}",
-            department.unwrap_or("(none)"),
-            refused.join(", ")
-        )))
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::DepartmentMap;
 use crate::genesys::GenesysClient;
 use crate::lifecycle::{Bus, DiscrepancyKind, Event, JobKind, ProvisionFailure, ProvisionOutcome, SyncFailure};
+use crate::policy::Policy;
 use crate::queue::worker::{CheckFuture, HandlerFuture, JobFailure, JobHandler, JobSuccess};
 use crate::queue::{Discrepancy, Job, JobStore};
 
@@ -35,6 +36,8 @@ pub struct Provisioning {
     genesys: Option<Arc<GenesysClient>>,
     bus: Bus,
     sync: SyncConfig,
+    /// Judges every user before a create or PATCH is sent for it.
+    policy: Arc<Policy>,
     /// Where discrepancy reports are kept.
     store: JobStore,
     /// What Genesys last confirmed for the users the service manages (a table in the same store).
@@ -49,11 +52,12 @@ impl Provisioning {
         genesys: Option<Arc<GenesysClient>>,
         bus: Bus,
         sync: SyncConfig,
+        policy: Arc<Policy>,
         store: JobStore,
     ) -> Self {
         let sync_chunk = tokio::sync::Semaphore::new(sync.chunk_size);
         let mirror = mirror::Mirror::new(store.clone());
-        Provisioning { departments, genesys, bus, sync, store, mirror, sync_chunk }
+        Provisioning { departments, genesys, bus, sync, policy, store, mirror, sync_chunk }
     }
 
     fn client(&self) -> Result<&GenesysClient, JobFailure> {
@@ -83,7 +87,7 @@ impl Provisioning {
             department_groups: self.departments.iter().map(|d| d.group_id.to_string()).collect(),
             on_terminate: self.sync.on_terminate,
             remove_groups_on_terminate: self.sync.remove_groups_on_terminate,
-            allowed_roles: &self.sync.allowed_roles,
+            policy: &self.policy,
         };
         let external_id = event_external_id(&job.payload);
         match directory::apply(&cx, &event).await {
@@ -99,7 +103,7 @@ impl Provisioning {
             Err(e) => {
                 let retryable = e.is_retryable();
                 let cause = match &e {
-                    SyncError::Policy(_) => SyncFailure::Policy,
+                    SyncError::Policy(violations) => SyncFailure::Policy { violations: violations.as_slice() },
                     SyncError::Mapping(_)
                     | SyncError::Genesys(_)
                     | SyncError::Transient(_)
@@ -190,7 +194,7 @@ impl Provisioning {
         })?;
         let client = self.client()?;
         let checkpoint = provision::Checkpoint { store: &self.store, job };
-        match provision::new_hire(client, &self.mirror, &hire, department, Some(&checkpoint)).await {
+        match provision::new_hire(client, &self.mirror, &self.policy, &hire, department, Some(&checkpoint)).await {
             Ok(done) => {
                 let outcome = match (done.adopted, done.resumed) {
                     (true, _) => ProvisionOutcome::Adopted,
@@ -213,6 +217,9 @@ impl Provisioning {
                         ProvisionFailure::Uncorrectable { status: *status, corrections }
                     }
                     ProvisionError::Transient(_) => ProvisionFailure::Transient,
+                    ProvisionError::Policy(violations) => {
+                        ProvisionFailure::Policy { violations: violations.as_slice() }
+                    }
                 };
                 self.bus.emit(Event::ProvisionFailed { job, retryable, error: &e, cause });
                 let retry_after = match &e {

@@ -9,6 +9,7 @@ use crate::config::Department;
 use crate::genesys::scim::quote;
 use crate::genesys::types::ScimUser;
 use crate::genesys::{GenesysClient, GenesysError};
+use crate::policy::{Policy, UserView, Violations};
 use crate::queue::{Job, JobStore};
 
 use super::NewHire;
@@ -54,13 +55,16 @@ pub enum ProvisionError {
     /// Retrying later may help (a group that kept changing, a conflict with no user to adopt).
     #[error("{0}")]
     Transient(String),
+    /// The user violates the provisioning policy (it may have changed since intake): nothing sent.
+    #[error("{0}")]
+    Policy(Violations),
 }
 
 impl ProvisionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ProvisionError::Genesys(e) => e.is_retryable(),
-            ProvisionError::Uncorrectable { .. } => false,
+            ProvisionError::Uncorrectable { .. } | ProvisionError::Policy(_) => false,
             ProvisionError::Transient(_) => true,
         }
     }
@@ -119,6 +123,7 @@ impl Checkpoint<'_> {
 pub async fn new_hire(
     client: &GenesysClient,
     mirror: &Mirror,
+    policy: &Policy,
     hire: &NewHire,
     department: &Department,
     checkpoint: Option<&Checkpoint<'_>>,
@@ -136,7 +141,7 @@ pub async fn new_hire(
         None => (None, None),
     };
     let body = scim_user::build(hire, department, manager_id.as_deref());
-    let mut done = create_user(client, mirror, body, Some(department), checkpoint).await?;
+    let mut done = create_user(client, mirror, policy, body, Some(department), checkpoint).await?;
     done.manager_id = manager_id;
     done.manager_unresolved = manager_unresolved;
     done.latency_ms = started.elapsed().as_millis() as u64;
@@ -144,10 +149,12 @@ pub async fn new_hire(
 }
 
 /// Creates a SCIM user (correcting what Genesys refuses, adopting one that exists, reactivating an
-/// adopted inactive one) and adds it to the department's group when one is given.
+/// adopted inactive one) and adds it to the department's group when one is given. Every body is
+/// judged by the policy before it is sent (a correction changes the body).
 pub async fn create_user(
     client: &GenesysClient,
     mirror: &Mirror,
+    policy: &Policy,
     mut body: ScimUser,
     department: Option<&Department>,
     checkpoint: Option<&Checkpoint<'_>>,
@@ -155,6 +162,7 @@ pub async fn create_user(
     let started = Instant::now();
     let mut corrections = Vec::new();
     let (user, etag, status, correlation_id, adopted) = loop {
+        policy.evaluate(&UserView::of_scim(&body)).into_result().map_err(ProvisionError::Policy)?;
         match client.create_user(&body).await {
             Ok(created) => break (created.value, created.etag, created.status, created.correlation_id, false),
             Err(e) if is_uniqueness(&e) => {

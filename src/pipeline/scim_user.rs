@@ -16,7 +16,14 @@ use super::NewHire;
 pub fn build(hire: &NewHire, department: &Department, manager_id: Option<&str>) -> ScimUser {
     let email = hire.email.as_str().to_string();
     // Some HR systems send a login name; Genesys wants the email, which a correction restores.
-    let user_name = hire.extra.get("userName").and_then(|v| v.as_str()).map(str::to_string).unwrap_or(email.clone());
+    // A blank one is no login name at all.
+    let user_name = hire
+        .extra
+        .get("userName")
+        .and_then(|v| v.as_str())
+        .filter(|n| !n.trim().is_empty())
+        .map(str::to_string)
+        .unwrap_or(email.clone());
     let full_name = [hire.first_name.as_deref(), hire.last_name.as_deref()]
         .into_iter()
         .flatten()

@@ -378,33 +378,34 @@ async fn in_delete_mode_a_leaver_is_deleted() {
 }
 
 #[tokio::test]
-async fn a_role_the_department_does_not_allow_is_refused_before_any_call() {
+async fn a_role_the_department_does_not_allow_is_refused_at_intake_before_any_call() {
     let emulator = start_emulator().await;
     seed_user(&emulator, "E-900", "policy@example.com");
     let app = Spawn::new(Backend::Sqlite)
         .provisioning(&emulator)
-        .toml(
-            "[policy.roles]\nEngineering = [\"agent\", \"supervisor\", \"admin\"]\nSales = [\"agent\", \"supervisor\"]",
-        )
+        .toml("[policy.roles]\nENG = [\"agent\", \"supervisor\", \"admin\"]\nSALES = [\"agent\", \"supervisor\"]")
         .start()
         .await
         .unwrap();
     let before: u64 = emulator.stats().requests_by_route.values().sum();
+    // The department by its code: the user gets that department's name (here the code itself).
     let mut data = record("E-900", "policy@example.com");
-    data["department"] = json!("Sales");
+    data["departmentCode"] = json!("SALES");
     data["roles"] = json!(["agent", "admin"]);
-    let (_, answer) = app.post_signed(SYNC, &event("user.updated", data.clone()), "policy-1").await;
-    let audit_id: uuid::Uuid = answer["auditId"].as_str().unwrap().parse().unwrap();
-    let dead = app.wait_for_state(audit_id, "dead", Duration::from_secs(15)).await;
-    assert_eq!(dead["attempts"], 1);
-    assert_eq!(dead["lastError"], "role policy: department Sales may not be given admin");
+    let (status, answer) = app.post_signed(SYNC, &event("user.updated", data.clone()), "policy-1").await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        answer["violations"],
+        json!([{"field": "roles", "code": "POLICY_ROLE_DENIED", "message": "Role admin is not in the approved list for department SALES."}])
+    );
     let after: u64 = emulator.stats().requests_by_route.values().sum();
     assert_eq!(after, before, "no call to Genesys at all");
-    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "policy.violation").await;
-    assert_eq!(line["externalId"], "E-900");
+    assert!(app.store.counts_by_state().await.unwrap().iter().all(|(_, n)| *n == 0), "nothing stored");
+    let line = app.wait_for_audit(Duration::from_secs(5), |l| l["event"] == "intake.rejected").await;
+    assert_eq!((&line["httpStatus"], &line["violations"][0]["code"]), (&json!(422), &json!("POLICY_ROLE_DENIED")));
 
     // The same roles in a department that allows them go through.
-    data["department"] = json!("Engineering");
+    data["departmentCode"] = json!("ENG");
     let job = sync(&app, "user.updated", data).await;
     assert_eq!(job["state"], "succeeded");
     app.shutdown().await;

@@ -236,7 +236,17 @@ fn the_configuration_reference_lists_every_key_and_variable_of_the_code() {
             }
             "policy" => {
                 for key in accepted_keys("policy") {
-                    code_keys.insert(format!("policy.{key}.<Department>"));
+                    match key.as_str() {
+                        "roles" => {
+                            code_keys.insert("policy.roles.<CODE>".to_string());
+                        }
+                        "rules" => {
+                            code_keys.extend(accepted_keys("policy.rules").iter().map(|r| format!("policy.rules.{r}")))
+                        }
+                        _ => {
+                            code_keys.insert(format!("policy.{key}"));
+                        }
+                    }
                 }
             }
             _ => {
@@ -428,6 +438,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("cargo bench --bench intake", ".ci/run", "--all-targets"),
     ("cargo bench --bench provision", ".ci/run", "--all-targets"),
     ("cargo bench --bench sync", ".ci/run", "--all-targets"),
+    ("cargo bench --bench policy", ".ci/run", "--all-targets"),
 ];
 
 /// Shell blocks hold commands to run; every other block must say what it is (text, json, toml, ...),

@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod mirror;
 mod openapi;
+mod policy;
 mod process;
 mod provisioning;
 mod queue;

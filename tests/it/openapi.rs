@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/webhooks/hr/user-created"),
     ("post", "/webhooks/directory-sync"),
     ("post", "/webhooks/directory-sync/batch"),
+    ("post", "/webhook/scim-validation"),
     ("get", "/jobs/{audit_id}"),
     ("get", "/admin/dead-letters"),
     ("post", "/admin/dead-letters/{audit_id}/replay"),
@@ -84,6 +85,10 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
         (&schemes["admin_token"]["type"], &schemes["admin_token"]["scheme"]),
         (&json!("http"), &json!("bearer"))
     );
+    assert_eq!(
+        (&schemes["validation_secret"]["in"], &schemes["validation_secret"]["name"]),
+        (&json!("header"), &json!("x-validation-secret"))
+    );
 
     let audit_id = uuid::Uuid::new_v4().to_string();
     for (method, path) in ROUTES {
@@ -97,6 +102,15 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
         }
         let security = op["security"].to_string();
         match path {
+            p if p.starts_with("/webhook/") => {
+                assert_eq!(
+                    op["security"],
+                    json!([{"validation_secret": []}, {"webhook_id": [], "webhook_timestamp": [], "webhook_signature": []}])
+                );
+                for status in ["401", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status} is not described");
+                }
+            }
             p if p.starts_with("/webhooks/") => {
                 assert_eq!(
                     op["security"],
@@ -129,7 +143,14 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
 #[tokio::test]
 async fn real_answers_match_the_document() {
     let handler = ScriptedHandler::new(|_, _| Err(JobFailure::Permanent { error: "refused".into() }));
-    let app = Spawn::new(Backend::Sqlite).handler(handler).no_workers().start().await.unwrap();
+    let app = Spawn::new(Backend::Sqlite)
+        .handler(handler)
+        .no_workers()
+        .env("VALIDATION_WEBHOOK_SECRET", VALIDATION_SECRET)
+        .toml("[policy]\nemail_domains = [\"example.com\"]")
+        .start()
+        .await
+        .unwrap();
     let doc = document(&app).await;
     let mut checked = Vec::new();
     let mut check = |method: &str, path: &str, status: u16, body: &Value| {
@@ -165,6 +186,34 @@ async fn real_answers_match_the_document() {
     check("post", batch, status, &answer);
     let (status, answer) = app.post_signed(batch, &json!({"not": "a batch"}), "oa-batch-object").await;
     check("post", batch, status, &answer);
+    let mut outsider = new_hire("ENG");
+    outsider["email"] = json!("jane@example.net");
+    let (status, answer) = app.post_signed(HR_PATH, &outsider, "oa-policy").await;
+    assert_eq!(status, 422, "{answer}");
+    check("post", HR_PATH, status, &answer);
+    let outsiders =
+        json!([{"event": "user.updated", "data": {"externalId": "E-3", "workEmail": "b@example.net"}}, event]);
+    let (status, answer) = app.post_signed(batch, &outsiders, "oa-batch-policy").await;
+    assert_eq!(answer["results"][0]["violations"][0]["code"], "SCIM_INVALID_EMAIL_DOMAIN", "{answer}");
+    check("post", batch, status, &answer);
+
+    let validation = "/webhook/scim-validation";
+    let user = |email: &str| {
+        json!({"eventType": "user.created", "eventTimestamp": "2026-11-23T10:00:00.000Z",
+        "data": {"userName": email, "emails": [{"value": email, "primary": true}]}})
+    };
+    for body in [user("a@example.com"), user("a@example.net"), json!({"eventType": 1})] {
+        let (status, answer) = validate(&app, &body, Some(VALIDATION_SECRET)).await;
+        check("post", validation, status, &answer);
+    }
+    let (status, answer) = validate(&app, &user("a@example.com"), None).await;
+    assert_eq!(status, 401, "{answer}");
+    check("post", validation, status, &answer);
+    // The ignored answer is text: the document says so.
+    let (status, answer) = validate(&app, &json!({"eventType": "user.deleted"}), Some(VALIDATION_SECRET)).await;
+    assert_eq!((status, &answer), (200, &json!("OK")));
+    let text = &doc["paths"][validation]["post"]["responses"]["200"]["content"]["text/plain"]["schema"];
+    assert_eq!(text["type"], "string", "{text}");
 
     let (status, answer) = app.admin_get(&format!("/jobs/{id}")).await;
     check("get", "/jobs/{audit_id}", status, &answer);
@@ -178,7 +227,7 @@ async fn real_answers_match_the_document() {
     assert_eq!(answer["nextOffset"], 1, "{answer}");
     check("get", "/admin/dead-letters", status, &answer);
     let (status, answer) = app.admin_get("/admin/reports/discrepancies").await;
-    assert_eq!(answer["failures"].as_array().map(Vec::len), Some(2), "the two dead sync jobs: {answer}");
+    assert_eq!(answer["failures"].as_array().map(Vec::len), Some(3), "the three dead sync jobs: {answer}");
     check("get", "/admin/reports/discrepancies", status, &answer);
     let (status, answer) = app.admin(Method::POST, &format!("/admin/dead-letters/{id}/replay")).await;
     check("post", "/admin/dead-letters/{audit_id}/replay", status, &answer);
@@ -197,8 +246,19 @@ async fn real_answers_match_the_document() {
     }
     let resp = app.client.get(app.url("/jobs/x")).send().await.unwrap();
     check("get", "/jobs/{audit_id}", resp.status().as_u16(), &resp.json().await.unwrap());
-    assert_eq!(checked.len(), 20, "{checked:#?}");
+    assert_eq!(checked.len(), 26, "{checked:#?}");
     app.shutdown().await;
+}
+
+pub(crate) const VALIDATION_SECRET: &str = "validation-secret-for-tests-0123";
+
+/// POSTs a body to the validation webhook, with the shared secret when given.
+pub(crate) async fn validate(app: &TestApp, body: &Value, secret: Option<&str>) -> (u16, Value) {
+    let mut headers = vec![("content-type", "application/json".to_string()), ("x-genesys-webhook-id", "wh-1".into())];
+    if let Some(secret) = secret {
+        headers.push(("x-validation-secret", secret.to_string()));
+    }
+    app.post_raw("/webhook/scim-validation", serde_json::to_vec(body).unwrap(), &headers).await
 }
 
 fn collect_refs(value: &Value, out: &mut Vec<String>) {

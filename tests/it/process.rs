@@ -216,14 +216,38 @@ async fn check_config_reports_every_problem_and_never_a_secret() {
             ("ADMIN_TOKEN", ADMIN_TOKEN),
             ("GENESYS_CLIENT_SECRET", GENESYS_SECRET),
             ("GENESYS_CLIENT_ID", "cid"),
+            ("VALIDATION_WEBHOOK_SECRET", VALIDATION_SECRET),
         ],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("configuration OK") && out.contains("ENG"), "{out}");
-    for secret in [SECRET, SECRET.trim_start_matches("whsec_"), ADMIN_TOKEN, GENESYS_SECRET] {
+    // The policy as compiled, and the validation webhook's credentials as set or not.
+    assert!(out.contains("  roles of ENG (Engineering): admin, agent, employee, supervisor"), "{out}");
+    assert!(out.contains("shared secret in x-validation-secret: set; signatures: 0 secret(s)"), "{out}");
+    for secret in [SECRET, SECRET.trim_start_matches("whsec_"), ADMIN_TOKEN, GENESYS_SECRET, VALIDATION_SECRET] {
         assert!(!out.contains(secret), "{secret} printed:\n{out}");
     }
+
+    // A cost-center pattern that does not compile is named with its column.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad-policy.toml");
+    let text =
+        sample_config_text().replace("[policy.roles]", "[policy]\ncost_center_pattern = '^CC-(\\d{4}'\n[policy.roles]");
+    std::fs::write(&bad, text).unwrap();
+    let (code, out, _) = cli(
+        &["check-config", "--config", bad.to_str().unwrap()],
+        &[("HR_WEBHOOK_SECRET", SECRET), ("ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "policy.cost_center_pattern \"^CC-(\\\\d{4}\" is not a valid regular expression: unclosed group at column 5"
+        ),
+        "{out}"
+    );
 }
+
+const VALIDATION_SECRET: &str = "validation-secret-never-printed-0123";
 
 /// Relative paths in a config file mean its folder, wherever the command runs from.
 #[tokio::test]
