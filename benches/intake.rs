@@ -10,7 +10,10 @@
 //! * phase A sends `GET /healthz` in a loop: the cost of the HTTP edge alone;
 //! * phase B sends `POST /webhooks/hr/user-created`, Standard Webhooks signed (ahead of the phase, so
 //!   the generator's HMAC and JSON work does not compete with the service), each with a new event id:
-//!   signature check, validation, a durable commit (group commit) and an audit line per request.
+//!   signature check, validation, a durable commit (group commit) and an audit line per request;
+//! * phase C sends `POST /webhook/scim-validation` with the shared secret, half of the users
+//!   breaking the email-domain rule: a policy decision per request (200 ACCEPTED or 400 REJECTED)
+//!   and its audit line.
 //!
 //! The service runs on the last CPU and the generator on the others (`BENCH_PIN`), so they do not
 //! interleave on the same cores. Both phases send requests built before the clock starts (URL parsed
@@ -45,7 +48,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::load::{Load, Phase, Pinning, Timing, run_phase, whole_us};
+use support::load::{Load, Phase, Pinning, Timing, VALIDATION_SECRET, run_phase, whole_us};
 use support::{Process, env_number, free_port, serve_command};
 
 #[path = "support/mod.rs"]
@@ -97,28 +100,33 @@ fn main() {
             warm_up.as_millis()
         );
         // The phases alternate, so a slow spell of a shared machine does not fall on one phase only.
-        let (mut healthz, mut intake) = (Phase::default(), Phase::default());
+        let (mut healthz, mut intake, mut validation) = (Phase::default(), Phase::default(), Phase::default());
         let mut ratios = Vec::with_capacity(rounds as usize);
         for round in 1..=rounds {
             let h = run_phase(Load::Healthz, &server, service_cpu, connections, timing).await;
             let i = run_phase(Load::Intake, &server, service_cpu, connections, timing).await;
+            let v = run_phase(Load::Validation, &server, service_cpu, connections, timing).await;
             ratios.push(i.rps() / h.rps().max(f64::EPSILON));
             println!(
                 "  round {round}: healthz {:>7.0} req/s, intake {:>7.0} req/s (p99 {:.2} ms), ratio {:.3}, \
-                 steal {}% / {}%",
+                 validation {:>7.0} req/s (p99 {:.2} ms), steal {}% / {}% / {}%",
                 h.rps(),
                 i.rps(),
                 i.percentile_ms(99.0),
                 ratios[ratios.len() - 1],
+                v.rps(),
+                v.percentile_ms(99.0),
                 h.steal_percent(),
-                i.steal_percent()
+                i.steal_percent(),
+                v.steal_percent()
             );
             healthz.merge(h, false);
             intake.merge(i, false);
+            validation.merge(v, false);
         }
-        let (healthz, intake) = (healthz.sorted(), intake.sorted());
+        let (healthz, intake, validation) = (healthz.sorted(), intake.sorted(), validation.sorted());
         let metrics = scrape_metrics(&server.base).await;
-        report(&healthz, &intake, &metrics, connections, timing, &ratios, backend);
+        report(&healthz, &intake, &validation, &metrics, connections, timing, &ratios, backend);
     });
     let log = server.log();
     let lines: Vec<&str> = log.lines().collect();
@@ -135,9 +143,12 @@ fn main() {
 /// The service under test, on a fresh database (or `BENCH_DATABASE_URL`), killed when dropped.
 fn start_service(dir: &Path, database_url: &str, pin: Option<&Pinning>) -> Process {
     let addr = free_port();
-    let mut command = serve_command(dir, addr, &[]);
+    // Phase C's policy: the primary email's domain must be example.com.
+    let domains = ("policy", "email_domains", toml::Value::Array(vec![toml::Value::String("example.com".into())]));
+    let mut command = serve_command(dir, addr, &[domains]);
     command
         .env("DATABASE_URL", database_url)
+        .env("VALIDATION_WEBHOOK_SECRET", VALIDATION_SECRET)
         // BENCH_RUN_WORKERS=false measures an intake-only replica (no worker writes competing).
         .env("RUN_WORKERS", std::env::var("BENCH_RUN_WORKERS").unwrap_or_else(|_| "true".into()));
     let spawn = || Process::spawn("service", command, addr, dir.join("service.log"));
@@ -181,9 +192,11 @@ fn series(metrics: &str, name: &str) -> f64 {
 }
 
 /// `measured` is the measured time of each phase over all rounds (warm-ups not included).
+#[allow(clippy::too_many_arguments)]
 fn report(
     healthz: &Phase,
     intake: &Phase,
+    validation: &Phase,
     metrics: &str,
     connections: usize,
     timing: Timing,
@@ -207,7 +220,9 @@ fn report(
         "core µs",
         "core %"
     );
-    for (name, phase) in [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake)] {
+    let phases =
+        [("A  GET /healthz", healthz), ("B  POST user-created (202)", intake), ("C  POST scim-validation", validation)];
+    for (name, phase) in phases {
         println!(
             "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8} {:>12} {:>12} {:>8} {:>8} {:>8}",
             name,
@@ -250,6 +265,13 @@ fn report(
     let note = if connections == TARGET_CONNECTIONS { "" } else { " (measured at a different connection count)" };
     println!("  ratio {ratio:.3} >= {TARGET_RATIO}: {}{note}", verdict(ratio >= TARGET_RATIO));
     println!("  intake p99 {p99:.2} ms < {TARGET_INTAKE_P99_MS} ms: {}", verdict(p99 < TARGET_INTAKE_P99_MS));
+    let (v_ratio, v_p99) = (validation.rps() / healthz.rps().max(f64::EPSILON), validation.percentile_ms(99.0));
+    println!(
+        "  validation decisions {:.0}/s, ratio {v_ratio:.3} >= {TARGET_RATIO}: {}; p99 {v_p99:.2} ms < {TARGET_INTAKE_P99_MS} ms: {}",
+        validation.rps(),
+        verdict(v_ratio >= TARGET_RATIO),
+        verdict(v_p99 < TARGET_INTAKE_P99_MS)
+    );
     // Which side limited each phase: the measured ratio compares the service's whole cost of an
     // intake with whatever limited /healthz, which on one shared machine is often the generator.
     if let (Some(h), Some(i)) = (healthz.core_seconds_per_request(), intake.core_seconds_per_request()) {

@@ -64,6 +64,37 @@ impl Pinning {
 pub enum Load {
     Healthz,
     Intake,
+    /// `POST /webhook/scim-validation` with the shared secret: every other user breaks the policy
+    /// (a 400 REJECTED), the others pass (a 200 ACCEPTED); both are decisions.
+    Validation,
+}
+
+/// The shared secret the validation phase sends (the bench service gets it as VALIDATION_WEBHOOK_SECRET).
+pub const VALIDATION_SECRET: &str = "bench-validation-secret-0123456789";
+
+/// A validation webhook call: user `n` of connection `task`, compliant when `n` is even.
+fn validation_request(url: &reqwest::Url, task: usize, n: u64) -> reqwest::Request {
+    let domain = if n % 2 == 0 { "example.com" } else { "elsewhere.invalid" };
+    let body = serde_json::json!({
+        "eventType": "user.created",
+        "eventTimestamp": "2026-11-29T12:00:00Z",
+        "data": {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("v{task}-{n}@{domain}"),
+            "emails": [{"value": format!("v{task}-{n}@{domain}"), "type": "work", "primary": true}],
+            "active": true
+        }
+    });
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(HeaderName::from_static("x-validation-secret"), HeaderValue::from_static(VALIDATION_SECRET));
+    headers.insert(
+        HeaderName::from_static("x-genesys-webhook-id"),
+        HeaderValue::from_str(&format!("wh-{task}-{n}")).expect("an ASCII header value"),
+    );
+    *request.body_mut() = Some(body.to_string().into());
+    request
 }
 
 /// What one phase measured (warm-up excluded).
@@ -233,6 +264,7 @@ pub async fn run_phase(
     let url = match load {
         Load::Healthz => format!("{base}/healthz"),
         Load::Intake => format!("{base}/webhooks/hr/user-created"),
+        Load::Validation => format!("{base}/webhook/scim-validation"),
     };
     let url = reqwest::Url::parse(&url).expect("the service URL is valid");
     // Event ids must be new in every phase of every round.
@@ -243,6 +275,7 @@ pub async fn run_phase(
     let mut presigned: Vec<Vec<reqwest::Request>> = (0..connections)
         .map(|task| match load {
             Load::Intake => (0..PRESIGNED_PER_CONNECTION).map(|n| hires.make(task, n)).collect(),
+            Load::Validation => (0..PRESIGNED_PER_CONNECTION).map(|n| validation_request(&url, task, n)).collect(),
             Load::Healthz => Vec::new(),
         })
         .collect();
@@ -270,11 +303,17 @@ pub async fn run_phase(
                     let request = match load {
                         Load::Healthz => reqwest::Request::new(reqwest::Method::GET, url.clone()),
                         Load::Intake => ready.next().unwrap_or_else(|| hires.make(task, n)),
+                        Load::Validation => ready.next().unwrap_or_else(|| validation_request(&url, task, n)),
                     };
                     let result = client.execute(request).await;
                     n += 1;
                     let finished = Instant::now();
-                    let expected = if load == Load::Intake { StatusCode::ACCEPTED } else { StatusCode::OK };
+                    let expected = match (load, n % 2) {
+                        (Load::Intake, _) => StatusCode::ACCEPTED,
+                        // `n` was counted above: an odd count is an even user, a compliant one.
+                        (Load::Validation, 0) => StatusCode::BAD_REQUEST,
+                        _ => StatusCode::OK,
+                    };
                     let outcome = match result {
                         Ok(r) => {
                             let status = r.status();
