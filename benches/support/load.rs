@@ -74,7 +74,7 @@ pub const VALIDATION_SECRET: &str = "bench-validation-secret-0123456789";
 
 /// A validation webhook call: user `n` of connection `task`, compliant when `n` is even.
 fn validation_request(url: &reqwest::Url, task: usize, n: u64) -> reqwest::Request {
-    let domain = if n % 2 == 0 { "example.com" } else { "elsewhere.invalid" };
+    let domain = if n.is_multiple_of(2) { "example.com" } else { "elsewhere.invalid" };
     let body = serde_json::json!({
         "eventType": "user.created",
         "eventTimestamp": "2026-11-29T12:00:00Z",
