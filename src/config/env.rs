@@ -73,6 +73,8 @@ pub(super) struct Secrets {
     pub(super) genesys_client: Option<String>,
     /// Variables that hold a development value of `.env.example` (`PLACEHOLDER_SECRETS`).
     pub(super) placeholders: Vec<&'static str>,
+    /// The SIEM destinations' secrets (`SIEM_<NAME>_TOKEN`, ...) by variable.
+    pub(super) siem: BTreeMap<String, String>,
 }
 
 /// Puts each variable that is set on top of its key in `raw` (the file's paths already made
@@ -115,6 +117,7 @@ pub(super) fn overlay(raw: &mut RawConfig, env: &dyn Environment, problems: &mut
         admin_token: env.var("ADMIN_TOKEN"),
         genesys_client: env.var("GENESYS_CLIENT_SECRET"),
         placeholders,
+        siem: super::siem::secrets(&raw.siem, env),
     }
 }
 

@@ -10,6 +10,7 @@
 mod env;
 mod file;
 mod report;
+mod siem;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use secrecy::SecretString;
 use crate::signing::WebhookSecret;
 
 pub use env::{ENV_VARS, Environment, Layered, ProcessEnv};
+pub use siem::{SiemConfig, SiemDestination, SiemKind, SyslogConfirm, SyslogSettings, secret_variable};
 
 /// The directory-sync mapping used when `[sync] mapping` names none.
 pub const DEFAULT_MAPPING_PATH: &str = "config/mappings/directory.jsonata";
@@ -78,6 +80,8 @@ pub struct Config {
     pub departments: DepartmentMap,
     pub sync: SyncConfig,
     pub log_format: LogFormat,
+    /// Delivery of the audit records to SIEMs (`[siem]`); off without destinations.
+    pub siem: SiemConfig,
 }
 
 /// Directory sync: the HR-to-SCIM mapping (compiled) and what a termination does.

@@ -126,6 +126,8 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
         }
     };
 
+    let siem = super::siem::build(raw.siem, &secrets.siem, &mut problems);
+
     let mapping = match (problems.is_empty(), mapping) {
         (true, Some(m)) => m,
         _ => return Err(ConfigError { problems }),
@@ -149,6 +151,7 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
             chunk_size: raw.sync.chunk_size.unwrap_or(25).max(1),
         },
         log_format,
+        siem,
     })
 }
 

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, directory, health, hr};
+use super::{AppState, admin, directory, health, hr, siem};
 use crate::error::ErrorBody;
 
 /// Names of the security schemes, as the handlers' `security(...)` annotations use them.
@@ -38,7 +38,7 @@ pub const ADMIN_SCHEME: &str = "admin_token";
     modifiers(&SecuritySchemes),
     tags(
         (name = "intake", description = "Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature)"),
-        (name = "admin", description = "Jobs, dead letters and reports (Authorization: Bearer <ADMIN_TOKEN>)"),
+        (name = "admin", description = "Jobs, dead letters, reports and SIEM delivery (Authorization: Bearer <ADMIN_TOKEN>)"),
         (name = "operations", description = "Health, readiness, metrics and this document (no authentication)"),
     )
 )]
@@ -84,6 +84,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete_dead_letter))
         .routes(routes!(admin::discrepancies))
         .routes(routes!(admin::reconcile))
+        .routes(routes!(siem::siem))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -19,3 +19,4 @@ mod process;
 mod provisioning;
 mod queue;
 mod retention;
+mod siem;
