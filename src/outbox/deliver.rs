@@ -192,10 +192,13 @@ pub async fn run(
 ) {
     let name = destination.name.as_str();
     let clock = store.clock().clone();
+    // The lease outlasts the longest a batch may take (see below), so it cannot run out while one
+    // is in flight and let another replica send the same records.
+    let lease = settings.lease.max(destination.timeout * 4);
     let mut leased = false;
     while !stop.is_cancelled() {
         // One process at a time delivers to a destination (a no-op on SQLite).
-        match store.outbox_lease(name, &holder, settings.lease).await {
+        match store.outbox_lease(name, &holder, lease).await {
             Ok(true) => leased = true,
             Ok(false) => {
                 leased = false;

@@ -10,8 +10,14 @@
 //!
 //! `eventId` is new for every record (UUID v7) and stays the same through every delivery attempt, so
 //! a SIEM can drop the repeats of at-least-once delivery. `correlationId` ties together the records
-//! of one event: the sender's event id (`webhook-id`) and when the service first accepted it (the
-//! time in its job's auditId), so a reuse of the same event id after the dedupe window is told apart.
+//! of one event: the sender's event id (`webhook-id`) and the event's time: the `eventTimestamp` the
+//! sender gave when its line carries one (a Genesys webhook's), else when the service first accepted
+//! the event (the time in its job's auditId), so a reuse of an event id after the dedupe window is
+//! told apart.
+//!
+//! A new kind of record is a new lifecycle event with an audit line (`lifecycle::audit::line`); its
+//! emitter commits the record (see `crate::lifecycle::Recorder`) and `Outbox::observe` must say which
+//! way it goes, or the crate does not compile.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -58,10 +64,14 @@ fn wrap(line: &AuditRecord<'_>, job: Option<&Job>, at: i64) -> OutboxRow {
         line.extra.get("externalId").and_then(|v| v.as_str()).map(str::to_string).or_else(|| job.and_then(person_key));
     let email = line.user_email.as_deref().or_else(|| job.and_then(email_of));
     let subject = Subject { audit_id: line.audit_id, external_id, email };
-    let correlation = line.webhook_id.as_deref().map(|webhook| {
-        let accepted = line.audit_id.and_then(v7_millis).or(job.map(|j| j.created_at)).unwrap_or(at);
-        format!("{webhook}@{}", crate::queue::worker::ms_to_rfc3339(accepted))
-    });
+    let correlation =
+        line.webhook_id.as_deref().map(|webhook| match line.extra.get("eventTimestamp").and_then(|t| t.as_str()) {
+            Some(sent) => format!("{webhook}@{sent}"),
+            None => {
+                let accepted = line.audit_id.and_then(v7_millis).or(job.map(|j| j.created_at)).unwrap_or(at);
+                format!("{webhook}@{}", crate::queue::worker::ms_to_rfc3339(accepted))
+            }
+        });
     let mut out = Vec::with_capacity(768);
     out.extend_from_slice(b"{\"eventId\":\"");
     out.extend_from_slice(event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
@@ -233,5 +243,14 @@ mod tests {
         assert_eq!(record["correlationId"], "msg_1@2023-11-14T22:13:20.000Z");
         // Events without an audit line have no record.
         assert!(of_event(&Event::Succeeded { job: &job }).is_none());
+    }
+
+    #[test]
+    fn an_event_timestamp_the_sender_gave_is_the_correlations_time() {
+        let line = AuditRecord::new("validation.accepted", "accepted")
+            .webhook_id("wh-1")
+            .field("eventTimestamp", "2026-11-23T09:59:59.000Z");
+        let record = parse(&wrap(&line, None, 0));
+        assert_eq!(record["correlationId"], "wh-1@2026-11-23T09:59:59.000Z");
     }
 }

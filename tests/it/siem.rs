@@ -51,6 +51,12 @@ async fn delivered_everything(app: &TestApp, records: impl Fn() -> Vec<Value>) -
 /// Every audit line arrived as exactly one record (one eventId each), carrying that line, and the
 /// records of each job arrived in the order of its lines.
 fn assert_one_record_per_line(lines: &[Value], records: &[Value]) {
+    assert_the_records_are_the_lines(lines, records);
+    assert_in_order_per_job(lines, records);
+}
+
+/// Every audit line arrived as exactly one record (one eventId each), carrying that line.
+fn assert_the_records_are_the_lines(lines: &[Value], records: &[Value]) {
     let ids: BTreeSet<&str> = records.iter().map(|r| r["eventId"].as_str().expect("an eventId")).collect();
     assert_eq!(ids.len(), records.len(), "an eventId arrived twice");
     let mut want: Vec<String> = lines.iter().map(key).collect();
@@ -66,6 +72,10 @@ fn assert_one_record_per_line(lines: &[Value], records: &[Value]) {
             assert_eq!(record["subject"]["auditId"], audit_id, "{record}");
         }
     }
+}
+
+/// The records of each job arrived in the order of its audit lines (one process's trail).
+fn assert_in_order_per_job(lines: &[Value], records: &[Value]) {
     // Per job, in the order of the audit trail. Duplicates and conflicts are answered while the
     // job runs, so they are left out of the comparison of orders.
     let concurrent = |l: &&Value| l["event"] != "intake.duplicate" && l["event"] != "intake.conflict";
@@ -88,6 +98,15 @@ async fn siem_view(app: &TestApp) -> Value {
     let (status, view) = app.admin_get("/admin/siem").await;
     assert_eq!(status, 200, "{view}");
     view
+}
+
+/// `view` is what the OpenAPI document says `GET /admin/siem` answers.
+async fn assert_documented(app: &TestApp, view: &Value) {
+    let doc = crate::openapi::document(app).await;
+    let schema = &doc["paths"]["/admin/siem"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    if let Err(e) = crate::openapi::conforms(&doc, schema, view, "$") {
+        panic!("GET /admin/siem: {e}\n{view}");
+    }
 }
 
 fn metric(app: &TestApp, line_start: &str) -> f64 {
@@ -144,6 +163,7 @@ async fn every_decision_reaches_splunk_once_after_an_outage() {
         assert_eq!(d["url"], format!("{url}/services/collector/event"));
         assert!(d["lastError"].as_str().unwrap().contains("HEC unreachable"), "{down}");
         assert_eq!(d["delivered"], 0);
+        assert_documented(&app, &down).await;
         assert!(
             metric(&app, "provisioner_siem_delivery_failures_total{destination=\"splunk\",reason=\"unavailable\"}")
                 >= 1.0
@@ -195,6 +215,7 @@ async fn every_decision_reaches_splunk_once_after_an_outage() {
         .expect("the outbox empties");
         assert_eq!(view["destinations"][0]["delivered"], records.len());
         assert!(view["destinations"][0]["backingOffUntil"].is_null(), "{view}");
+        assert_documented(&app, &view).await;
         let delivered = "provisioner_siem_delivered_records_total{destination=\"splunk\"}";
         assert_eq!(metric(&app, delivered), records.len() as f64);
         app.shutdown().await;
@@ -530,4 +551,113 @@ async fn records_in_the_outbox_at_a_sigkill_are_delivered_after_the_restart() {
     expected.sort();
     assert_eq!(received, expected, "every record of the outbox, each once");
     drop(service);
+}
+
+/// A worker that died during an attempt: the lost attempt is recorded by the claim that takes the job
+/// over, and a job whose final attempt is lost is recorded as a dead letter by the reap.
+#[tokio::test]
+async fn lost_attempts_and_their_dead_letters_are_recorded_by_the_claim_that_finds_them() {
+    use genesys_provisioner::queue::no_records;
+    let hec = HecReceiver::start(HecMode::Accept).await;
+    let app = Spawn::new(Backend::Sqlite)
+        .no_workers()
+        .manual_clock()
+        .toml(&hec_toml(&hec.url()))
+        .env("SIEM_SPLUNK_TOKEN", HecReceiver::TOKEN)
+        .start()
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(100);
+    let past_the_lease = Duration::from_millis(150);
+    // One job's worker "crashes" three times, the last time on its last allowed lost attempt (the
+    // test, not a worker, takes the first two over: nothing is told or recorded for those).
+    let crashing = app.hire(&new_hire("ENG")).await;
+    assert_eq!(app.store.claim(1, lease).await.unwrap().len(), 1);
+    for _ in 0..2 {
+        app.manual().advance(past_the_lease);
+        let again = app.store.claim_expired(1, lease, &no_records).await.unwrap();
+        assert_eq!(again.iter().map(|j| j.audit_id).collect::<Vec<_>>(), [crashing]);
+    }
+    // Another job's worker "crashes" once.
+    let taken_over = app.hire(&new_hire("ENG")).await;
+    assert_eq!(app.store.claim(1, lease).await.unwrap().len(), 1);
+    app.manual().advance(past_the_lease);
+    // The worker reaps the first (a dead letter) and takes the second over (a lost attempt), then runs it.
+    app.worker.drain().await.unwrap();
+    app.wait_for_state(taken_over, "succeeded", WITHIN).await;
+    let (lines, records) = delivered_everything(&app, || hec.records()).await;
+    assert_one_record_per_line(&lines, &records);
+    let of = |id: uuid::Uuid| {
+        records
+            .iter()
+            .filter(|r| r["subject"]["auditId"] == id.to_string())
+            .map(|r| format!("{} {}", r["kind"].as_str().unwrap(), r["body"]["status"].as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(taken_over), ["intake.accepted queued", "job.attempt lost", "job.attempt succeeded"]);
+    assert_eq!(of(crashing), ["intake.accepted queued", "job.dead_lettered dead"]);
+    app.shutdown().await;
+}
+
+/// Two replicas on one PostgreSQL store share the outbox: one at a time delivers to a destination
+/// (no record twice), and when it stops, the other takes the deliveries over.
+#[tokio::test]
+async fn replicas_on_one_postgres_store_deliver_each_record_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else { return };
+    let url = db.url.clone();
+    let hec = HecReceiver::start(HecMode::Accept).await;
+    let replica = |db: TestDb| {
+        Spawn::new(Backend::Postgres)
+            .on_db(db)
+            .toml(&hec_toml(&hec.url()))
+            .env("SIEM_SPLUNK_TOKEN", HecReceiver::TOKEN)
+            .start()
+    };
+    let a = replica(db).await.unwrap();
+    let b = replica(TestDb { url, dir: tempfile::tempdir().unwrap() }).await.unwrap();
+    let mut hires = Vec::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        hires.push(app.hire(&new_hire("ENG")).await);
+    }
+    for id in &hires {
+        a.wait_for_state(*id, "succeeded", WITHIN).await;
+    }
+    let lines = || {
+        let mut all = recorded_lines(&a);
+        all.extend(recorded_lines(&b));
+        all
+    };
+    let arrived = eventually(WITHIN, || async {
+        let (want, got) = (lines(), hec.records());
+        (got.len() >= want.len() && a.store.outbox_records().await.unwrap() == 0).then_some((want, got))
+    })
+    .await;
+    let (want, got) = arrived.unwrap_or_else(|| panic!("{} of {} records arrived", hec.records().len(), lines().len()));
+    // A job's lines may be in two trails (accepted by one replica, run by the other): its order is
+    // checked on the records alone.
+    assert_the_records_are_the_lines(&want, &got);
+    for id in &hires {
+        let kinds: Vec<&str> = got
+            .iter()
+            .filter(|r| r["subject"]["auditId"] == id.to_string())
+            .filter_map(|r| r["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["intake.accepted", "job.attempt"], "{id}");
+    }
+    // One replica stops (giving its lease back); the other delivers what comes next at once.
+    a.shutdown().await;
+    let id = b.hire(&new_hire("ENG")).await;
+    b.wait_for_state(id, "succeeded", WITHIN).await;
+    let taken_over = eventually(WITHIN, || async {
+        hec.records()
+            .iter()
+            .any(|r| r["kind"] == "job.attempt" && r["subject"]["auditId"] == id.to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(taken_over.is_some(), "the remaining replica delivers");
+    let ids: BTreeSet<String> = hec.records().iter().map(|r| r["eventId"].to_string()).collect();
+    assert_eq!(ids.len(), hec.records().len(), "no record twice");
+    b.shutdown().await;
 }
