@@ -168,7 +168,7 @@ impl<'a> AuditRecord<'a> {
     /// Appends the record as one JSON object, the same text its `Serialize` writes (a unit test
     /// compares them). Written field by field because the derived form goes through serde's map
     /// machinery (`extra` is flattened) and escapes every key: a third of an intake's audit cost.
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         /// `,"key":` and the value as a JSON string; the keys are plain ASCII and need no escaping.
         fn text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> serde_json::Result<()> {
             let Some(value) = value else { return Ok(()) };

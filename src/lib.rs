@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
 pub mod policy;
 pub mod probe;
@@ -58,6 +59,8 @@ pub enum StartError {
     Genesys(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot set up SIEM delivery: {0}")]
+    Siem(String),
 }
 
 /// A built, bound, not yet running service.
@@ -72,6 +75,8 @@ pub struct App {
     /// The one Genesys client (None: no credentials, or a test's own handler); its pace is shared
     /// with the other replicas while the workers run.
     genesys: Option<Arc<GenesysClient>>,
+    /// SIEM delivery, when destinations are configured.
+    siem: Option<outbox::Runner>,
 }
 
 /// How to build an `App`: `App::builder(config)`, then what differs from production, then `build`.
@@ -150,10 +155,16 @@ impl App {
         let addr = config.server.listen_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let backend = config.server.database_url.backend();
+        let siem = outbox::Outbox::new(&config.siem).map_err(StartError::Siem)?;
         let store = JobStore::connect(&config.server.database_url, config.queue.max_lost_attempts)
             .await
-            .map_err(|source| StartError::Store { backend: config.server.database_url.backend(), source })?
-            .with_clock(clock);
+            .map_err(|source| StartError::Store { backend, source })?
+            .with_clock(clock)
+            .with_outbox(siem.as_ref().map(|(o, _)| o.names()).unwrap_or_default());
+        outbox::register(siem.as_ref().map(|(o, _)| o), &store)
+            .await
+            .map_err(|source| StartError::Store { backend, source })?;
         let audit = AuditLog::open(&config.audit.dir, config.audit.keep_files).map_err(StartError::Audit)?;
         let metrics = Arc::new(Metrics::with_genesys(genesys.clone()));
         // The queue gauges start from one count; the lifecycle events keep them current from here.
@@ -163,15 +174,21 @@ impl App {
         // Who hears the lifecycle events: the audit trail and the metrics (a delivery to a SIEM or
         // an HRIS is one more subscriber here).
         let subscribers: Vec<Arc<dyn Subscriber>> = vec![Arc::new(AuditTrail::new(audit.clone())), metrics.clone()];
-        let bus = Bus::new(subscribers);
+        // With SIEM delivery, every event's record is made by the outbox (see `lifecycle::Recorder`).
+        let (bus, siem, outbox) = match siem {
+            Some((outbox, runner)) => {
+                (Bus::new(subscribers).with_recorder(Arc::new(outbox.clone())), Some(runner), Some(outbox))
+            }
+            None => (Bus::new(subscribers), None, None),
+        };
         let handler = handler(&config, &bus, &store);
         let wake = Arc::new(Notify::new());
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
         let worker = Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
-        let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake });
+        let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake, outbox });
         let run_workers = state.config.queue.run_workers;
-        Ok(App { listener, addr, state, audit, worker, committer, run_workers, genesys })
+        Ok(App { listener, addr, state, audit, worker, committer, run_workers, genesys, siem })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -212,7 +229,7 @@ impl App {
     /// Runs until `stop` is cancelled: stops accepting, lets in-flight requests finish and their
     /// jobs commit, lets running jobs finish (or releases them after the grace period), then returns.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), StartError> {
-        let App { listener, state, worker, committer, run_workers, genesys, .. } = self;
+        let App { listener, state, worker, committer, run_workers, genesys, siem, .. } = self;
         for warning in state.config.warnings() {
             tracing::warn!("{warning}");
         }
@@ -243,6 +260,7 @@ impl App {
                 worker.run(stop).await
             })
         });
+        let siem = siem.map(|s| s.start(state.store.clone(), state.metrics.clone(), stop.clone()));
         let checkpoints =
             tokio::spawn(state.store.clone().run_checkpoints(Duration::from_secs(1), committer_stop.clone()));
         let queue = &state.config.queue;
@@ -280,6 +298,10 @@ impl App {
         share_stop.cancel();
         if let Some(share) = share {
             let _ = share.await;
+        }
+        // After the workers: their last records are appended before the appender stops.
+        if let Some(siem) = siem {
+            siem.stop().await;
         }
         store.close().await;
         tracing::info!("stopped");

@@ -53,7 +53,7 @@ macro_rules! label_value {
     };
 }
 
-label_value!(WebhookOutcome, AttemptOutcome, JobState, CloseReason);
+label_value!(WebhookOutcome, AttemptOutcome, JobState, CloseReason, DeliveryFailure);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
@@ -193,6 +193,8 @@ pub struct Metrics {
     genesys_auth_failed: Gauge,
     /// Events that moved a queue gauge, ever: a resync sees whether any came while it counted.
     queue_moves: AtomicU64,
+    /// Delivery of the audit records to SIEMs (`crate::outbox`).
+    pub siem: SiemStats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -220,6 +222,7 @@ impl Metrics {
             queue: Family::default(),
             genesys_auth_failed: Gauge::default(),
             queue_moves: AtomicU64::new(0),
+            siem: SiemStats::default(),
         };
         // Every series from the start, at 0: a rate over a series that appears with its first
         // event misses that event.
@@ -265,6 +268,7 @@ impl Metrics {
             metrics.genesys_auth_failed.clone(),
         );
         registry.register("provisioner_job_duration_seconds", "Time a job attempt took", metrics.durations.clone());
+        metrics.siem.register(&mut registry);
         if let Some(client) = genesys {
             registry.register_collector(Box::new(GenesysCounters(client)));
         }
@@ -351,6 +355,131 @@ impl Metrics {
                 }
             }
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    destination: String,
+    reason: DeliveryFailure,
+}
+
+/// Why a delivery to a SIEM failed (the `reason` of `provisioner_siem_delivery_failures_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeliveryFailure {
+    /// The destination said it is busy (HEC 503, any 429): backing off.
+    Busy,
+    /// Unreachable, timed out, or a server error: backing off.
+    Unavailable,
+    /// It refused the records (HEC 400/401/403, other 4xx, an untrusted certificate): misconfigured;
+    /// the records are kept and sent again slowly.
+    Refused,
+}
+
+impl DeliveryFailure {
+    pub const ALL: [DeliveryFailure; 3] =
+        [DeliveryFailure::Busy, DeliveryFailure::Unavailable, DeliveryFailure::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryFailure::Busy => "busy",
+            DeliveryFailure::Unavailable => "unavailable",
+            DeliveryFailure::Refused => "refused",
+        }
+    }
+}
+
+/// SIEM delivery (`crate::outbox`): what waits in the outbox and how deliveries go, per destination.
+/// The outbox gauges are counted from the tables every few seconds; the counters move as batches go.
+#[derive(Debug, Default)]
+pub struct SiemStats {
+    records: Gauge,
+    pending: Family<DestinationLabels, Gauge>,
+    oldest: Family<DestinationLabels, Gauge<f64, AtomicU64>>,
+    delivered: Family<DestinationLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    refusing: Family<DestinationLabels, Gauge>,
+}
+
+impl SiemStats {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "provisioner_siem_outbox_records",
+            "Records in the SIEM outbox not yet confirmed by every destination",
+            self.records.clone(),
+        );
+        registry.register(
+            "provisioner_siem_pending_records",
+            "Records waiting for a SIEM destination (its outbox depth)",
+            self.pending.clone(),
+        );
+        registry.register(
+            "provisioner_siem_oldest_pending_seconds",
+            "Age of the oldest record waiting for a SIEM destination (0 when none waits)",
+            self.oldest.clone(),
+        );
+        registry.register(
+            "provisioner_siem_delivered_records",
+            "Records a SIEM destination confirmed",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "provisioner_siem_delivery_failures",
+            "Failed deliveries (batches) to a SIEM destination, by reason",
+            self.failures.clone(),
+        );
+        registry.register(
+            "provisioner_siem_destination_refusing",
+            "1 while a SIEM destination refuses the records as sent (misconfigured)",
+            self.refusing.clone(),
+        );
+    }
+
+    fn labels(destination: &str) -> DestinationLabels {
+        DestinationLabels { destination: destination.to_string() }
+    }
+
+    /// Every series of `destination`, at 0 (a rate over a series that appears with its first event
+    /// misses that event).
+    pub fn destination(&self, destination: &str) {
+        let labels = Self::labels(destination);
+        drop(self.pending.get_or_create(&labels));
+        drop(self.oldest.get_or_create(&labels));
+        drop(self.delivered.get_or_create(&labels));
+        drop(self.refusing.get_or_create(&labels));
+        for reason in DeliveryFailure::ALL {
+            drop(self.failures.get_or_create(&FailureLabels { destination: destination.to_string(), reason }));
+        }
+    }
+
+    pub fn delivered(&self, destination: &str, records: u64) {
+        self.delivered.get_or_create(&Self::labels(destination)).inc_by(records);
+    }
+
+    pub fn failed(&self, destination: &str, reason: DeliveryFailure) {
+        self.failures.get_or_create(&FailureLabels { destination: destination.to_string(), reason }).inc();
+        self.refusing.get_or_create(&Self::labels(destination)).set(i64::from(reason == DeliveryFailure::Refused));
+    }
+
+    /// A delivery to `destination` went through: it no longer refuses.
+    pub fn recovered(&self, destination: &str) {
+        self.refusing.get_or_create(&Self::labels(destination)).set(0);
+    }
+
+    /// What waits for `destination`: `records`, the oldest of them `oldest` old.
+    pub fn set_pending(&self, destination: &str, records: u64, oldest: Duration) {
+        let labels = Self::labels(destination);
+        self.pending.get_or_create(&labels).set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.oldest.get_or_create(&labels).set(oldest.as_secs_f64());
+    }
+
+    pub fn set_records(&self, records: u64) {
+        self.records.set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 }
 

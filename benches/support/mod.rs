@@ -1,9 +1,10 @@
 //! What the benchmarks share: the release binary as a child process that is killed when dropped,
 //! free ports, and the sample config with a few values changed; `load` is the intake benchmark's
-//! load loop.
+//! load loop, `hec` the SIEM benchmark's Splunk receiver.
 
 #![allow(dead_code)] // each benchmark uses a part
 
+pub mod hec;
 pub mod load;
 
 use std::net::{SocketAddr, TcpListener};

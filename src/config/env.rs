@@ -83,6 +83,8 @@ pub(super) struct Secrets {
     pub(super) validation_signing: Option<String>,
     /// Variables that hold a development value of `.env.example` (`PLACEHOLDER_SECRETS`).
     pub(super) placeholders: Vec<&'static str>,
+    /// The SIEM destinations' secrets (`SIEM_<NAME>_TOKEN`, ...) by variable.
+    pub(super) siem: BTreeMap<String, String>,
 }
 
 /// Puts each variable that is set on top of its key in `raw` (the file's paths already made
@@ -127,6 +129,7 @@ pub(super) fn overlay(raw: &mut RawConfig, env: &dyn Environment, problems: &mut
         validation_secret: env.var("VALIDATION_WEBHOOK_SECRET"),
         validation_signing: env.var("VALIDATION_SIGNING_SECRET"),
         placeholders,
+        siem: super::siem::secrets(&raw.siem, env),
     }
 }
 

@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub(super) validation_webhook: RawValidationWebhook,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) siem: super::siem::RawSiem,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +194,9 @@ impl RawConfig {
         let audit_dir = self.audit.dir.take().or(self.server.audit_dir.take());
         self.audit.dir = audit_dir.map(|dir| from_file(base, dir));
         self.sync.mapping = self.sync.mapping.map(|mapping| from_file(base, mapping));
+        for destination in &mut self.siem.destinations {
+            destination.ca_file = destination.ca_file.take().map(|file| from_file(base, file));
+        }
         self
     }
 }

@@ -10,6 +10,7 @@
 mod env;
 mod file;
 mod report;
+mod siem;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::policy::Policy;
 use crate::signing::{SharedSecret, WebhookSecret};
 
 pub use env::{ENV_VARS, Environment, Layered, ProcessEnv};
+pub use siem::{SiemConfig, SiemDestination, SiemKind, SyslogConfirm, SyslogSettings, secret_variable};
 
 /// The directory-sync mapping used when `[sync] mapping` names none.
 pub const DEFAULT_MAPPING_PATH: &str = "config/mappings/directory.jsonata";
@@ -83,6 +85,8 @@ pub struct Config {
     pub policy: Arc<Policy>,
     pub validation: ValidationWebhookConfig,
     pub log_format: LogFormat,
+    /// Delivery of the audit records to SIEMs (`[siem]`); off without destinations.
+    pub siem: SiemConfig,
 }
 
 /// Who may call the validation webhook (`POST /webhook/scim-validation`): a caller sends the shared

@@ -5,7 +5,32 @@ use std::net::SocketAddr;
 
 use secrecy::ExposeSecret;
 
-use super::{Config, DatabaseUrl};
+use super::{Config, DatabaseUrl, SiemKind};
+
+/// Where a SIEM destination sends, secrets only as set / NOT SET.
+fn siem_target(kind: &SiemKind, set: impl Fn(bool) -> &'static str) -> String {
+    match kind {
+        SiemKind::SplunkHec { url, index, sourcetype, .. } => format!(
+            "splunk-hec {url} (sourcetype {sourcetype}{}; token set)",
+            index.as_deref().map(|i| format!(", index {i}")).unwrap_or_default()
+        ),
+        SiemKind::HttpJson { url, token, signing } => {
+            format!(
+                "http-json {url} (bearer token {}, signing secret {})",
+                set(token.is_some()),
+                set(signing.is_some())
+            )
+        }
+        SiemKind::Syslog(s) => format!(
+            "syslog {}://{} (facility {}, app {}, confirm {:?})",
+            if s.tls { "tls" } else { "tcp" },
+            s.address,
+            s.facility,
+            s.app_name,
+            s.confirm
+        ),
+    }
+}
 
 impl Config {
     /// Lines for `check-config`: what was loaded, secrets shown only as set / not set.
@@ -65,6 +90,14 @@ impl Config {
             v.signing_secrets.len(),
             if v.shared_secret.is_none() && v.signing_secrets.is_empty() { " (every call is refused)" } else { "" }
         ));
+        match self.siem.destinations.len() {
+            0 => lines
+                .push("siem                off (no [[siem.destinations]]: no outbox record is written)".to_string()),
+            n => lines.push(format!("siem                {n} destination(s), host {}", self.siem.host)),
+        }
+        for d in &self.siem.destinations {
+            lines.push(format!("  {:<10} -> {}", d.name, siem_target(&d.kind, set)));
+        }
         lines
     }
 
@@ -96,6 +129,20 @@ impl Config {
             }
         }
         w.extend(self.policy.notices().iter().cloned());
+        for d in &self.siem.destinations {
+            let plain = match &d.kind {
+                SiemKind::SplunkHec { url, .. } | SiemKind::HttpJson { url, .. } => url.starts_with("http://"),
+                SiemKind::Syslog(s) => !s.tls,
+            };
+            if plain && !self.sandbox {
+                w.push(format!(
+                    "SIEM destination {} ({}) is not encrypted: audit records (personal data) cross the network in \
+                     clear (use https://, or tls = true for syslog)",
+                    d.name,
+                    d.kind.name()
+                ));
+            }
+        }
         if self.genesys.client_id.is_none() {
             w.push(
                 "GENESYS_CLIENT_ID / GENESYS_CLIENT_SECRET are not set: webhooks are accepted and kept in the \

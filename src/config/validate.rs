@@ -130,6 +130,8 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
         }
     };
 
+    let siem = super::siem::build(raw.siem, &secrets.siem, &mut problems);
+
     let mapping = match (problems.is_empty(), mapping) {
         (true, Some(m)) => m,
         _ => return Err(ConfigError { problems }),
@@ -154,6 +156,7 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
         policy,
         validation,
         log_format,
+        siem,
     })
 }
 

@@ -212,7 +212,9 @@ pub async fn replay(
     State(state): State<AppState>,
     AuditIdPath(audit_id): AuditIdPath,
 ) -> Result<Response, ApiError> {
-    let job = state.store.replay(audit_id).await?;
+    // The replay's outbox record is written in the replay's transaction.
+    let replayed = |job: &Job| state.bus.records(&[Event::Replayed { job }]);
+    let job = state.store.replay(audit_id, &replayed).await?;
     state.wake.notify_waiters();
     state.bus.emit(Event::Replayed { job: &job });
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "auditId": audit_id}))).into_response())
@@ -266,7 +268,8 @@ pub async fn delete_dead_letter(
     State(state): State<AppState>,
     AuditIdPath(audit_id): AuditIdPath,
 ) -> Result<Response, ApiError> {
-    let job = state.store.delete_dead(audit_id).await?;
+    let deleted = |job: &Job| state.bus.records(&[Event::Deleted { job }]);
+    let job = state.store.delete_dead(audit_id, &deleted).await?;
     state.bus.emit(Event::Deleted { job: &job });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -166,6 +166,8 @@ pub async fn sync_batch(
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut conflicts = 0;
     let mut server_error: Option<ApiError> = None;
+    // The refused items' outbox records, committed together before the answer.
+    let mut records = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         match item.parsed {
             Ok(event) => {
@@ -183,7 +185,7 @@ pub async fn sync_batch(
             Err(error) => {
                 let refusal = Refusal::from(ApiError::BadRequest(error.clone()));
                 let item_subject = Subject::default().at(Some(index));
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), item_subject);
+                records.extend(record_refusal(&state, BATCH_ENDPOINT, &refusal, item.sent_id.as_deref(), item_subject));
                 results[index] = json!({"index": index, "error": error});
             }
         }
@@ -213,13 +215,19 @@ pub async fn sync_batch(
                     answer["violations"] = json!(e.violations());
                 }
                 let refusal = Refusal::from(e);
-                record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), Subject::default().at(Some(index)));
+                let item = Subject::default().at(Some(index));
+                records.extend(record_refusal(&state, BATCH_ENDPOINT, &refusal, Some(&id), item));
                 if refusal.error.status().is_server_error() && server_error.is_none() {
                     server_error = Some(refusal.error);
                 }
                 answer
             }
         };
+    }
+    if let Err(e) = state.bus.append(records).await {
+        // The refusals are not recorded: the sender must send the batch again (stored items come
+        // back as duplicates, refused ones are refused again).
+        server_error.get_or_insert(ApiError::from(e));
     }
     let accepted = results.iter().filter(|r| r.get("auditId").is_some()).count();
     let rejected = results.len() - accepted;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod hr;
 pub mod openapi;
 pub mod serve;
+pub mod siem;
 pub mod signed;
 pub mod validation;
 
@@ -60,15 +61,51 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Wakes idle workers when an admin puts a job back in the queue.
     pub wake: Arc<tokio::sync::Notify>,
+    /// SIEM delivery, when destinations are configured (`GET /admin/siem` shows it).
+    pub outbox: Option<crate::outbox::Outbox>,
 }
 
 pub fn router(state: AppState) -> Router {
     // The routes and their OpenAPI description come from one list (`openapi::routes`).
     let (router, _) = openapi::routes().split_for_parts();
-    router
+    let router = router
         .fallback(|| async { ApiError::NotFound("No such endpoint".to_string()) })
-        .method_not_allowed_fallback(|| async { MethodNotAllowed })
-        .with_state(state)
+        .method_not_allowed_fallback(|| async { MethodNotAllowed });
+    // Only when decisions are recorded for a SIEM: answers then wait for their records' commit.
+    let router = match state.bus.recording() {
+        true => router.layer(axum::middleware::from_fn_with_state(state.clone(), commit_records)),
+        false => router,
+    };
+    router.with_state(state)
+}
+
+/// Outbox records an answer carries (a refusal's): committed before the answer goes out.
+#[derive(Clone)]
+struct PendingRecords(Vec<crate::queue::OutboxRow>);
+
+/// Commits the outbox records an answer carries, then lets the answer go. A refusal turns into its
+/// answer synchronously (`Refused::into_response`), where nothing can be awaited; it leaves its
+/// record on the answer instead, and this waits for the commit. If the record cannot be written,
+/// the sender gets a 503 and sends again (and is refused again, this time on the record).
+async fn commit_records(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let Some(PendingRecords(rows)) = response.extensions_mut().remove::<PendingRecords>() else { return response };
+    match state.bus.append(rows).await {
+        Ok(()) => response,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `response` carrying `record` to `commit_records`.
+fn with_record(mut response: Response, record: Option<crate::queue::OutboxRow>) -> Response {
+    if let Some(record) = record {
+        response.extensions_mut().insert(PendingRecords(vec![record]));
+    }
+    response
 }
 
 struct MethodNotAllowed;
@@ -259,35 +296,46 @@ pub fn refuse(
             Some(ConnectInfo(peer)) => peer.ip().to_string(),
             None => "unknown".to_string(),
         };
-        emit_refused(state, endpoint, &refusal, Sender::Unauthenticated { source: &source });
-        return refusal.error.into_response();
+        let record = emit_refused(state, endpoint, &refusal, Sender::Unauthenticated { source: &source });
+        return with_record(refusal.error.into_response(), record);
     }
     let header_id = request.headers.get(id_header).and_then(|v| v.to_str().ok());
-    record_refusal(state, endpoint, &refusal, header_id, subject);
-    refusal.error.into_response()
+    let record = record_refusal(state, endpoint, &refusal, header_id, subject);
+    with_record(refusal.error.into_response(), record)
 }
 
 /// Tells a refused webhook (or batch item) from a signed sender: its `intake.rejected` line and
-/// its count.
+/// its count. Returns its outbox record, which the caller commits before it answers.
+#[must_use = "the refusal's outbox record is committed before the answer"]
 pub fn record_refusal(
     state: &AppState,
     endpoint: &'static str,
     refusal: &Refusal,
     webhook_id: Option<&str>,
     subject: Subject<'_>,
-) {
-    emit_refused(state, endpoint, refusal, Sender::Signed { webhook_id, subject });
+) -> Option<crate::queue::OutboxRow> {
+    emit_refused(state, endpoint, refusal, Sender::Signed { webhook_id, subject })
 }
 
-fn emit_refused(state: &AppState, endpoint: &'static str, refusal: &Refusal, sender: Sender<'_>) {
-    state.bus.emit(lifecycle::Event::Refused(lifecycle::Refused {
+/// Tells the refusal; returns its outbox record (none for a refusal before the signature check,
+/// which has no line of its own).
+fn emit_refused(
+    state: &AppState,
+    endpoint: &'static str,
+    refusal: &Refusal,
+    sender: Sender<'_>,
+) -> Option<crate::queue::OutboxRow> {
+    let event = lifecycle::Event::Refused(lifecycle::Refused {
         endpoint,
         outcome: refusal.error.outcome(),
         http_status: refusal.error.status().as_u16(),
         error: &refusal.error,
         violations: refusal.error.violations(),
         sender,
-    }));
+    });
+    let record = state.bus.record(&event);
+    state.bus.emit(event);
+    record
 }
 
 /// An accepted event, ready to be stored as a job.
@@ -315,22 +363,30 @@ pub async fn enqueue_event(
 ) -> Result<crate::queue::Enqueued, ApiError> {
     let Event { kind, webhook_id, payload, content, derived_id } = event;
     // Time-ordered (v7) audit ids append to the primary-key index instead of dirtying a random page per row.
-    let mut job = crate::queue::JobRecord::new(Uuid::now_v7(), kind, &webhook_id, payload).with_content_hash(content);
+    let audit_id = Uuid::now_v7();
+    let mut job = crate::queue::JobRecord::new(audit_id, kind, &webhook_id, payload).with_content_hash(content);
     if derived_id {
         job = job.with_derived_id();
+    }
+    // The acceptance's outbox record is committed with the job (and dropped if the job turns out
+    // to be stored before: that is a duplicate or a conflict, recorded below).
+    if state.bus.recording() {
+        let accepted = lifecycle::Intake { audit_id, webhook_id: &webhook_id, endpoint, subject };
+        job = job.with_accepted_record(state.bus.record(&lifecycle::Event::Accepted(accepted)));
     }
     let enqueued = state.intake.enqueue(job).await?;
     let intake = lifecycle::Intake { audit_id: enqueued.audit_id, webhook_id: &webhook_id, endpoint, subject };
     if enqueued.conflict {
         let error = ApiError::Conflict(format!("webhook-id {webhook_id} was already used for a different event"));
         let http_status = error.status().as_u16();
-        state.bus.emit(lifecycle::Event::Conflict { intake, error: &error, http_status });
+        state.bus.emit_recorded(lifecycle::Event::Conflict { intake, error: &error, http_status }).await?;
         return Err(error);
     }
-    state.bus.emit(match enqueued.created {
-        true => lifecycle::Event::Accepted(intake),
-        false => lifecycle::Event::Duplicate(intake),
-    });
+    match enqueued.created {
+        true => state.bus.emit(lifecycle::Event::Accepted(intake)),
+        // Nothing was stored: the duplicate's record is appended, and committed before the answer.
+        false => state.bus.emit_recorded(lifecycle::Event::Duplicate(intake)).await?,
+    }
     Ok(enqueued)
 }
 

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, directory, health, hr, validation};
+use super::{AppState, admin, directory, health, hr, siem, validation};
 use crate::error::ErrorBody;
 
 /// Names of the security schemes, as the handlers' `security(...)` annotations use them.
@@ -42,7 +42,7 @@ pub const VALIDATION_SCHEME: &str = "validation_secret";
     tags(
         (name = "intake", description = "Signed webhooks (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature)"),
         (name = "validation", description = "The SCIM validation webhook: is this user allowed by the provisioning policy? (a shared secret header or a Standard Webhooks signature)"),
-        (name = "admin", description = "Jobs, dead letters and reports (Authorization: Bearer <ADMIN_TOKEN>)"),
+        (name = "admin", description = "Jobs, dead letters, reports and SIEM delivery (Authorization: Bearer <ADMIN_TOKEN>)"),
         (name = "operations", description = "Health, readiness, metrics and this document (no authentication)"),
     )
 )]
@@ -94,6 +94,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete_dead_letter))
         .routes(routes!(admin::discrepancies))
         .routes(routes!(admin::reconcile))
+        .routes(routes!(siem::siem))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

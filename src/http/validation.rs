@@ -242,8 +242,9 @@ pub async fn scim_validation(
         })?),
     };
     let event = ValidationEvent::read(&webhook.body).map_err(|e| webhook.refuse(ApiError::BadRequest(e)))?;
+    // The decision's SIEM record is committed before the answer leaves (`with_record`).
     let decided = |decision, timestamp, user: Option<&UserView<'_>>, scim_id, violations: &[Violation]| {
-        state.bus.emit(Event::Validated(Validation {
+        let event = Event::Validated(Validation {
             endpoint: ENDPOINT,
             decision,
             webhook_id: webhook_id.as_deref(),
@@ -253,22 +254,25 @@ pub async fn scim_validation(
             user_name: user.and_then(|u| u.user_name),
             department_code: user.and_then(|u| u.department).and_then(|d| state.config.policy.department_code(d)),
             violations,
-        }));
+        });
+        let record = state.bus.record(&event);
+        state.bus.emit(event);
+        record
     };
     let Some((timestamp, data)) = event.created else {
-        decided(ValidationDecision::Ignored, None, None, None, &[]);
+        let record = decided(ValidationDecision::Ignored, None, None, None, &[]);
         let plain = HeaderValue::from_static("text/plain; charset=utf-8");
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, plain)], "OK").into_response());
+        return Ok(super::with_record((StatusCode::OK, [(header::CONTENT_TYPE, plain)], "OK").into_response(), record));
     };
     let user = UserView::of_json(data);
     let violations = state.config.policy.evaluate(&user);
     let scim_id = data.get("id").and_then(Value::as_str);
     if violations.is_empty() {
-        decided(ValidationDecision::Accepted, Some(timestamp), Some(&user), scim_id, &[]);
+        let record = decided(ValidationDecision::Accepted, Some(timestamp), Some(&user), scim_id, &[]);
         let body = ValidationAccepted { status: "ACCEPTED".to_string(), webhook_id };
-        return Ok((StatusCode::OK, Json(body)).into_response());
+        return Ok(super::with_record((StatusCode::OK, Json(body)).into_response(), record));
     }
-    decided(ValidationDecision::Rejected, Some(timestamp), Some(&user), scim_id, violations.as_slice());
+    let record = decided(ValidationDecision::Rejected, Some(timestamp), Some(&user), scim_id, violations.as_slice());
     let body = ValidationRejected {
         webhook_id,
         event_type: event.event_type.to_string(),
@@ -278,7 +282,7 @@ pub async fn scim_validation(
         violations: violations.0,
         timestamp: crate::audit::now_rfc3339(),
     };
-    Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+    Ok(super::with_record((StatusCode::BAD_REQUEST, Json(body)).into_response(), record))
 }
 
 #[cfg(test)]

@@ -24,154 +24,158 @@ impl AuditTrail {
     pub fn new(log: AuditLog) -> Self {
         AuditTrail { log }
     }
+}
 
-    /// The event's line; None for events the trail does not record (and for refusals before the
-    /// sender was authenticated, which are counted into a per-source summary instead).
-    fn line<'a>(&self, event: &Event<'a>) -> Option<AuditRecord<'a>> {
-        let line = match *event {
-            Event::Refused(Refused { endpoint, outcome, http_status, error, violations, sender }) => match sender {
-                // Anyone can send these: a line each would let them fill the disk.
-                Sender::Unauthenticated { source } => {
-                    self.log.refused(source, outcome.as_str(), endpoint, || error.to_string());
-                    return None;
-                }
-                Sender::Signed { webhook_id, subject } => {
-                    let mut line = AuditRecord::new("intake.rejected", "rejected")
-                        .detail(error.to_string())
-                        .endpoint(endpoint)
-                        .field("httpStatus", http_status);
-                    if let Some(id) = webhook_id {
-                        line = line.webhook_id(first_chars(id, REFUSED_ID_MAX));
-                    }
-                    if !violations.is_empty() {
-                        line = line.field("violations", violations);
-                    }
-                    about(line, subject)
-                }
-            },
-            Event::Accepted(intake) => intake_line("intake.accepted", "queued", intake),
-            Event::Duplicate(intake) => intake_line("intake.duplicate", "duplicate", intake),
-            Event::Conflict { intake, error, http_status } => {
-                let line = AuditRecord::new("intake.conflict", "rejected")
-                    .audit_id(intake.audit_id)
-                    .webhook_id(intake.webhook_id)
-                    .endpoint(intake.endpoint)
+/// The audit line of `event`; None for events the trail does not record, and for refusals before
+/// the sender was authenticated, which are counted into a per-source summary instead (anyone can
+/// send these: a line each would let them fill the disk). The SIEM outbox record of an event
+/// carries this line too.
+pub fn line<'a>(event: &Event<'a>) -> Option<AuditRecord<'a>> {
+    let line = match *event {
+        Event::Refused(Refused { endpoint, http_status, error, violations, sender, .. }) => match sender {
+            Sender::Unauthenticated { .. } => return None,
+            Sender::Signed { webhook_id, subject } => {
+                let mut line = AuditRecord::new("intake.rejected", "rejected")
                     .detail(error.to_string())
+                    .endpoint(endpoint)
                     .field("httpStatus", http_status);
-                about(line, intake.subject)
-            }
-            Event::IntakeCommitted { .. } | Event::AttemptStarted { .. } | Event::Succeeded { .. } => return None,
-            Event::AttemptFinished(attempt) => return attempt_line(attempt),
-            Event::DeadLettered { job, reason } => {
-                job_line("job.dead_lettered", "dead", job).retry_count(job.attempts.saturating_sub(1)).detail(reason)
-            }
-            Event::Replayed { job } => job_line("job.replayed", "queued", job).detail(format!(
-                "replayed by an admin; previous error: {}",
-                job.last_error.as_deref().unwrap_or("none")
-            )),
-            Event::Deleted { job } => job_line("job.deleted", "deleted", job).detail("dead letter deleted by an admin"),
-            Event::Swept(swept) => AuditRecord::new("retention.swept", "purged")
-                .detail("personal data of succeeded jobs purged after the retention period; jobs past the dedupe window deleted")
-                .field("purged", swept.purged)
-                .field("forgotten", swept.forgotten)
-                .field("discrepancies", swept.discrepancies),
-            Event::AuthPaused { reason, retry_every } => {
-                AuditRecord::new("genesys.auth_failed", "paused").detail(format!(
-                    "{reason}; jobs stay queued and the workers pause until a token is granted (asked for every {} s)",
-                    retry_every.as_secs_f64()
-                ))
-            }
-            Event::AuthRecovered { was } => AuditRecord::new("genesys.auth_recovered", "resumed")
-                .detail(format!("a token was granted again; the work resumes (was: {was})")),
-            Event::Provisioned { job, outcome, result } => {
-                let name = match outcome {
-                    ProvisionOutcome::Created => "scim.user.created",
-                    ProvisionOutcome::Adopted => "scim.user.adopted",
-                    ProvisionOutcome::Resumed => "scim.user.resumed",
-                };
-                let mut line = job_line(name, "success", job).retry_count(job.attempts.saturating_sub(1));
-                if let Some(fields) = result.as_object() {
-                    line.extra.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                if let Some(id) = webhook_id {
+                    line = line.webhook_id(first_chars(id, REFUSED_ID_MAX));
                 }
-                line
-            }
-            Event::ProvisionFailed { job, retryable, error, cause } => {
-                let name = match cause {
-                    ProvisionFailure::Policy { .. } => "policy.violation",
-                    _ => "scim.user.failed",
-                };
-                let line = job_line(name, failed_status(retryable), job)
-                    .retry_count(job.attempts.saturating_sub(1))
-                    .detail(error.to_string());
-                match cause {
-                    ProvisionFailure::Genesys { status } => line.field("genesysResponseCode", status),
-                    ProvisionFailure::Uncorrectable { status, corrections } => {
-                        line.field("genesysResponseCode", status).field("corrections", corrections)
-                    }
-                    ProvisionFailure::Transient => line,
-                    ProvisionFailure::Policy { violations } => line.field("violations", violations),
+                if !violations.is_empty() {
+                    line = line.field("violations", violations);
                 }
+                about(line, subject)
             }
-            Event::Reconciled { job, result } => {
-                let mut line = AuditRecord::new("mirror.reconciled", "success").audit_id(job.audit_id);
-                for key in ["pages", "listed", "compared", "refreshed", "added"] {
-                    line = line.field(key, &result[key]);
+        },
+        Event::Accepted(intake) => intake_line("intake.accepted", "queued", intake),
+        Event::Duplicate(intake) => intake_line("intake.duplicate", "duplicate", intake),
+        Event::Conflict { intake, error, http_status } => {
+            let line = AuditRecord::new("intake.conflict", "rejected")
+                .audit_id(intake.audit_id)
+                .webhook_id(intake.webhook_id)
+                .endpoint(intake.endpoint)
+                .detail(error.to_string())
+                .field("httpStatus", http_status);
+            about(line, intake.subject)
+        }
+        Event::IntakeCommitted { .. } | Event::AttemptStarted { .. } | Event::Succeeded { .. } => return None,
+        Event::AttemptFinished(attempt) => return attempt_line(attempt),
+        Event::DeadLettered { job, reason } => {
+            job_line("job.dead_lettered", "dead", job).retry_count(job.attempts.saturating_sub(1)).detail(reason)
+        }
+        Event::Replayed { job } => job_line("job.replayed", "queued", job).detail(format!(
+            "replayed by an admin; previous error: {}",
+            job.last_error.as_deref().unwrap_or("none")
+        )),
+        Event::Deleted { job } => job_line("job.deleted", "deleted", job).detail("dead letter deleted by an admin"),
+        Event::Swept(swept) => AuditRecord::new("retention.swept", "purged")
+            .detail("personal data of succeeded jobs purged after the retention period; jobs past the dedupe window deleted")
+            .field("purged", swept.purged)
+            .field("forgotten", swept.forgotten)
+            .field("discrepancies", swept.discrepancies),
+        Event::AuthPaused { reason, retry_every } => {
+            AuditRecord::new("genesys.auth_failed", "paused").detail(format!(
+                "{reason}; jobs stay queued and the workers pause until a token is granted (asked for every {} s)",
+                retry_every.as_secs_f64()
+            ))
+        }
+        Event::AuthRecovered { was } => AuditRecord::new("genesys.auth_recovered", "resumed")
+            .detail(format!("a token was granted again; the work resumes (was: {was})")),
+        Event::Provisioned { job, outcome, result } => {
+            let name = match outcome {
+                ProvisionOutcome::Created => "scim.user.created",
+                ProvisionOutcome::Adopted => "scim.user.adopted",
+                ProvisionOutcome::Resumed => "scim.user.resumed",
+            };
+            let mut line = job_line(name, "success", job).retry_count(job.attempts.saturating_sub(1));
+            if let Some(fields) = result.as_object() {
+                line.extra.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            line
+        }
+        Event::ProvisionFailed { job, retryable, error, cause } => {
+            let name = match cause {
+                ProvisionFailure::Policy { .. } => "policy.violation",
+                _ => "scim.user.failed",
+            };
+            let line =
+                job_line(name, failed_status(retryable), job).retry_count(job.attempts.saturating_sub(1)).detail(error.to_string());
+            match cause {
+                ProvisionFailure::Genesys { status } => line.field("genesysResponseCode", status),
+                ProvisionFailure::Uncorrectable { status, corrections } => {
+                    line.field("genesysResponseCode", status).field("corrections", corrections)
                 }
-                let count = |key: &str| result[key].as_array().map_or(0, Vec::len);
-                line.field("drifted", count("drift")).field("missing", count("missing"))
+                ProvisionFailure::Transient => line,
+                ProvisionFailure::Policy { violations } => line.field("violations", violations),
             }
-            Event::Synced { job, external_id, outcome, result } => {
-                let name = match outcome {
-                    SyncOutcome::Unchanged | SyncOutcome::AlreadyInactive => "scim.user.unchanged",
-                    SyncOutcome::Updated => "scim.user.updated",
-                    SyncOutcome::Created => "scim.user.created",
-                    SyncOutcome::Deactivated => "scim.user.deactivated",
-                    SyncOutcome::Deleted => "scim.user.deleted",
-                    SyncOutcome::NotFound => "scim.user.not_found",
-                };
-                let mut line = sync_line(name, "success", job, external_id);
-                if let Some(fields) = result.as_object() {
-                    line.extra.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Event::Reconciled { job, result } => {
+            let mut line = AuditRecord::new("mirror.reconciled", "success").audit_id(job.audit_id);
+            for key in ["pages", "listed", "compared", "refreshed", "added"] {
+                line = line.field(key, &result[key]);
+            }
+            let count = |key: &str| result[key].as_array().map_or(0, Vec::len);
+            line.field("drifted", count("drift")).field("missing", count("missing"))
+        }
+        Event::Synced { job, external_id, outcome, result } => {
+            let name = match outcome {
+                SyncOutcome::Unchanged | SyncOutcome::AlreadyInactive => "scim.user.unchanged",
+                SyncOutcome::Updated => "scim.user.updated",
+                SyncOutcome::Created => "scim.user.created",
+                SyncOutcome::Deactivated => "scim.user.deactivated",
+                SyncOutcome::Deleted => "scim.user.deleted",
+                SyncOutcome::NotFound => "scim.user.not_found",
+            };
+            let mut line = sync_line(name, "success", job, external_id);
+            if let Some(fields) = result.as_object() {
+                line.extra.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            line
+        }
+        Event::SyncFailed { job, external_id, retryable, error, cause } => {
+            let name = match cause {
+                SyncFailure::Policy { .. } => "policy.violation",
+                SyncFailure::Failed { .. } => "scim.user.sync_failed",
+            };
+            let line = sync_line(name, failed_status(retryable), job, external_id).detail(error.to_string());
+            match cause {
+                SyncFailure::Failed { genesys_status: Some(status) } => line.field("genesysResponseCode", status),
+                SyncFailure::Failed { genesys_status: None } => line,
+                SyncFailure::Policy { violations } => line.field("violations", violations),
+            }
+        }
+        Event::Validated(validation) => validation_line(validation),
+        Event::Discrepancy { job, external_id, kind, field, expected, actual } => {
+            let (action, status, expected_name, actual_name) = match kind {
+                DiscrepancyKind::AttributeMismatch => {
+                    ("discrepancy.attribute_mismatch", "mismatch", "expected", "actual")
                 }
-                line
-            }
-            Event::SyncFailed { job, external_id, retryable, error, cause } => {
-                let name = match cause {
-                    SyncFailure::Policy { .. } => "policy.violation",
-                    SyncFailure::Failed { .. } => "scim.user.sync_failed",
-                };
-                let line = sync_line(name, failed_status(retryable), job, external_id).detail(error.to_string());
-                match cause {
-                    SyncFailure::Failed { genesys_status: Some(status) } => line.field("genesysResponseCode", status),
-                    SyncFailure::Failed { genesys_status: None } => line,
-                    SyncFailure::Policy { violations } => line.field("violations", violations),
-                }
-            }
-            Event::Validated(validation) => validation_line(validation),
-            Event::Discrepancy { job, external_id, kind, field, expected, actual } => {
-                let (action, status, expected_name, actual_name) = match kind {
-                    DiscrepancyKind::AttributeMismatch => {
-                        ("discrepancy.attribute_mismatch", "mismatch", "expected", "actual")
-                    }
-                    // What the service last wrote (as Genesys confirmed it) and what Genesys holds now.
-                    DiscrepancyKind::Drift => ("discrepancy.drift", "drift", "mirrored", "genesys"),
-                };
-                AuditRecord::new(action, status)
-                    .audit_id(job.audit_id)
-                    .webhook_id(job.webhook_id.as_str())
-                    .field("externalId", external_id)
-                    .field("field", field)
-                    .field(expected_name, expected)
-                    .field(actual_name, actual)
-            }
-        };
-        Some(line)
-    }
+                // What the service last wrote (as Genesys confirmed it) and what Genesys holds now.
+                DiscrepancyKind::Drift => ("discrepancy.drift", "drift", "mirrored", "genesys"),
+            };
+            AuditRecord::new(action, status)
+                .audit_id(job.audit_id)
+                .webhook_id(job.webhook_id.as_str())
+                .field("externalId", external_id)
+                .field("field", field)
+                .field(expected_name, expected)
+                .field(actual_name, actual)
+        }
+    };
+    Some(line)
 }
 
 impl Subscriber for AuditTrail {
     fn observe(&self, event: &Event<'_>) {
-        if let Some(line) = self.line(event) {
+        if let Event::Refused(Refused {
+            endpoint, outcome, error, sender: Sender::Unauthenticated { source }, ..
+        }) = *event
+        {
+            self.log.refused(source, outcome.as_str(), endpoint, || error.to_string());
+            return;
+        }
+        if let Some(line) = line(event) {
             self.log.record(line);
         }
     }

@@ -9,10 +9,18 @@
 //! `App::build`. Events borrow what they describe: emitting one allocates nothing, and a subscriber
 //! copies only what it keeps. A subscriber must not block: it runs on a request's or a worker's task
 //! (the audit log only appends to a buffer, the metrics add to atomics).
+//!
+//! A subscriber cannot wait for a database, so what must be durable (the SIEM outbox record of a
+//! decision) goes another way: the bus's `Recorder` turns an event into its record, and the emitter
+//! commits that record in the same transaction as the state change the event tells of (the intake's
+//! insert, an attempt's result, a replay), or, for a decision that changes no state (a refusal, a
+//! duplicate), appends it with `Bus::append` and waits for that commit before it goes on.
 
 pub mod audit;
 
 use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +29,7 @@ use uuid::Uuid;
 
 use crate::pipeline::directory::SyncKind;
 use crate::policy::Violation;
-use crate::queue::Job;
+use crate::queue::{Job, OutboxRow, QueueError};
 
 /// A closed set of names, each with its one spelling (its serde name, its text in the database, the
 /// audit trail and the metric labels). Generates the enum, `ALL`, `as_str`, `Display`, `FromStr` and
@@ -357,27 +365,90 @@ pub trait Subscriber: Send + Sync + 'static {
     fn observe(&self, event: &Event<'_>);
 }
 
-/// Hands each event to every subscriber. Cheap to clone: one shared list.
+/// Turns events into durable records (the SIEM outbox, `crate::outbox::Outbox`). The emitter of an
+/// event commits its record with the state change the event tells of; a record of a decision that
+/// changes nothing is appended (`append`). As a subscriber it keeps the records of what the pipeline
+/// tells during a job's attempt, which the worker commits with the attempt's result (`take_attempt`).
+pub trait Recorder: Subscriber {
+    /// The record of `event`, or None when it has none (no audit line).
+    fn record(&self, event: &Event<'_>) -> Option<OutboxRow>;
+    /// The records of what the pipeline told about job `audit_id` since its attempt began.
+    fn take_attempt(&self, audit_id: Uuid) -> Vec<OutboxRow>;
+    /// Commits records that belong to no state change (group commit); returns once they are.
+    fn append(&self, rows: Vec<OutboxRow>) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + '_>>;
+}
+
+/// Hands each event to every subscriber, and to the recorder when there is one (SIEM delivery is
+/// configured). Cheap to clone: one shared list.
 #[derive(Clone)]
 pub struct Bus {
     subscribers: Arc<[Arc<dyn Subscriber>]>,
+    recorder: Option<Arc<dyn Recorder>>,
 }
 
 impl Bus {
     pub fn new(subscribers: Vec<Arc<dyn Subscriber>>) -> Self {
-        Bus { subscribers: subscribers.into() }
+        Bus { subscribers: subscribers.into(), recorder: None }
+    }
+
+    /// The bus with `recorder` making the events' durable records (it also observes every event).
+    pub fn with_recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     pub fn emit(&self, event: Event<'_>) {
         for subscriber in self.subscribers.iter() {
             subscriber.observe(&event);
         }
+        if let Some(recorder) = &self.recorder {
+            recorder.observe(&event);
+        }
+    }
+
+    /// Whether events have durable records (SIEM delivery is configured).
+    pub fn recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// The durable record of `event`, for the emitter to commit with its state change; None when
+    /// the event has none or nothing is recorded.
+    pub fn record(&self, event: &Event<'_>) -> Option<OutboxRow> {
+        self.recorder.as_ref().and_then(|r| r.record(event))
+    }
+
+    /// The records of `events`, in order.
+    pub fn records(&self, events: &[Event<'_>]) -> Vec<OutboxRow> {
+        events.iter().filter_map(|e| self.record(e)).collect()
+    }
+
+    /// The records of what the pipeline told about job `audit_id` during its attempt.
+    pub fn take_attempt(&self, audit_id: Uuid) -> Vec<OutboxRow> {
+        self.recorder.as_ref().map(|r| r.take_attempt(audit_id)).unwrap_or_default()
+    }
+
+    /// Commits `rows` (records of decisions that change no state); returns once they are committed.
+    pub async fn append(&self, rows: Vec<OutboxRow>) -> Result<(), QueueError> {
+        match &self.recorder {
+            Some(recorder) if !rows.is_empty() => recorder.append(rows).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Tells `event` and commits its record: for a decision that changes no state, whose record must
+    /// be durable before the caller goes on (answers, for one). The event is told at once; the
+    /// future only waits for the commit (it holds no event, which is not `Send`).
+    pub fn emit_recorded(&self, event: Event<'_>) -> impl Future<Output = Result<(), QueueError>> + Send + '_ {
+        let record = self.record(&event);
+        self.emit(event);
+        self.append(record.into_iter().collect())
     }
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bus({} subscribers)", self.subscribers.len())
+        let recording = if self.recorder.is_some() { ", recording" } else { "" };
+        write!(f, "Bus({} subscribers{recording})", self.subscribers.len())
     }
 }
 

@@ -2,8 +2,9 @@
 
 use uuid::Uuid;
 
+use super::outbox::insert_rows as insert_outbox;
 use super::sql::{AttemptRow, JobRow};
-use super::{Attempt, Db, Job, JobState, JobStore, QueueError};
+use super::{Attempt, Db, Job, JobState, JobStore, OutboxRow, QueueError, RecordsOf};
 
 impl JobStore {
     pub async fn get(&self, audit_id: Uuid) -> Result<Option<Job>, QueueError> {
@@ -52,39 +53,62 @@ impl JobStore {
 
     /// Puts a dead letter back in the queue for a new run: a new retry window and a new allowance
     /// of lost attempts. Attempt numbers go on counting; the last error stays until a success.
-    pub async fn replay(&self, audit_id: Uuid) -> Result<Job, QueueError> {
+    /// `records` gives the replay's outbox records from the replayed job, written with it.
+    pub async fn replay(&self, audit_id: Uuid, records: &RecordsOf<'_>) -> Result<Job, QueueError> {
         let sql = concat!(
             "UPDATE jobs SET state = 'queued', run_attempts = 0, lost_attempts = 0, replayed_at = $1, run_at = $1, \
                updated_at = $1, finished_at = NULL \
              WHERE audit_id = $2 AND state = 'dead' RETURNING ",
             job_columns!()
         );
-        let row: Option<JobRow> = on_pool!(&self.writer, |p| sqlx::query_as(sql)
-            .bind(self.clock.now_ms())
-            .bind(audit_id.to_string())
-            .fetch_optional(p)
-            .await?);
-        match row {
-            Some(r) => Job::try_from(r),
+        let now = self.clock.now_ms();
+        let job = on_pool!(&self.writer, |pool| {
+            let mut tx = pool.begin().await?;
+            let row: Option<JobRow> =
+                sqlx::query_as(sql).bind(now).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;
+            let job = row.map(Job::try_from).transpose()?;
+            let rows = self.records_if_enabled(job.as_ref(), records);
+            insert_outbox(&mut *tx, &rows.iter().collect::<Vec<_>>(), self.outbox_destinations(), self.numbered())
+                .await?;
+            tx.commit().await?;
+            self.outbox_committed(rows.len());
+            job
+        });
+        match job {
+            Some(job) => Ok(job),
             None => Err(self.state_error(audit_id, JobState::Dead).await),
         }
     }
 
-    /// Removes a dead letter for good (its audit lines stay).
-    pub async fn delete_dead(&self, audit_id: Uuid) -> Result<Job, QueueError> {
+    /// The records `records` gives for `job`, when there is one and records are written.
+    fn records_if_enabled(&self, job: Option<&Job>, records: &RecordsOf<'_>) -> Vec<OutboxRow> {
+        match job {
+            Some(job) if self.outbox_enabled() => records(job),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Removes a dead letter for good (its audit lines stay); `records` gives the deletion's outbox
+    /// records from the deleted job, written with it.
+    pub async fn delete_dead(&self, audit_id: Uuid, records: &RecordsOf<'_>) -> Result<Job, QueueError> {
         let sql = concat!("DELETE FROM jobs WHERE audit_id = $1 AND state = 'dead' RETURNING ", job_columns!(), "");
         let attempts = "DELETE FROM job_attempts WHERE audit_id = $1";
-        let row: Option<JobRow> = on_pool!(&self.writer, |pool| {
+        let job = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
-            let row = sqlx::query_as(sql).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;
-            if row.is_some() {
+            let row: Option<JobRow> = sqlx::query_as(sql).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;
+            let job = row.map(Job::try_from).transpose()?;
+            if job.is_some() {
                 sqlx::query(attempts).bind(audit_id.to_string()).execute(&mut *tx).await?;
             }
+            let rows = self.records_if_enabled(job.as_ref(), records);
+            insert_outbox(&mut *tx, &rows.iter().collect::<Vec<_>>(), self.outbox_destinations(), self.numbered())
+                .await?;
             tx.commit().await?;
-            row
+            self.outbox_committed(rows.len());
+            job
         });
-        match row {
-            Some(r) => Job::try_from(r),
+        match job {
+            Some(job) => Ok(job),
             None => Err(self.state_error(audit_id, JobState::Dead).await),
         }
     }

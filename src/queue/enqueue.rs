@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::outbox::insert_rows as insert_outbox;
 use super::sql::{ROWS_PER_STATEMENT, insert_sql, placeholder_list};
-use super::{Db, Enqueued, JobRecord, JobStore, NewJob, QueueError};
+use super::{Db, Enqueued, JobRecord, JobStore, NewJob, OutboxRow, QueueError};
 
 /// The job stored under a key: its audit id and content hash (none for rows stored before hashes).
 struct StoredKey {
@@ -55,17 +56,21 @@ impl JobStore {
         self.enqueue_records(&records).await
     }
 
-    /// `enqueue_batch` for jobs already in their written form.
+    /// `enqueue_batch` for jobs already in their written form. The acceptance record a job carries
+    /// (`JobRecord::with_accepted_record`) is written in the same transaction, if the job is stored.
     pub async fn enqueue_records(&self, jobs: &[JobRecord]) -> Result<Vec<Enqueued>, QueueError> {
         // Rows go in in key order, so batches of several replicas on one PostgreSQL queue take their
         // unique-key locks in the same order and cannot deadlock on each other.
         let mut order: Vec<&JobRecord> = jobs.iter().collect();
         order.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
         let now = self.clock.now_ms();
+        let records = self.outbox_enabled() && jobs.iter().any(|j| j.accepted.is_some());
+        let mut written = 0;
         let stored = match &self.writer {
             // One statement is one transaction in SQLite: a batch that fits in one INSERT needs no
             // BEGIN and COMMIT, so the commit takes one trip to the writer thread instead of three.
-            Db::Sqlite(pool) if jobs.len() <= ROWS_PER_STATEMENT => {
+            // (With outbox records to write too, it takes a transaction like any other.)
+            Db::Sqlite(pool) if jobs.len() <= ROWS_PER_STATEMENT && !records => {
                 let mut conn = pool.acquire().await?;
                 let inserted = self.insert_rows(&order, now).execute(&mut *conn).await?.rows_affected() as usize;
                 match inserted < jobs.len() {
@@ -83,10 +88,26 @@ impl JobStore {
                     true => Some(stored_under(&mut *tx, jobs, self.numbered()).await?),
                     false => None,
                 };
+                if records {
+                    // Only the jobs this transaction stored were accepted.
+                    let accepted: Vec<&OutboxRow> = jobs
+                        .iter()
+                        .filter(|j| {
+                            stored.as_ref().is_none_or(|s| {
+                                s.get(&j.idempotency_key).is_some_and(|k| k.audit_id == j.audit_id_text)
+                            })
+                        })
+                        .filter_map(|j| j.accepted.as_ref())
+                        .collect();
+                    written = accepted.len();
+                    let destinations = self.outbox_destinations();
+                    insert_outbox(&mut *tx, &accepted, destinations, self.numbered()).await?;
+                }
                 tx.commit().await?;
                 stored
             }),
         };
+        self.outbox_committed(written);
         // Usually every row is new. Otherwise some events were stored before (or came twice in this
         // batch), and `stored` says which job each key belongs to.
         let Some(stored) = stored else {
@@ -111,7 +132,7 @@ impl JobStore {
     }
 
     /// Whether this store's SQL uses numbered placeholders (PostgreSQL) or anonymous ones (SQLite).
-    fn numbered(&self) -> bool {
+    pub(super) fn numbered(&self) -> bool {
         matches!(self.writer, Db::Postgres(_))
     }
 

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::outbox::insert_rows as insert_outbox;
 use super::sql::{JobRow, RECORD_LOST};
-use super::{Db, Finish, Job, JobStore, QueueError};
+use super::{Db, Finish, Job, JobStore, OutboxRow, QueueError, RecordsOf};
 
 impl JobStore {
     /// Leases up to `limit` queued jobs that are due, oldest first. Each claim counts as an attempt.
@@ -16,8 +17,14 @@ impl JobStore {
 
     /// Leases up to `limit` running jobs whose lease expired (their worker stopped or crashed) and
     /// that may lose another attempt. The lost attempt goes into the history as `lost`. Kept apart
-    /// from `claim` so the hot path stays a plain index range.
-    pub async fn claim_expired(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
+    /// from `claim` so the hot path stays a plain index range. `records` gives the outbox records of
+    /// each job taken over (its lost attempt), written in the same transaction.
+    pub async fn claim_expired(
+        &self,
+        limit: usize,
+        lease: Duration,
+        records: &RecordsOf<'_>,
+    ) -> Result<Vec<Job>, QueueError> {
         let token = Uuid::new_v4().to_string();
         let now = self.clock.now_ms();
         let lease_until = now + lease.as_millis() as i64;
@@ -33,10 +40,10 @@ impl JobStore {
             "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
              AND lost_attempts + 1 < max_attempts ORDER BY lease_until LIMIT $2"
         );
-        let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
+        let (jobs, written) = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).bind(limit as i64).fetch_all(&mut *tx).await?;
-            let mut rows = Vec::with_capacity(ids.len());
+            let mut jobs = Vec::with_capacity(ids.len());
             for (id,) in ids {
                 sqlx::query(RECORD_LOST).bind(&id).bind(now).execute(&mut *tx).await?;
                 let row: JobRow = sqlx::query_as(take_over)
@@ -46,12 +53,39 @@ impl JobStore {
                     .bind(&id)
                     .fetch_one(&mut *tx)
                     .await?;
-                rows.push(row);
+                jobs.push(Job::try_from(row)?);
             }
+            let written = self.write_records_of(&mut *tx, &jobs, records).await?;
             tx.commit().await?;
-            rows
+            (jobs, written)
         });
-        rows.into_iter().map(Job::try_from).collect()
+        self.outbox_committed(written);
+        Ok(jobs)
+    }
+
+    /// Writes the outbox records `records` gives for `jobs` on `conn` (the caller's transaction);
+    /// returns how many.
+    async fn write_records_of<C>(
+        &self,
+        conn: &mut C,
+        jobs: &[Job],
+        records: &RecordsOf<'_>,
+    ) -> Result<usize, QueueError>
+    where
+        C: sqlx::Connection,
+        for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
+        <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+        for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+        i64: for<'q> sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+        for<'r> (i64,): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    {
+        if !self.outbox_enabled() {
+            return Ok(0);
+        }
+        let rows: Vec<OutboxRow> = jobs.iter().flat_map(records).collect();
+        let refs: Vec<&OutboxRow> = rows.iter().collect();
+        insert_outbox(conn, &refs, self.outbox_destinations(), self.numbered()).await?;
+        Ok(rows.len())
     }
 
     async fn lease_rows(&self, sql: &'static str, limit: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
@@ -70,8 +104,9 @@ impl JobStore {
 
     /// Jobs whose lease expired on the last attempt lost they may lose become dead letters (a job
     /// that kills its worker every time must not be retried forever); the lost attempt goes into
-    /// the history. Returns them so the caller can audit each.
-    pub async fn reap_expired_final_attempts(&self) -> Result<Vec<Job>, QueueError> {
+    /// the history. Returns them so the caller can audit each; `records` gives each one's outbox
+    /// records, written in the same transaction.
+    pub async fn reap_expired_final_attempts(&self, records: &RecordsOf<'_>) -> Result<Vec<Job>, QueueError> {
         let now = self.clock.now_ms();
         let dead = concat!(
             "UPDATE jobs SET state = 'dead', lost_attempts = lost_attempts + 1, lease_token = NULL, lease_until = NULL, \
@@ -85,18 +120,21 @@ impl JobStore {
             "SELECT audit_id FROM jobs WHERE state = 'running' AND lease_until < $1 \
              AND lost_attempts + 1 >= max_attempts"
         );
-        let rows: Vec<JobRow> = on_pool!(&self.writer, |pool| {
+        let (jobs, written) = on_pool!(&self.writer, |pool| {
             let mut tx = pool.begin().await?;
             let ids: Vec<(String,)> = sqlx::query_as(pick).bind(now).fetch_all(&mut *tx).await?;
-            let mut rows = Vec::with_capacity(ids.len());
+            let mut jobs = Vec::with_capacity(ids.len());
             for (id,) in ids {
                 sqlx::query(RECORD_LOST).bind(&id).bind(now).execute(&mut *tx).await?;
-                rows.push(sqlx::query_as(dead).bind(now).bind(&id).fetch_one(&mut *tx).await?);
+                let row: JobRow = sqlx::query_as(dead).bind(now).bind(&id).fetch_one(&mut *tx).await?;
+                jobs.push(Job::try_from(row)?);
             }
+            let written = self.write_records_of(&mut *tx, &jobs, records).await?;
             tx.commit().await?;
-            rows
+            (jobs, written)
         });
-        rows.into_iter().map(Job::try_from).collect()
+        self.outbox_committed(written);
+        Ok(jobs)
     }
 
     /// Keeps a running job's lease alive. False when the lease was lost (another worker took the job).
@@ -107,8 +145,16 @@ impl JobStore {
     }
 
     /// Records the end of an attempt and moves the job on. False when this worker no longer held the
-    /// lease (the job was taken over after its lease expired); nothing is changed then.
-    pub async fn finish(&self, job: &Job, started_at: i64, finish: Finish<'_>) -> Result<bool, QueueError> {
+    /// lease (the job was taken over after its lease expired); nothing is changed then. `records` (the
+    /// attempt's outbox records: what the job did, the attempt, a dead letter) are written in the
+    /// same transaction, and only if the result is.
+    pub async fn finish(
+        &self,
+        job: &Job,
+        started_at: i64,
+        finish: Finish<'_>,
+        records: &[OutboxRow],
+    ) -> Result<bool, QueueError> {
         let now = self.clock.now_ms();
         let (state, run_at, error, result, outcome) = match &finish {
             Finish::Succeeded { result } => ("succeeded", job.run_at, None, Some(result.to_string()), "succeeded"),
@@ -146,8 +192,15 @@ impl JobStore {
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
+                if self.outbox_enabled() {
+                    let refs: Vec<&OutboxRow> = records.iter().collect();
+                    insert_outbox(&mut *tx, &refs, self.outbox_destinations(), self.numbered()).await?;
+                }
             }
             tx.commit().await?;
+            if n == 1 && self.outbox_enabled() {
+                self.outbox_committed(records.len());
+            }
             Ok(n == 1)
         })
     }

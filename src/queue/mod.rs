@@ -10,6 +10,7 @@ mod enqueue;
 pub mod intake;
 mod lease;
 mod mirror;
+pub mod outbox;
 mod replicas;
 mod reports;
 mod retention;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 pub use crate::lifecycle::{AttemptOutcome, DiscrepancyKind, JobKind};
 pub use mirror::MirroredUser;
+pub use outbox::{Appender, OutboxRow, RecordsOf, no_records};
 pub use replicas::ReplicaRow;
 pub use retention::Swept;
 
@@ -112,6 +114,9 @@ pub struct JobRecord {
     payload: String,
     /// SHA-256 (hex) of what identifies the event's content (see `with_content_hash`).
     content_hash: Option<String>,
+    /// The outbox record of the job's acceptance, written in the same transaction when the job is
+    /// stored (not when its event id was stored before: that is a duplicate or a conflict).
+    accepted: Option<OutboxRow>,
 }
 
 impl JobRecord {
@@ -125,7 +130,14 @@ impl JobRecord {
             webhook_id: webhook_id.to_string(),
             payload,
             content_hash: None,
+            accepted: None,
         }
+    }
+
+    /// Writes `record` (the acceptance's outbox record) with the job if the job is stored.
+    pub fn with_accepted_record(mut self, record: Option<OutboxRow>) -> Self {
+        self.accepted = record;
+        self
     }
 
     /// Stores the SHA-256 of `content` with the key: the same event id sent again with other
@@ -307,6 +319,8 @@ pub struct JobStore {
     max_lost_attempts: u32,
     /// What every stored time and lease is read from (`with_clock`; the system clock by default).
     clock: Clock,
+    /// The destinations each outbox record is written for (`with_outbox`; none by default).
+    outbox: std::sync::Arc<outbox::OutboxTargets>,
 }
 
 /// How a finished attempt ends.

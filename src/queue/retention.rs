@@ -172,7 +172,9 @@ impl JobStore {
                         discrepancies = swept.discrepancies,
                         "retention: personal data of succeeded jobs purged, jobs past the dedupe window deleted"
                     );
-                    bus.emit(Event::Swept(&swept));
+                    if let Err(e) = bus.emit_recorded(Event::Swept(&swept)).await {
+                        tracing::error!(error = %e, "the outbox record of the retention sweep could not be written");
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry"),

@@ -56,7 +56,7 @@ impl JobStore {
                 (Db::Postgres(pool.clone()), Db::Postgres(pool))
             }
         };
-        Ok(JobStore { db, writer, max_lost_attempts, clock: Clock::system() })
+        Ok(JobStore { db, writer, max_lost_attempts, clock: Clock::system(), outbox: Default::default() })
     }
 
     /// The store on `clock`: every time it stores and every lease it grants reads it.

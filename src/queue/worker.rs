@@ -127,22 +127,26 @@ impl Worker {
     }
 
     /// Pauses the workers; the first job to find the credentials refused says so, once.
-    fn pause(&self, reason: &str) {
-        let mut paused = self.pause_state();
-        if paused.is_some() {
-            return;
+    async fn pause(&self, reason: &str) {
+        {
+            let mut paused = self.pause_state();
+            if paused.is_some() {
+                return;
+            }
+            *paused = Some(Paused {
+                reason: reason.to_string(),
+                next_check: self.clock().now() + self.config.auth_retry_interval,
+            });
         }
-        *paused = Some(Paused {
-            reason: reason.to_string(),
-            next_check: self.clock().now() + self.config.auth_retry_interval,
-        });
-        drop(paused);
         tracing::error!(
             reason,
             retry_every_secs = self.config.auth_retry_interval.as_secs_f64(),
             "Genesys refused the client credentials: workers paused, jobs stay queued"
         );
-        self.bus.emit(Event::AuthPaused { reason, retry_every: self.config.auth_retry_interval });
+        let paused = Event::AuthPaused { reason, retry_every: self.config.auth_retry_interval };
+        if let Err(e) = self.bus.emit_recorded(paused).await {
+            tracing::error!(error = %e, "the outbox record of the workers' pause could not be written");
+        }
     }
 
     /// While paused: waits for the next credentials check (or `stop`), asks, and resumes the
@@ -164,7 +168,9 @@ impl Worker {
             _ => {
                 let Some(was) = self.pause_state().take() else { return };
                 tracing::info!("Genesys granted a token again: workers resume");
-                self.bus.emit(Event::AuthRecovered { was: &was.reason });
+                if let Err(e) = self.bus.emit_recorded(Event::AuthRecovered { was: &was.reason }).await {
+                    tracing::error!(error = %e, "the outbox record of the workers' resumption could not be written");
+                }
             }
         }
     }
@@ -294,7 +300,9 @@ impl Worker {
         }
         if expired {
             self.reap().await;
-            jobs = self.store.claim_expired(limit, self.config.lease).await?;
+            // Each job's lost attempt is recorded in the claim's transaction.
+            let lost = |job: &Job| self.bus.records(&[Event::AttemptFinished(lost_attempt(job))]);
+            jobs = self.store.claim_expired(limit, self.config.lease, &lost).await?;
             for job in &jobs {
                 self.lost(job);
             }
@@ -310,7 +318,10 @@ impl Worker {
     }
 
     async fn reap(&self) {
-        match self.store.reap_expired_final_attempts().await {
+        let dead = |job: &Job| {
+            self.bus.records(&[Event::DeadLettered { job, reason: job.last_error.as_deref().unwrap_or_default() }])
+        };
+        match self.store.reap_expired_final_attempts(&dead).await {
             Ok(jobs) => {
                 for job in jobs {
                     self.dead_lettered(&job, job.last_error.as_deref().unwrap_or_default());
@@ -341,6 +352,8 @@ impl Worker {
         };
         drop(attempt);
         let took = started.elapsed();
+        // What the pipeline told during the attempt: committed with its result, or dropped with it.
+        let told = self.bus.take_attempt(job.audit_id);
         let outcome = match outcome {
             None => {
                 self.release(&job, AttemptOutcome::Released, took).await;
@@ -354,7 +367,7 @@ impl Worker {
         if let Err(JobFailure::CredentialsRefused { error }) = &outcome {
             tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts, reason = %error,
                 "job attempt failed: Genesys refused the credentials; the job goes back to the queue uncounted");
-            self.pause(error);
+            self.pause(error).await;
             self.release(&job, AttemptOutcome::Paused, took).await;
             return;
         }
@@ -389,7 +402,30 @@ impl Worker {
             Finish::Retry { run_at, .. } => Some(run_at),
             _ => None,
         };
-        match self.store.finish(&job, started_ms, finish).await {
+        // Events borrow what they tell and are not `Send`: made where they are used, not held
+        // across the commit.
+        let finished = || {
+            Event::AttemptFinished(Attempt {
+                job: &job,
+                outcome: status,
+                took: Some(took),
+                detail: detail.as_deref(),
+                next_attempt_at: run_at,
+                result: outcome.as_ref().ok().map(|s| &s.result),
+            })
+        };
+        let ended = || match status {
+            AttemptOutcome::Succeeded => Some(Event::Succeeded { job: &job }),
+            AttemptOutcome::Dead => {
+                Some(Event::DeadLettered { job: &job, reason: detail.as_deref().unwrap_or_default() })
+            }
+            AttemptOutcome::Retry | AttemptOutcome::Released | AttemptOutcome::Paused | AttemptOutcome::Lost => None,
+        };
+        // The attempt's outbox records go in the transaction that records its result.
+        let mut records = told;
+        records.extend(self.bus.record(&finished()));
+        records.extend(ended().and_then(|e| self.bus.record(&e)));
+        match self.store.finish(&job, started_ms, finish, &records).await {
             // An idle worker sleeps until the next retry it knew of; this one may be due sooner.
             Ok(true) if run_at.is_some() => self.wake.notify_waiters(),
             Ok(true) => {}
@@ -403,18 +439,12 @@ impl Worker {
                 return;
             }
         }
-        self.bus.emit(Event::AttemptFinished(Attempt {
-            job: &job,
-            outcome: status,
-            took: Some(took),
-            detail: detail.as_deref(),
-            next_attempt_at: run_at,
-            result: outcome.as_ref().ok().map(|s| &s.result),
-        }));
-        match status {
-            AttemptOutcome::Succeeded => self.bus.emit(Event::Succeeded { job: &job }),
-            AttemptOutcome::Dead => self.dead_lettered(&job, detail.as_deref().unwrap_or_default()),
-            AttemptOutcome::Retry | AttemptOutcome::Released | AttemptOutcome::Paused | AttemptOutcome::Lost => {}
+        self.bus.emit(finished());
+        if let Some(ended) = ended() {
+            if let Event::DeadLettered { reason, .. } = ended {
+                tracing::warn!(audit_id = %job.audit_id, reason, "job moved to the dead letters");
+            }
+            self.bus.emit(ended);
         }
     }
 
@@ -438,22 +468,27 @@ impl Worker {
 
     /// The attempt before this claim was lost: its worker stopped or crashed while it ran.
     fn lost(&self, job: &Job) {
-        let lost = job.attempts.saturating_sub(1);
-        let reason = "its lease expired: the worker stopped or crashed during the attempt";
-        tracing::warn!(audit_id = %job.audit_id, attempt = lost, reason, "job attempt lost; another attempt takes over");
-        self.bus.emit(Event::AttemptFinished(Attempt {
-            job,
-            outcome: AttemptOutcome::Lost,
-            took: None,
-            detail: Some(reason),
-            next_attempt_at: None,
-            result: None,
-        }));
+        let attempt = lost_attempt(job);
+        tracing::warn!(audit_id = %job.audit_id, attempt = job.attempts.saturating_sub(1), reason = attempt.detail,
+            "job attempt lost; another attempt takes over");
+        self.bus.emit(Event::AttemptFinished(attempt));
     }
 
     fn dead_lettered(&self, job: &Job, reason: &str) {
         tracing::warn!(audit_id = %job.audit_id, reason, "job moved to the dead letters");
         self.bus.emit(Event::DeadLettered { job, reason });
+    }
+}
+
+/// The attempt lost before `job`'s current claim (its worker stopped or crashed while it ran).
+fn lost_attempt(job: &Job) -> Attempt<'_> {
+    Attempt {
+        job,
+        outcome: AttemptOutcome::Lost,
+        took: None,
+        detail: Some("its lease expired: the worker stopped or crashed during the attempt"),
+        next_attempt_at: None,
+        result: None,
     }
 }
 

@@ -21,3 +21,4 @@ mod provisioning;
 mod queue;
 mod replicas;
 mod retention;
+mod siem;

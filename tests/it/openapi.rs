@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/dead-letters/{audit_id}"),
     ("get", "/admin/reports/discrepancies"),
     ("post", "/admin/reconcile"),
+    ("get", "/admin/siem"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -239,6 +240,10 @@ async fn real_answers_match_the_document() {
     let (status, answer) = app.admin(Method::DELETE, &format!("/admin/dead-letters/{}", uuid::Uuid::new_v4())).await;
     check("delete", "/admin/dead-letters/{audit_id}", status, &answer);
 
+    let (status, answer) = app.admin_get("/admin/siem").await;
+    assert_eq!(answer["enabled"], false, "{answer}");
+    check("get", "/admin/siem", status, &answer);
+
     for path in ["/healthz", "/readyz"] {
         let resp = app.client.get(app.url(path)).send().await.unwrap();
         let status = resp.status().as_u16();
@@ -246,7 +251,7 @@ async fn real_answers_match_the_document() {
     }
     let resp = app.client.get(app.url("/jobs/x")).send().await.unwrap();
     check("get", "/jobs/{audit_id}", resp.status().as_u16(), &resp.json().await.unwrap());
-    assert_eq!(checked.len(), 26, "{checked:#?}");
+    assert_eq!(checked.len(), 27, "{checked:#?}");
     app.shutdown().await;
 }
 

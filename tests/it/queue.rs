@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use genesys_provisioner::queue::worker::{JobFailure, JobSuccess};
-use genesys_provisioner::queue::{JobStore, NewJob};
+use genesys_provisioner::queue::{JobStore, NewJob, no_records};
 use serde_json::json;
 
 use crate::common::*;
@@ -149,12 +149,15 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
         let claimed = app.store.claim(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(app.store.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "held while leased");
-        assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty(), "lease still valid");
+        assert!(
+            app.store.claim_expired(10, Duration::from_secs(30), &no_records).await.unwrap().is_empty(),
+            "lease still valid"
+        );
         app.manual().advance(Duration::from_secs(2));
-        let held = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
+        let held = app.store.claim_expired(10, Duration::from_secs(30), &no_records).await.unwrap();
         assert!(held.is_empty(), "held to the end of its lease");
         app.manual().advance(Duration::from_millis(1));
-        let again = app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap();
+        let again = app.store.claim_expired(10, Duration::from_secs(30), &no_records).await.unwrap();
         assert_eq!(again.len(), 1, "the job is claimable once the lease expires");
         assert_eq!(again[0].audit_id, id);
         assert_eq!(again[0].attempts, 2, "the crashed attempt counts");
@@ -162,7 +165,7 @@ async fn an_expired_lease_returns_the_job_to_the_queue() {
         // The crashed worker's late answer is refused: it no longer holds the lease.
         let late = app
             .store
-            .finish(&claimed[0], 0, genesys_provisioner::queue::Finish::Succeeded { result: &json!({}) })
+            .finish(&claimed[0], 0, genesys_provisioner::queue::Finish::Succeeded { result: &json!({}) }, &[])
             .await
             .unwrap();
         assert!(!late);
@@ -179,7 +182,7 @@ async fn a_job_whose_final_attempt_keeps_crashing_is_dead_lettered() {
         let jobs = if i == 0 {
             app.store.claim(1, Duration::from_millis(100)).await.unwrap()
         } else {
-            app.store.claim_expired(1, Duration::from_millis(100)).await.unwrap()
+            app.store.claim_expired(1, Duration::from_millis(100), &no_records).await.unwrap()
         };
         assert_eq!(jobs.len(), 1, "claim {i}");
         // The claimer "crashes": its lease runs out.
@@ -214,7 +217,7 @@ async fn a_long_job_keeps_its_lease_alive() {
         });
         assert!(renewed.await.is_some(), "the lease was renewed after the clock moved on");
     }
-    assert!(app.store.claim_expired(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    assert!(app.store.claim_expired(10, Duration::from_secs(30), &no_records).await.unwrap().is_empty());
     handler.let_run(1);
     app.wait_for_state(id, "succeeded", Duration::from_secs(10)).await;
     assert_eq!(handler.runs_of(id), 1);

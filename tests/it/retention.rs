@@ -41,12 +41,12 @@ async fn a_sweep_purges_succeeded_jobs_after_the_retention_and_forgets_them_afte
         assert!(store.save_progress(&done_job, &json!({"scimId": "u-1"})).await.unwrap());
         let now = manual.now_ms();
         let retry = Finish::Retry { run_at: now, error: "jane@example.com was refused" };
-        assert!(store.finish(&done_job, now, retry).await.unwrap());
+        assert!(store.finish(&done_job, now, retry, &[]).await.unwrap());
         let again = store.claim(10, lease).await.unwrap().pop().unwrap();
         let result = json!({"scimId": "u-1", "userName": "jane@example.com"});
-        assert!(store.finish(&again, now, Finish::Succeeded { result: &result }).await.unwrap());
+        assert!(store.finish(&again, now, Finish::Succeeded { result: &result }, &[]).await.unwrap());
         let error = "invalidValue: jane@example.com";
-        assert!(store.finish(&dead_job, now, Finish::Dead { error }).await.unwrap());
+        assert!(store.finish(&dead_job, now, Finish::Dead { error }, &[]).await.unwrap());
         let waiting_body = new_hire("SALES");
         store.enqueue_records(&[record("evt-waiting", &waiting_body).0]).await.unwrap();
         let mismatch = Discrepancy {

@@ -57,10 +57,24 @@ impl Service {
 
     /// `start` on a given port and config file (a restart keeps its address).
     pub async fn start_with(dir: &Path, db_url: &str, run: u32, genesys: &str, port: u16, config: &str) -> Service {
+        Self::start_with_env(dir, db_url, run, genesys, port, config, &[]).await
+    }
+
+    /// `start_with`, with more environment variables (a SIEM destination's token).
+    pub async fn start_with_env(
+        dir: &Path,
+        db_url: &str,
+        run: u32,
+        genesys: &str,
+        port: u16,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let stderr = dir.join(format!("stderr-{run}.log"));
         let child = bin()
             .args(["serve", "--config", config])
             .envs(service_env(dir, db_url, genesys))
+            .envs(env.iter().copied())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
