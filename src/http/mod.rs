@@ -6,6 +6,7 @@ pub mod directory;
 pub mod health;
 pub mod hr;
 pub mod openapi;
+pub mod register;
 pub mod serve;
 pub mod signed;
 pub mod validation;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Wakes idle workers when an admin puts a job back in the queue.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The Genesys client (None without credentials): the admin routes that talk to Genesys use it.
+    pub genesys: Option<Arc<crate::genesys::GenesysClient>>,
 }
 
 pub fn router(state: AppState) -> Router {

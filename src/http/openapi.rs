@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, directory, health, hr, validation};
+use super::{AppState, admin, directory, health, hr, register, validation};
 use crate::error::ErrorBody;
 
 /// Names of the security schemes, as the handlers' `security(...)` annotations use them.
@@ -94,6 +94,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::delete_dead_letter))
         .routes(routes!(admin::discrepancies))
         .routes(routes!(admin::reconcile))
+        .routes(routes!(register::register, register::show, register::remove))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -396,4 +397,26 @@ pub struct NotReady {
     /// `genesys_auth_failed`.
     reason: Option<String>,
     error: String,
+}
+
+/// The answer of `POST /admin/register-webhook`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Schema only: the handler serializes `events::Registration`.
+pub struct RegistrationAnswer {
+    /// `created`, `updated` or `unchanged`.
+    #[schema(example = "created")]
+    pub status: String,
+    /// `eventbridge` or `process-automation`.
+    pub route: String,
+    pub name: String,
+    /// `integrationId` or `triggerId` (empty in a dry run that would create).
+    #[schema(value_type = Object)]
+    pub ids: serde_json::Value,
+    /// What differed from the config (`updated`).
+    pub differences: Vec<String>,
+    /// The writes made, or with `dryRun` the ones it would make: `{method, path, body?}`.
+    #[schema(value_type = Vec<Object>)]
+    pub calls: Vec<serde_json::Value>,
+    pub dry_run: bool,
 }

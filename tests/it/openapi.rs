@@ -21,6 +21,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/dead-letters/{audit_id}"),
     ("get", "/admin/reports/discrepancies"),
     ("post", "/admin/reconcile"),
+    ("post", "/admin/register-webhook"),
+    ("get", "/admin/register-webhook"),
+    ("delete", "/admin/register-webhook"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -236,6 +239,12 @@ async fn real_answers_match_the_document() {
     let (status, answer) = app.admin(Method::POST, "/admin/reconcile").await;
     assert_eq!(status, 202, "{answer}");
     check("post", "/admin/reconcile", status, &answer);
+    // No [genesys_events] in this config: each register-webhook route answers 409.
+    for method in [Method::POST, Method::GET, Method::DELETE] {
+        let (status, answer) = app.admin(method.clone(), "/admin/register-webhook").await;
+        assert_eq!(status, 409, "{answer}");
+        check(&method.as_str().to_lowercase(), "/admin/register-webhook", status, &answer);
+    }
     let (status, answer) = app.admin(Method::DELETE, &format!("/admin/dead-letters/{}", uuid::Uuid::new_v4())).await;
     check("delete", "/admin/dead-letters/{audit_id}", status, &answer);
 
@@ -246,7 +255,7 @@ async fn real_answers_match_the_document() {
     }
     let resp = app.client.get(app.url("/jobs/x")).send().await.unwrap();
     check("get", "/jobs/{audit_id}", resp.status().as_u16(), &resp.json().await.unwrap());
-    assert_eq!(checked.len(), 26, "{checked:#?}");
+    assert_eq!(checked.len(), 29, "{checked:#?}");
     app.shutdown().await;
 }
 
