@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod directory;
+pub mod genesys_events;
 pub mod health;
 pub mod hr;
 pub mod openapi;

@@ -205,3 +205,78 @@ async fn the_register_webhook_command_prints_its_calls_and_the_aws_side() {
     assert!(again.starts_with("unchanged: eventbridge"), "{again}");
     assert_eq!(emulator.received().len(), 3);
 }
+
+const EVENTS: &str = "/webhooks/genesys/events";
+
+/// An EventBridge delivery of a user audit event: `client` acted on user `user`.
+fn envelope(id: &str, client: &str, user: &str) -> serde_json::Value {
+    let topic = format!("v2.audits.entitytype.User.entityid.{user}");
+    json!({
+        "version": "0", "id": id, "detail-type": topic,
+        "source": "aws.partner/genesys.com/cloud/org-1/provisioner", "account": "123456789012",
+        "time": "2026-11-29T10:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {"topicName": topic, "version": "2", "timestamp": "2026-11-29T10:00:00Z",
+            "metadata": {"CorrelationId": "c-1"},
+            "eventBody": {"id": format!("audit-{id}"), "userId": "admin-1", "clientId": {"id": client},
+                "serviceName": "Directory", "eventTime": "2026-11-29T10:00:00Z", "action": "Update",
+                "entityType": "User", "entity": {"id": user},
+                "propertyChanges": [{"property": "title", "oldValues": ["Engineer"], "newValues": ["Boss"]}]}}
+    })
+}
+
+async fn deliver(app: &TestApp, body: &serde_json::Value, secret: Option<&str>) -> (u16, serde_json::Value) {
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    if let Some(secret) = secret {
+        headers.push(("x-api-key", secret.to_string()));
+    }
+    app.post_raw(EVENTS, serde_json::to_vec(body).unwrap(), &headers).await
+}
+
+#[tokio::test]
+async fn the_event_callback_refuses_a_missing_or_wrong_secret() {
+    let emulator = start_emulator().await;
+    let app = app_with(&emulator, &eventbridge_toml("eu-west-1")).await;
+    let body = envelope("env-401", "someone", "u-1");
+    for secret in [None, Some("not-the-events-api-key"), Some(&EVENTS_SECRET[..EVENTS_SECRET.len() - 1])] {
+        let (status, answer) = deliver(&app, &body, secret).await;
+        assert_eq!(status, 401, "{secret:?}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("x-api-key"), "{answer}");
+    }
+    let stored: u64 = app.store.counts_by_state().await.unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(stored, 0, "nothing stored");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicated_delivery_makes_one_job_and_an_echo_is_told_from_an_outside_change() {
+    let emulator = start_emulator().await;
+    let app = app_with(&emulator, &eventbridge_toml("eu-west-1")).await;
+    let outside = envelope("env-1", "someone-elses-client", "u-1");
+    let (status, first) = deliver(&app, &outside, Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = deliver(&app, &outside, Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(first["auditId"], again["auditId"], "the same delivery is the same job");
+    let id: uuid::Uuid = first["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.wait_for_state(id, "succeeded", std::time::Duration::from_secs(15)).await;
+    assert_eq!(job["kind"], "genesys.event");
+    assert_eq!(job["result"]["action"], "outside_change", "{job}");
+    assert_eq!(job["result"]["changedProperties"], json!(["title"]));
+    // The same id with other content is a conflict, as for HR events.
+    let (status, _) = deliver(&app, &envelope("env-1", "another", "u-2"), Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 409);
+    // The service's own write comes back as an echo: recorded, nothing more.
+    let (status, echo) = deliver(&app, &envelope("env-2", EMULATOR_CLIENT_ID, "u-1"), Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 202, "{echo}");
+    let id: uuid::Uuid = echo["auditId"].as_str().unwrap().parse().unwrap();
+    let job = app.wait_for_state(id, "succeeded", std::time::Duration::from_secs(15)).await;
+    assert_eq!(job["result"]["action"], "echo", "{job}");
+    // A workflow's plain JSON is read too, keyed by the audit event's id.
+    let workflow = json!({"topicName": "v2.audits.entitytype.User.entityid.u-3",
+        "eventBody": {"id": "audit-wf-1", "clientId": {"id": "x"}, "entity": {"id": "u-3"}}});
+    let (status, answer) = deliver(&app, &workflow, Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = deliver(&app, &json!({"detail": {"eventBody": {}}}), Some(EVENTS_SECRET)).await;
+    assert_eq!(status, 400, "{answer}");
+    app.shutdown().await;
+}

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/webhooks/directory-sync"),
     ("post", "/webhooks/directory-sync/batch"),
     ("post", "/webhook/scim-validation"),
+    ("post", "/webhooks/genesys/events"),
     ("get", "/jobs/{audit_id}"),
     ("get", "/admin/dead-letters"),
     ("post", "/admin/dead-letters/{audit_id}/replay"),
@@ -110,6 +111,12 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
                     op["security"],
                     json!([{"validation_secret": []}, {"webhook_id": [], "webhook_timestamp": [], "webhook_signature": []}])
                 );
+                for status in ["401", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status} is not described");
+                }
+            }
+            &"/webhooks/genesys/events" => {
+                assert_eq!(op["security"], json!([{"events_secret": []}]));
                 for status in ["401", "413", "415"] {
                     assert!(responses.contains_key(status), "{method} {path}: {status} is not described");
                 }
