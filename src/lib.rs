@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod genesys;
 pub mod http;
 pub mod lifecycle;
@@ -186,7 +187,16 @@ impl App {
         // The committer starts in `run_until_stopped`; until then requests queue in its channel.
         let (intake, committer) = Intake::channel(config.queue.intake_batch_max);
         let worker = Arc::new(Worker::new(store.clone(), handler, config.queue.clone(), bus.clone(), wake.clone()));
-        let state = AppState::new(Shared { config: Arc::new(config), intake, store, bus, metrics, wake, outbox });
+        let state = AppState::new(Shared {
+            config: Arc::new(config),
+            intake,
+            store,
+            bus,
+            metrics,
+            wake,
+            genesys: genesys.clone(),
+            outbox,
+        });
         let run_workers = state.config.queue.run_workers;
         Ok(App { listener, addr, state, audit, worker, committer, run_workers, genesys, siem })
     }

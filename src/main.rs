@@ -86,6 +86,16 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         wait_secs: u64,
     },
+    /// Subscribe Genesys Cloud to user events as [genesys_events] says (find by name; create,
+    /// update or leave alone), print the outcome and what the AWS side needs. Talks to Genesys
+    /// with the configured credentials; the service need not run.
+    RegisterWebhook {
+        #[arg(long, env = "PROVISIONER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the exact calls it would make, and make none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Exit 0 when the service answers GET /healthz (for container health checks).
     Healthcheck {
         /// Defaults to http://<LISTEN_ADDR>/healthz, with 0.0.0.0 read as 127.0.0.1.
@@ -114,6 +124,7 @@ fn main() -> ExitCode {
             Command::CheckConfig { config, probe } => check_config(config.as_deref(), probe).await,
             Command::SendWebhook { url, file, secret, id } => send_webhook(&url, &file, &secret, id).await,
             Command::Reconcile { url, admin_token, wait_secs } => reconcile(url, &admin_token, wait_secs).await,
+            Command::RegisterWebhook { config, dry_run } => register_webhook(config.as_deref(), dry_run).await,
             Command::Healthcheck { url } => healthcheck(url).await,
         }
     })
@@ -338,6 +349,53 @@ fn init_logging(format: LogFormat) {
         // Control characters from input are escaped, so a value cannot forge a line.
         LogFormat::Text => builder.fmt_fields(genesys_provisioner::logging::escaped_fields()).init(),
     }
+}
+
+async fn register_webhook(path: Option<&Path>, dry_run: bool) -> ExitCode {
+    use genesys_provisioner::events;
+    let config = match config_path(path).and_then(|p| load_config(&p).map_err(|e| e.to_string())) {
+        Ok(config) => config,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match genesys_provisioner::genesys::GenesysClient::from_config(&config.genesys) {
+        Some(Ok(client)) => client,
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+        None => {
+            eprintln!("register-webhook: no Genesys credentials (GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let events_config = &config.genesys_events;
+    let registration = match events::register(&client, events_config, dry_run).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("register-webhook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = serde_json::to_value(registration.status).unwrap_or_default();
+    let status = status.as_str().unwrap_or_default();
+    match dry_run {
+        true => println!("dry run: {status} would be the outcome; the calls it would make (none made):"),
+        false => println!("{status}: {} {:?} {}", registration.route, registration.name, registration.ids),
+    }
+    if !registration.differences.is_empty() {
+        println!("differed: {}", registration.differences.join(", "));
+    }
+    for call in &registration.calls {
+        println!("  {call}");
+    }
+    if let Some(aws) = events::aws_side(events_config) {
+        println!("AWS side (EventBridge partner event source, rule, API destination):");
+        println!("{}", serde_json::to_string_pretty(&aws).unwrap_or_default());
+    }
+    ExitCode::SUCCESS
 }
 
 async fn check_config(path: Option<&Path>, probe: bool) -> ExitCode {

@@ -37,6 +37,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "VALIDATION_SIGNING_SECRET",
         "Standard Webhooks secret(s), whsec_..., a validation webhook caller may sign with instead",
     ),
+    (
+        "GENESYS_EVENTS_SECRET",
+        "shared secret the Genesys event callback sends in [genesys_events] secret_header (the API key)",
+    ),
     ("LOG_FORMAT", "text (default) or json for operational logs"),
     ("PROVISIONER_ENV_FILE", "file of variables read at start (default .env in the current folder; none: no file)"),
 ];
@@ -81,6 +85,7 @@ pub(super) struct Secrets {
     pub(super) genesys_client: Option<String>,
     pub(super) validation_secret: Option<String>,
     pub(super) validation_signing: Option<String>,
+    pub(super) events_secret: Option<String>,
     /// Variables that hold a development value of `.env.example` (`PLACEHOLDER_SECRETS`).
     pub(super) placeholders: Vec<&'static str>,
     /// The SIEM destinations' secrets (`SIEM_<NAME>_TOKEN`, ...) by variable.
@@ -128,6 +133,7 @@ pub(super) fn overlay(raw: &mut RawConfig, env: &dyn Environment, problems: &mut
         genesys_client: env.var("GENESYS_CLIENT_SECRET"),
         validation_secret: env.var("VALIDATION_WEBHOOK_SECRET"),
         validation_signing: env.var("VALIDATION_SIGNING_SECRET"),
+        events_secret: env.var("GENESYS_EVENTS_SECRET"),
         placeholders,
         siem: super::siem::secrets(&raw.siem, env),
     }
@@ -234,6 +240,9 @@ mod tests {
             ("VALIDATION_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", |c| {
                 c.validation.signing_secrets.len().to_string()
             }),
+            ("GENESYS_EVENTS_SECRET", "an-events-api-key-0123", |c| {
+                c.genesys_events.secret.as_ref().is_some_and(|s| s.matches(b"an-events-api-key-0123")).to_string()
+            }),
             ("LOG_FORMAT", "json", |c| format!("{:?}", c.log_format).to_lowercase()),
         ];
         let mut base = good_env();
@@ -246,6 +255,7 @@ mod tests {
                 "HR_WEBHOOK_SECRET" => "2",
                 "VALIDATION_WEBHOOK_SECRET" => "true",
                 "VALIDATION_SIGNING_SECRET" => "1",
+                "GENESYS_EVENTS_SECRET" => "true",
                 _ => value,
             };
             assert_eq!(read(&cfg), expected, "{name}");

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub(super) policy: RawPolicy,
     #[serde(default)]
     pub(super) validation_webhook: RawValidationWebhook,
+    /// `[genesys_events]`: absent, no registration and no event callback.
+    pub(super) genesys_events: Option<RawGenesysEvents>,
     #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
@@ -86,6 +88,27 @@ pub(super) struct RawPolicyRules {
 pub(super) struct RawValidationWebhook {
     /// The header that carries `VALIDATION_WEBHOOK_SECRET`.
     pub(super) secret_header: Option<String>,
+}
+
+/// `[genesys_events]`: how Genesys Cloud is subscribed to user events and how their callback is
+/// authenticated (the secret, `GENESYS_EVENTS_SECRET`, comes from the environment).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGenesysEvents {
+    /// `eventbridge` (default) or `process-automation`.
+    pub(super) route: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) secret_header: Option<String>,
+    /// Where the events are delivered (the service's `/webhooks/genesys/events`), for the AWS side.
+    pub(super) callback_url: Option<String>,
+    pub(super) aws_account_id: Option<String>,
+    pub(super) aws_region: Option<String>,
+    pub(super) event_source_suffix: Option<String>,
+    pub(super) topic_filters: Option<Vec<String>>,
+    pub(super) workflow_id: Option<String>,
+    pub(super) topic_name: Option<String>,
+    /// Each `{jsonPath, operator, value}` as the trigger API takes it.
+    pub(super) match_criteria: Option<Vec<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -84,9 +84,43 @@ pub struct Config {
     /// `[policy]`, compiled: what a user must be to be provisioned (intake, jobs, validation webhook).
     pub policy: Arc<Policy>,
     pub validation: ValidationWebhookConfig,
+    /// `[genesys_events]`: the subscription to Genesys user events and their callback.
+    pub genesys_events: GenesysEventsConfig,
     pub log_format: LogFormat,
     /// Delivery of the audit records to SIEMs (`[siem]`); off without destinations.
     pub siem: SiemConfig,
+}
+
+/// The header that carries `GENESYS_EVENTS_SECRET` when `[genesys_events] secret_header` names none
+/// (the API destination's API-key header).
+pub const DEFAULT_EVENTS_SECRET_HEADER: &str = "x-api-key";
+/// The registration's name in Genesys when `[genesys_events] name` names none.
+pub const DEFAULT_EVENTS_NAME: &str = "genesys-provisioner user events";
+/// The user audit topic: every create, update and delete of a user.
+pub const USER_AUDIT_TOPIC: &str = "v2.audits.entitytype.User.entityid.{id}";
+
+/// How Genesys Cloud is subscribed to user events (`register-webhook`) and how their callback
+/// (`POST /webhooks/genesys/events`) knows its caller.
+#[derive(Clone, Debug)]
+pub struct GenesysEventsConfig {
+    /// Whether the config has a `[genesys_events]` section; without one, registering is refused.
+    pub configured: bool,
+    pub name: String,
+    pub route: EventsRoute,
+    pub secret_header: axum::http::HeaderName,
+    /// `GENESYS_EVENTS_SECRET`; without it, every callback is refused (401).
+    pub secret: Option<SharedSecret>,
+    /// The public URL of `/webhooks/genesys/events`, for the AWS side's API destination.
+    pub callback_url: Option<String>,
+}
+
+/// Which of Genesys's two ways out carries the events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventsRoute {
+    /// The `amazon-eventbridge-source` integration; an AWS API destination calls the service.
+    EventBridge { aws_account_id: String, aws_region: String, event_source_suffix: String, topic_filters: Vec<String> },
+    /// A Process Automation trigger starting an Architect workflow that calls the service.
+    ProcessAutomation { workflow_id: String, topic_name: String, match_criteria: Vec<serde_json::Value> },
 }
 
 /// Who may call the validation webhook (`POST /webhook/scim-validation`): a caller sends the shared

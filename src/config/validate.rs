@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::env::Secrets;
-use super::file::{RawConfig, RawDepartment, RawGenesys, RawPolicy, RawQueue, RawValidationWebhook};
+use super::file::{RawConfig, RawDepartment, RawGenesys, RawGenesysEvents, RawPolicy, RawQueue, RawValidationWebhook};
 use super::*;
 use crate::policy::{Policy, PolicySettings, Rule};
 use crate::signing::{SharedSecret, WebhookSecret};
@@ -91,6 +91,8 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
     let validation =
         build_validation(raw.validation_webhook, secrets.validation_secret, secrets.validation_signing, &mut problems);
 
+    let genesys_events = build_events(raw.genesys_events, secrets.events_secret, &mut problems);
+
     let on_terminate = match raw.sync.on_terminate.as_deref() {
         None | Some("deactivate") => TerminateAction::Deactivate,
         Some("delete") => TerminateAction::Delete,
@@ -155,9 +157,88 @@ pub(super) fn build(raw: RawConfig, secrets: Secrets, mut problems: Vec<String>)
         },
         policy,
         validation,
+        genesys_events,
         log_format,
         siem,
     })
+}
+
+/// `[genesys_events]`: the route's keys checked (each missing one named), the secret from the environment.
+fn build_events(
+    raw: Option<RawGenesysEvents>,
+    secret: Option<String>,
+    problems: &mut Vec<String>,
+) -> GenesysEventsConfig {
+    let configured = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let header = raw.secret_header.unwrap_or_else(|| DEFAULT_EVENTS_SECRET_HEADER.to_string());
+    let secret_header = axum::http::HeaderName::from_bytes(header.trim().as_bytes()).unwrap_or_else(|_| {
+        problems.push(format!("genesys_events.secret_header {header:?} is not an HTTP header name"));
+        axum::http::HeaderName::from_static(DEFAULT_EVENTS_SECRET_HEADER)
+    });
+    let secret = secret
+        .and_then(|s| SharedSecret::parse(&s).map_err(|e| problems.push(format!("GENESYS_EVENTS_SECRET {e}"))).ok());
+    let mut required = |key: &str, value: Option<String>| -> String {
+        match value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+            Some(v) => v,
+            None => {
+                problems.push(format!(
+                    "genesys_events.{key} is required for route {:?}",
+                    raw.route.as_deref().unwrap_or("eventbridge")
+                ));
+                String::new()
+            }
+        }
+    };
+    let route = match raw.route.as_deref() {
+        _ if !configured => EventsRoute::EventBridge {
+            aws_account_id: String::new(),
+            aws_region: String::new(),
+            event_source_suffix: String::new(),
+            topic_filters: vec![USER_AUDIT_TOPIC.to_string()],
+        },
+        None | Some("eventbridge") => EventsRoute::EventBridge {
+            aws_account_id: required("aws_account_id", raw.aws_account_id),
+            aws_region: required("aws_region", raw.aws_region),
+            event_source_suffix: required("event_source_suffix", raw.event_source_suffix),
+            topic_filters: raw.topic_filters.unwrap_or_else(|| vec![USER_AUDIT_TOPIC.to_string()]),
+        },
+        Some("process-automation") => EventsRoute::ProcessAutomation {
+            workflow_id: required("workflow_id", raw.workflow_id),
+            topic_name: required("topic_name", raw.topic_name),
+            match_criteria: raw
+                .match_criteria
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
+        },
+        Some(other) => {
+            problems.push(format!("genesys_events.route {other:?} is not eventbridge or process-automation"));
+            EventsRoute::EventBridge {
+                aws_account_id: String::new(),
+                aws_region: String::new(),
+                event_source_suffix: String::new(),
+                topic_filters: Vec::new(),
+            }
+        }
+    };
+    if let EventsRoute::EventBridge { aws_account_id, .. } = &route
+        && configured
+        && !aws_account_id.is_empty()
+        && (aws_account_id.len() != 12 || !aws_account_id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        problems.push(format!("genesys_events.aws_account_id {aws_account_id:?} is not a 12-digit AWS account id"));
+    }
+    let name = raw.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    GenesysEventsConfig {
+        configured,
+        name: name.unwrap_or_else(|| DEFAULT_EVENTS_NAME.to_string()),
+        route,
+        secret_header,
+        secret,
+        callback_url: raw.callback_url,
+    }
 }
 
 /// `[policy]` compiled against the department map (see `policy::Policy::compile`).

@@ -243,6 +243,11 @@ impl GenesysClient {
         self.tokens.get(&self.http).await.map(|_| ())
     }
 
+    /// The OAuth client this process acts as (Genesys names it in the audit events of its writes).
+    pub fn client_id(&self) -> &str {
+        &self.settings.credentials.client_id
+    }
+
     pub fn api_url(&self) -> &str {
         &self.settings.api_url
     }

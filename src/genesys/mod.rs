@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod events;
 pub mod models;
 pub mod scim;
 pub mod types;

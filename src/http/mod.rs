@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod directory;
+pub mod genesys_events;
 pub mod health;
 pub mod hr;
 pub mod openapi;
+pub mod register;
 pub mod serve;
 pub mod siem;
 pub mod signed;
@@ -63,6 +65,8 @@ pub struct Shared {
     pub wake: Arc<tokio::sync::Notify>,
     /// SIEM delivery, when destinations are configured (`GET /admin/siem` shows it).
     pub outbox: Option<crate::outbox::Outbox>,
+    /// The Genesys client (None without credentials): the admin routes that talk to Genesys use it.
+    pub genesys: Option<Arc<crate::genesys::GenesysClient>>,
 }
 
 pub fn router(state: AppState) -> Router {

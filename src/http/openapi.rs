@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, directory, health, hr, siem, validation};
+use super::{AppState, admin, directory, genesys_events, health, hr, register, siem, validation};
 use crate::error::ErrorBody;
 
 /// Names of the security schemes, as the handlers' `security(...)` annotations use them.
@@ -72,6 +72,11 @@ impl Modify for SecuritySchemes {
             "VALIDATION_WEBHOOK_SECRET, sent as it is (the header `[validation_webhook] secret_header` names; this is its default).",
         ));
         components.add_security_scheme(VALIDATION_SCHEME, SecurityScheme::ApiKey(shared));
+        let events = ApiKey::Header(ApiKeyValue::with_description(
+            crate::config::DEFAULT_EVENTS_SECRET_HEADER,
+            "GENESYS_EVENTS_SECRET, as the AWS API destination's API key (the header `[genesys_events] secret_header` names; this is its default).",
+        ));
+        components.add_security_scheme("events_secret", SecurityScheme::ApiKey(events));
         let bearer = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some("The ADMIN_TOKEN, as `Authorization: Bearer <token>`."))
@@ -88,6 +93,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::sync_event))
         .routes(routes!(directory::sync_batch))
         .routes(routes!(validation::scim_validation))
+        .routes(routes!(genesys_events::genesys_event))
         .routes(routes!(admin::job))
         .routes(routes!(admin::dead_letters))
         .routes(routes!(admin::replay))
@@ -95,6 +101,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::discrepancies))
         .routes(routes!(admin::reconcile))
         .routes(routes!(siem::siem))
+        .routes(routes!(register::register, register::show, register::remove))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -397,4 +404,26 @@ pub struct NotReady {
     /// `genesys_auth_failed`.
     reason: Option<String>,
     error: String,
+}
+
+/// The answer of `POST /admin/register-webhook`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Schema only: the handler serializes `events::Registration`.
+pub struct RegistrationAnswer {
+    /// `created`, `updated` or `unchanged`.
+    #[schema(example = "created")]
+    pub status: String,
+    /// `eventbridge` or `process-automation`.
+    pub route: String,
+    pub name: String,
+    /// `integrationId` or `triggerId` (empty in a dry run that would create).
+    #[schema(value_type = Object)]
+    pub ids: serde_json::Value,
+    /// What differed from the config (`updated`).
+    pub differences: Vec<String>,
+    /// The writes made, or with `dryRun` the ones it would make: `{method, path, body?}`.
+    #[schema(value_type = Vec<Object>)]
+    pub calls: Vec<serde_json::Value>,
+    pub dry_run: bool,
 }

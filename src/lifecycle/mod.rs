@@ -96,6 +96,9 @@ names! {
         DirectorySync = "directory.sync",
         /// An admin's reconcile: compare the users in Genesys with the mirror, refresh it, report drift.
         Reconcile = "genesys.reconcile",
+        /// A user event out of Genesys Cloud (`/webhooks/genesys/events`): an echo of the service's
+        /// own write is recorded and dropped; anything else is recorded as an outside change.
+        GenesysEvent = "genesys.event",
     }
 }
 

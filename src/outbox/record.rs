@@ -171,7 +171,8 @@ fn person_key(job: &Job) -> Option<String> {
             Some(crate::pipeline::directory::person_key(job.payload.get("data")?)).filter(|k| !k.is_empty())
         }
         JobKind::NewHire => text(job.payload.get("employeeId")).or_else(|| text(job.payload.get("employeeNumber"))),
-        JobKind::Reconcile => None,
+        // About a Genesys user, not an HR person.
+        JobKind::Reconcile | JobKind::GenesysEvent => None,
     }
 }
 

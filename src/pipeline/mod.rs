@@ -4,6 +4,7 @@
 //! what each job did to Genesys on the lifecycle bus (the audit trail writes it).
 
 pub mod directory;
+pub mod genesys_event;
 pub mod mirror;
 pub mod new_hire;
 pub mod provision;
@@ -244,6 +245,10 @@ impl JobHandler for Provisioning {
                 JobKind::NewHire => self.new_hire(job).await,
                 JobKind::DirectorySync => self.directory_sync(job).await,
                 JobKind::Reconcile => self.reconcile(job).await,
+                JobKind::GenesysEvent => {
+                    let own = self.genesys.as_deref().map(GenesysClient::client_id);
+                    Ok(JobSuccess { result: genesys_event::judge(&job.payload, own) })
+                }
             }
         })
     }

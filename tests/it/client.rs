@@ -23,7 +23,15 @@ const SYNC: &str = "/webhooks/directory-sync";
 fn model_violations(r: &Received) -> Vec<String> {
     let users = r.path.starts_with("/api/v2/scim/v2/users");
     let groups = r.path.starts_with("/api/v2/scim/v2/groups");
+    let integration = r.path.starts_with("/api/v2/integrations");
+    let trigger = r.path.starts_with("/api/v2/processautomation/triggers");
     let found = match (r.method.as_str(), users, groups) {
+        ("POST", ..) if integration => models::validate("CreateIntegrationRequest", &r.body),
+        ("PUT", ..) if integration && r.path.ends_with("/config/current") => {
+            models::validate("IntegrationConfiguration", &r.body)
+        }
+        ("PATCH", ..) if integration => models::validate("Integration", &r.body),
+        ("POST" | "PUT", ..) if trigger => models::validate("Trigger", &r.body),
         ("POST", true, _) => models::validate(CREATE_USER, &r.body),
         ("PUT", true, _) => models::validate(USER, &r.body),
         ("PATCH", true, _) => models::validate_patch(USER, &r.body),
@@ -55,8 +63,14 @@ fn assert_golden(name: &str, emulator: &Emulator) {
         "{name}: the client sent what the Genesys API models do not have:\n{}",
         problems.join("\n")
     );
-    let ids: Vec<(String, String)> =
+    let mut ids: Vec<(String, String)> =
         emulator.users().into_iter().filter_map(|u| Some((u.id?, format!("<id of {}>", u.user_name)))).collect();
+    let (integrations, triggers) = emulator.enabled_registrations();
+    for (n, held) in integrations.iter().chain(&triggers).enumerate() {
+        if let Some(id) = held["id"].as_str() {
+            ids.push((id.to_string(), format!("<registration {n}>")));
+        }
+    }
     let sent = Value::Array(
         received
             .iter()
@@ -196,4 +210,35 @@ async fn a_request_that_cannot_be_built_is_a_permanent_failure_not_an_outage() {
     assert!(!error.to_string().contains("unreachable"), "{error}");
     assert!(error.to_string().len() < 1000, "the error does not carry the whole URL");
     assert_eq!(client.stats.retried.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// Registering on both routes: the integration's create, config and enable, a config update; the
+/// trigger's create and update. Each body is held to its model (`CreateIntegrationRequest`,
+/// `IntegrationConfiguration`, `Integration`, `Trigger`).
+#[tokio::test]
+async fn golden_register_webhook_bodies() {
+    use crate::events::{eventbridge_toml, trigger_toml};
+    for (name, first, second) in [
+        ("register-eventbridge", eventbridge_toml("eu-west-1"), eventbridge_toml("us-east-1")),
+        (
+            "register-trigger",
+            trigger_toml(genesys_emulator::DEFAULT_TRIGGER_TOPICS[0]),
+            trigger_toml(genesys_emulator::DEFAULT_TRIGGER_TOPICS[1]),
+        ),
+    ] {
+        let emulator = start_emulator().await;
+        for toml in [first, second] {
+            let app = Spawn::new(Backend::Sqlite)
+                .provisioning(&emulator)
+                .env("GENESYS_EVENTS_SECRET", crate::events::EVENTS_SECRET)
+                .toml(&toml)
+                .start()
+                .await
+                .unwrap();
+            let (status, answer) = app.admin(reqwest::Method::POST, "/admin/register-webhook").await;
+            assert!(status == 200 || status == 201, "{answer}");
+            app.shutdown().await;
+        }
+        assert_golden(name, &emulator);
+    }
 }

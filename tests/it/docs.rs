@@ -425,6 +425,13 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "tests/it/mirror.rs",
         "&[\"reconcile\", \"--url\", &base]",
     ),
+    // docs/genesys-setup.md: register-webhook, run against the emulator by tests/it/events.rs.
+    (
+        "genesys-provisioner register-webhook --dry-run",
+        "tests/it/events.rs",
+        "[\"register-webhook\", \"--dry-run\", \"--config\"",
+    ),
+    ("genesys-provisioner register-webhook", "tests/it/events.rs", "[\"register-webhook\", \"--config\""),
     // The API contract: fetched and checked against real answers by tests/it/openapi.rs; the fuzz
     // script is the last step of .ci/run.
     ("curl -s http://127.0.0.1:3000/openapi.json", "tests/it/openapi.rs", "/openapi.json"),

@@ -10,6 +10,7 @@ mod common;
 mod deploy;
 mod directory;
 mod docs;
+mod events;
 mod intake;
 mod lifecycle;
 mod limits;

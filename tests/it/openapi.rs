@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/webhooks/directory-sync"),
     ("post", "/webhooks/directory-sync/batch"),
     ("post", "/webhook/scim-validation"),
+    ("post", "/webhooks/genesys/events"),
     ("get", "/jobs/{audit_id}"),
     ("get", "/admin/dead-letters"),
     ("post", "/admin/dead-letters/{audit_id}/replay"),
@@ -22,6 +23,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/reports/discrepancies"),
     ("post", "/admin/reconcile"),
     ("get", "/admin/siem"),
+    ("post", "/admin/register-webhook"),
+    ("get", "/admin/register-webhook"),
+    ("delete", "/admin/register-webhook"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -108,6 +112,12 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
                     op["security"],
                     json!([{"validation_secret": []}, {"webhook_id": [], "webhook_timestamp": [], "webhook_signature": []}])
                 );
+                for status in ["401", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status} is not described");
+                }
+            }
+            &"/webhooks/genesys/events" => {
+                assert_eq!(op["security"], json!([{"events_secret": []}]));
                 for status in ["401", "413", "415"] {
                     assert!(responses.contains_key(status), "{method} {path}: {status} is not described");
                 }
@@ -237,6 +247,12 @@ async fn real_answers_match_the_document() {
     let (status, answer) = app.admin(Method::POST, "/admin/reconcile").await;
     assert_eq!(status, 202, "{answer}");
     check("post", "/admin/reconcile", status, &answer);
+    // No [genesys_events] in this config: each register-webhook route answers 409.
+    for method in [Method::POST, Method::GET, Method::DELETE] {
+        let (status, answer) = app.admin(method.clone(), "/admin/register-webhook").await;
+        assert_eq!(status, 409, "{answer}");
+        check(&method.as_str().to_lowercase(), "/admin/register-webhook", status, &answer);
+    }
     let (status, answer) = app.admin(Method::DELETE, &format!("/admin/dead-letters/{}", uuid::Uuid::new_v4())).await;
     check("delete", "/admin/dead-letters/{audit_id}", status, &answer);
 
@@ -251,7 +267,7 @@ async fn real_answers_match_the_document() {
     }
     let resp = app.client.get(app.url("/jobs/x")).send().await.unwrap();
     check("get", "/jobs/{audit_id}", resp.status().as_u16(), &resp.json().await.unwrap());
-    assert_eq!(checked.len(), 27, "{checked:#?}");
+    assert_eq!(checked.len(), 30, "{checked:#?}");
     app.shutdown().await;
 }
 

@@ -93,8 +93,9 @@ async fn two_replicas_stay_within_one_rate_limit(backend: Backend) {
         stats.rate_limited
     );
     eprintln!("{report}");
-    // Both worked: one idle replica would halve the rate by itself.
-    assert!(by_a >= HIRES as u64 / 4 && by_b >= HIRES as u64 / 4, "{report}");
+    // Both worked: one idle replica would halve the rate by itself. (The split is rarely even: the
+    // second replica holds its workers for a heartbeat, and a loaded machine skews it further.)
+    assert!(by_a >= HIRES as u64 / 10 && by_b >= HIRES as u64 / 10, "{report}");
     // Each replica's first request leaves at once, then one per interval: over `seconds` the two
     // may send one request each above the rate (and 2% for the timing of the samples).
     let most = allowed * seconds * 1.02 + 2.0;

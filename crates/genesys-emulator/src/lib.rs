@@ -23,6 +23,7 @@
 pub mod cli;
 mod faults;
 mod filter;
+mod integrations;
 pub mod models;
 mod patch;
 mod server;
@@ -40,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{FailWrites, FaultSettings, Faults};
+pub use integrations::DEFAULT_TRIGGER_TOPICS;
 
 use crate::wire::{PatchOp, ScimGroup, ScimUser};
 use store::Store;
@@ -58,6 +60,9 @@ pub struct EmulatorConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// Names of the security roles `GET /api/v2/authorization/roles` lists (default: `DEFAULT_ROLES`).
     pub roles: Vec<String>,
+    /// Topics `GET /api/v2/processautomation/triggers/topics` offers (default: `DEFAULT_TRIGGER_TOPICS`,
+    /// which, like a real org's list, lacks the user audit topic).
+    pub trigger_topics: Vec<String>,
 }
 
 /// The roles the emulator's organisation has unless told otherwise: Genesys Cloud's built-in ones
@@ -73,6 +78,7 @@ impl Default for EmulatorConfig {
             groups: Vec::new(),
             rate_limit_per_minute: None,
             roles: DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
+            trigger_topics: integrations::DEFAULT_TRIGGER_TOPICS.iter().map(|t| t.to_string()).collect(),
         }
     }
 }
@@ -146,6 +152,9 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     /// The path and query of every list request (`GET` of a collection), in order.
     list_queries: Mutex<Vec<String>>,
+    /// Integrations and triggers (`integrations`).
+    registrations: Mutex<integrations::Registrations>,
+    trigger_topics: Vec<String>,
 }
 
 impl Shared {
@@ -212,6 +221,8 @@ impl Emulator {
             roles: config.roles.into_iter().map(|name| (uuid::Uuid::new_v4().to_string(), name)).collect(),
             received: Mutex::new(Vec::new()),
             list_queries: Mutex::new(Vec::new()),
+            registrations: Mutex::new(integrations::Registrations::default()),
+            trigger_topics: config.trigger_topics,
         });
         let stop = CancellationToken::new();
         let router = server::router(shared.clone());
@@ -308,6 +319,11 @@ impl Emulator {
     /// the handler (auth, rate limit, an injected fault) are not in it.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The enabled EventBridge integrations' configs and the enabled triggers, as Genesys holds them.
+    pub fn enabled_registrations(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        self.shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).enabled()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.

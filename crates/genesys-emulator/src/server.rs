@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::Shared;
 use crate::faults::RateInfo;
+use crate::integrations;
 use crate::store::{Fail, etag, etag_matches};
 use crate::wire::{ListResponse, SCHEMA_ERROR, SCIM_CONTENT_TYPE, ScimGroup, ScimUser, TokenResponse};
 
@@ -40,6 +41,23 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             get(get_group).patch(patch_group).put(replace_group).delete(no_group_writes).post(no_group_writes),
         )
         .route("/api/v2/authorization/roles", get(list_roles))
+        .route("/api/v2/integrations", get(integrations::list_integrations).post(integrations::create_integration))
+        .route(
+            "/api/v2/integrations/{id}",
+            get(integrations::get_integration)
+                .patch(integrations::patch_integration)
+                .delete(integrations::delete_integration),
+        )
+        .route("/api/v2/integrations/{id}/config/current", get(integrations::get_config).put(integrations::put_config))
+        .route("/api/v2/processautomation/triggers/topics", get(integrations::trigger_topics))
+        .route(
+            "/api/v2/processautomation/triggers",
+            get(integrations::list_triggers).post(integrations::create_trigger),
+        )
+        .route(
+            "/api/v2/processautomation/triggers/{id}",
+            get(integrations::get_trigger).put(integrations::update_trigger).delete(integrations::delete_trigger),
+        )
         .route("/emulator/faults", get(faults).post(set_faults))
         .route("/emulator/stats", get(stats))
         .fallback(|| async { fail(&Fail::new(404, None, "no such endpoint in the Genesys emulator")) })
@@ -64,7 +82,7 @@ fn internal_error(detail: &str) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)], body.to_string()).into_response()
 }
 
-fn fail(f: &Fail) -> Response {
+pub(crate) fn fail(f: &Fail) -> Response {
     scim_json(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &f.body())
 }
 

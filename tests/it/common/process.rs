@@ -223,3 +223,17 @@ pub fn probe_env<'a>(emulator: &'a str, secret: &'a str) -> Vec<(&'a str, &'a st
 }
 
 pub const PROBE: &[&str] = &["check-config", "--probe", "--config", "config/default.toml"];
+
+/// The environment of a command that talks to the emulator at `emulator` with its test credentials.
+pub fn bin_cli_env(emulator: &str, events_secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("HR_WEBHOOK_SECRET", SECRET.to_string()),
+        ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("GENESYS_API_URL", emulator.to_string()),
+        ("GENESYS_LOGIN_URL", emulator.to_string()),
+        ("GENESYS_CLIENT_ID", EMULATOR_CLIENT_ID.to_string()),
+        ("GENESYS_CLIENT_SECRET", EMULATOR_CLIENT_SECRET.to_string()),
+        ("GENESYS_EVENTS_SECRET", events_secret.to_string()),
+        ("DATABASE_URL", "sqlite::memory:".to_string()),
+    ]
+}
