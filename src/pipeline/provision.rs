@@ -195,10 +195,11 @@ pub async fn create_user(
             Err(e) => return Err(e.into()),
         }
     };
-    // What Genesys answered (the created user, or the one found to adopt) enters the mirror.
+    // What Genesys answered (the created user, or the one found to adopt) enters the mirror once
+    // the group step is done: one write per joiner. A retry after a failed group step finds the
+    // user by its 409 and lookup, as without a mirror.
     let mut known = mirror
-        .confirm(&user, etag.as_deref())
-        .await
+        .entry(&user, etag.as_deref())
         .map(|entry| Known { entry, from_mirror: false })
         .ok_or_else(|| ProvisionError::Transient("Genesys returned a user without an id".into()))?;
     let scim_id = known.entry.scim_id.clone();
@@ -231,8 +232,8 @@ pub async fn create_user(
     if let Some(group_id) = group_id.as_ref().filter(|g| !known.entry.groups.contains(g)) {
         add_member(client, group_id, &scim_id).await?;
         known.entry.groups.push(group_id.clone());
-        mirror.put(&known.entry).await;
     }
+    mirror.put(&known.entry).await;
     Ok(Provisioned {
         scim_id,
         group_id,
