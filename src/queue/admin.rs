@@ -2,9 +2,8 @@
 
 use uuid::Uuid;
 
-use super::outbox::insert_rows as insert_outbox;
 use super::sql::{AttemptRow, JobRow};
-use super::{Attempt, Db, Job, JobState, JobStore, OutboxRow, QueueError, RecordsOf};
+use super::{Attempt, Db, Job, JobState, JobStore, QueueError, RecordsOf};
 
 impl JobStore {
     pub async fn get(&self, audit_id: Uuid) -> Result<Option<Job>, QueueError> {
@@ -67,24 +66,14 @@ impl JobStore {
             let row: Option<JobRow> =
                 sqlx::query_as(sql).bind(now).bind(audit_id.to_string()).fetch_optional(&mut *tx).await?;
             let job = row.map(Job::try_from).transpose()?;
-            let rows = self.records_if_enabled(job.as_ref(), records);
-            insert_outbox(&mut *tx, &rows.iter().collect::<Vec<_>>(), self.outbox_destinations(), self.numbered())
-                .await?;
+            let written = self.write_records_of(&mut *tx, job.as_slice(), records).await?;
             tx.commit().await?;
-            self.outbox_committed(rows.len());
+            self.outbox_committed(written);
             job
         });
         match job {
             Some(job) => Ok(job),
             None => Err(self.state_error(audit_id, JobState::Dead).await),
-        }
-    }
-
-    /// The records `records` gives for `job`, when there is one and records are written.
-    fn records_if_enabled(&self, job: Option<&Job>, records: &RecordsOf<'_>) -> Vec<OutboxRow> {
-        match job {
-            Some(job) if self.outbox_enabled() => records(job),
-            _ => Vec::new(),
         }
     }
 
@@ -100,11 +89,9 @@ impl JobStore {
             if job.is_some() {
                 sqlx::query(attempts).bind(audit_id.to_string()).execute(&mut *tx).await?;
             }
-            let rows = self.records_if_enabled(job.as_ref(), records);
-            insert_outbox(&mut *tx, &rows.iter().collect::<Vec<_>>(), self.outbox_destinations(), self.numbered())
-                .await?;
+            let written = self.write_records_of(&mut *tx, job.as_slice(), records).await?;
             tx.commit().await?;
-            self.outbox_committed(rows.len());
+            self.outbox_committed(written);
             job
         });
         match job {

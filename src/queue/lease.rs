@@ -65,7 +65,7 @@ impl JobStore {
 
     /// Writes the outbox records `records` gives for `jobs` on `conn` (the caller's transaction);
     /// returns how many.
-    async fn write_records_of<C>(
+    pub(super) async fn write_records_of<C>(
         &self,
         conn: &mut C,
         jobs: &[Job],
