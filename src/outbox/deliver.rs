@@ -359,6 +359,17 @@ pub async fn run_gauges(
     }
 }
 
+/// The HTTP client of an HTTP destination (Splunk HEC, a JSON collector): `timeout` for the
+/// connection and for each delivery.
+pub(super) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("genesys-provisioner/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -32,12 +32,7 @@ impl HttpJson {
         signing: Option<WebhookSecret>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("genesys-provisioner/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = super::deliver::http_client(timeout)?;
         let authorization = match token {
             None => None,
             Some(t) => {

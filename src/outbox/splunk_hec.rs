@@ -43,12 +43,7 @@ impl SplunkHec {
         host: &str,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("genesys-provisioner/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = super::deliver::http_client(timeout)?;
         let mut authorization = HeaderValue::from_str(&format!("Splunk {}", token.expose_secret()))
             .map_err(|_| "the HEC token holds characters a header cannot carry".to_string())?;
         authorization.set_sensitive(true);
