@@ -18,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use genesys_provisioner::config::DatabaseUrl;
-use genesys_provisioner::lifecycle::{Attempt, AttemptOutcome, Event, Intake, JobKind, Subject};
-use genesys_provisioner::queue::{Job, JobState, JobStore, OutboxRow};
+use genesys_provisioner::lifecycle::{Attempt, AttemptOutcome, Event, Intake, Subject};
+use genesys_provisioner::queue::{Job, JobStore, OutboxRow};
 use serde_json::json;
 use support::{Process, cpu_seconds, env_number, free_port, hec, serve_command};
 
@@ -32,28 +32,9 @@ const FILL_CHUNK: usize = 5_000;
 
 /// A job as the worker holds it after a successful new hire.
 fn job(n: u64) -> Job {
-    Job {
-        audit_id: uuid::Uuid::now_v7(),
-        kind: JobKind::NewHire.as_str().to_string(),
-        webhook_id: format!("evt-bench-{n}"),
-        payload: json!({"email": format!("user{n}@example.com"), "departmentCode": "ENG", "employeeId": format!("E-{n}")}),
-        state: JobState::Running,
-        attempts: 1,
-        run_attempts: 1,
-        lost_attempts: 0,
-        max_lost_attempts: 5,
-        run_at: 0,
-        lease_token: None,
-        lease_until: None,
-        last_error: None,
-        result: None,
-        created_at: 0,
-        updated_at: 0,
-        finished_at: None,
-        replayed_at: None,
-        progress: None,
-        purged_at: None,
-    }
+    let payload =
+        json!({"email": format!("user{n}@example.com"), "departmentCode": "ENG", "employeeId": format!("E-{n}")});
+    Job { audit_id: uuid::Uuid::now_v7(), webhook_id: format!("evt-bench-{n}"), ..Job::running(payload, 1) }
 }
 
 /// Record `n`: an acceptance (even) or a succeeded attempt with its result (odd).

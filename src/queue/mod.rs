@@ -225,8 +225,8 @@ impl Job {
         self.replayed_at.unwrap_or(self.created_at)
     }
 
-    /// A running new-hire job with this payload, for the unit tests of what observes jobs.
-    #[cfg(test)]
+    /// A running new-hire job with this payload (nil audit id, on its first run): what the unit
+    /// tests and benchmarks of what observes jobs start from.
     pub fn running(payload: serde_json::Value, attempts: u32) -> Job {
         Job {
             audit_id: Uuid::nil(),
