@@ -120,11 +120,7 @@ async fn register_integration(
     dry_run: bool,
 ) -> Result<Registration, RegisterError> {
     let desired = desired_properties(&config.route);
-    let found = client
-        .list_integrations()
-        .await?
-        .into_iter()
-        .find(|i| i.name == config.name && i.integration_type.as_ref().is_none_or(|t| t.id == EVENTBRIDGE_TYPE));
+    let found = client.find_integration(&config.name, EVENTBRIDGE_TYPE).await?;
     let mut calls = Vec::new();
     let enable = IntegrationState { intended_state: "ENABLED".to_string() };
     let Some(integration) = found else {
@@ -241,7 +237,7 @@ async fn register_trigger(
     if !client.trigger_topics().await?.contains(&desired.topic_name) {
         return Err(RegisterError::TopicUnavailable { topic: desired.topic_name });
     }
-    let found = client.list_triggers().await?.into_iter().find(|t| t.name == config.name);
+    let found = client.find_trigger(&config.name).await?;
     let mut calls = Vec::new();
     let Some(current) = found else {
         calls.push(Call { method: "POST", path: TRIGGERS.to_string(), body: to_value(&desired) });
@@ -300,7 +296,7 @@ pub async fn show(client: &GenesysClient, config: &GenesysEventsConfig) -> Resul
     }
     match &config.route {
         EventsRoute::EventBridge { .. } => {
-            let Some(found) = client.list_integrations().await?.into_iter().find(|i| i.name == config.name) else {
+            let Some(found) = client.find_integration(&config.name, EVENTBRIDGE_TYPE).await? else {
                 return Ok(None);
             };
             let current = client.integration_config(&found.id).await?;
@@ -316,7 +312,7 @@ pub async fn show(client: &GenesysClient, config: &GenesysEventsConfig) -> Resul
             })))
         }
         EventsRoute::ProcessAutomation { .. } => {
-            let Some(found) = client.list_triggers().await?.into_iter().find(|t| t.name == config.name) else {
+            let Some(found) = client.find_trigger(&config.name).await? else {
                 return Ok(None);
             };
             Ok(Some(json!({
@@ -339,14 +335,14 @@ pub async fn remove(client: &GenesysClient, config: &GenesysEventsConfig) -> Res
     }
     match &config.route {
         EventsRoute::EventBridge { .. } => {
-            let Some(found) = client.list_integrations().await?.into_iter().find(|i| i.name == config.name) else {
+            let Some(found) = client.find_integration(&config.name, EVENTBRIDGE_TYPE).await? else {
                 return Ok(None);
             };
             client.delete_integration(&found.id).await?;
             Ok(Some(json!({"integrationId": found.id})))
         }
         EventsRoute::ProcessAutomation { .. } => {
-            let Some(found) = client.list_triggers().await?.into_iter().find(|t| t.name == config.name) else {
+            let Some(found) = client.find_trigger(&config.name).await? else {
                 return Ok(None);
             };
             let id = found.id.unwrap_or_default();

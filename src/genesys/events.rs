@@ -123,10 +123,27 @@ struct Topic {
 }
 
 impl GenesysClient {
-    /// Every integration of the org (first page of 100: a registration is found by name among them).
-    pub async fn list_integrations(&self) -> Result<Vec<Integration>, GenesysError> {
-        let answer = self.send::<()>(Method::GET, &format!("{INTEGRATIONS}?pageSize=100"), None, None).await?;
-        Ok(answer.json::<Entities<Integration>>()?.entities)
+    /// The integration named `name` whose type is `type_id` (or untyped), read page by page (100 a
+    /// page) until found or a short page ends the list.
+    pub async fn find_integration(&self, name: &str, type_id: &str) -> Result<Option<Integration>, GenesysError> {
+        const PAGE: usize = 100;
+        // A bound, in case a server ignores pageNumber and answers the same full page for ever.
+        for page in 1..=100 {
+            let path = format!("{INTEGRATIONS}?pageSize={PAGE}&pageNumber={page}");
+            let entities =
+                self.send::<()>(Method::GET, &path, None, None).await?.json::<Entities<Integration>>()?.entities;
+            let last = entities.len() < PAGE;
+            if let Some(found) = entities
+                .into_iter()
+                .find(|i| i.name == name && i.integration_type.as_ref().is_none_or(|t| t.id == type_id))
+            {
+                return Ok(Some(found));
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     pub async fn create_integration(&self, body: &CreateIntegrationRequest) -> Result<Integration, GenesysError> {
@@ -154,8 +171,10 @@ impl GenesysClient {
         self.send::<()>(Method::DELETE, &format!("{INTEGRATIONS}/{id}"), None, None).await.map(|_| ())
     }
 
-    pub async fn list_triggers(&self) -> Result<Vec<Trigger>, GenesysError> {
-        Ok(self.send::<()>(Method::GET, TRIGGERS, None, None).await?.json::<Entities<Trigger>>()?.entities)
+    /// The Process Automation trigger named `name`.
+    pub async fn find_trigger(&self, name: &str) -> Result<Option<Trigger>, GenesysError> {
+        let triggers = self.send::<()>(Method::GET, TRIGGERS, None, None).await?.json::<Entities<Trigger>>()?.entities;
+        Ok(triggers.into_iter().find(|t| t.name == name))
     }
 
     pub async fn create_trigger(&self, trigger: &Trigger) -> Result<Trigger, GenesysError> {

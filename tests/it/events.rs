@@ -280,3 +280,36 @@ async fn a_duplicated_delivery_makes_one_job_and_an_echo_is_told_from_an_outside
     assert_eq!(status, 400, "{answer}");
     app.shutdown().await;
 }
+
+/// Another integration that happens to have the registration's name (a data action, say) is not
+/// the service's: it is neither shown nor removed.
+#[tokio::test]
+async fn an_integration_of_another_type_with_the_same_name_is_left_alone() {
+    let emulator = start_emulator().await;
+    let http = reqwest::Client::new();
+    let base = emulator.base_url();
+    let token: serde_json::Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(EMULATOR_CLIENT_ID, Some(EMULATOR_CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let other = json!({"name": "provisioner events", "integrationType": {"id": "purecloud-data-actions"}});
+    let made = http.post(format!("{base}/api/v2/integrations")).bearer_auth(token).json(&other).send().await.unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+
+    let app = app_with(&emulator, &eventbridge_toml("eu-west-1")).await;
+    let (status, _) = app.admin_get("/admin/register-webhook").await;
+    assert_eq!(status, 404, "the data action is not the registration");
+    let (status, _) = app.admin(Method::DELETE, "/admin/register-webhook").await;
+    assert_eq!(status, 404);
+    let list: serde_json::Value =
+        http.get(format!("{base}/api/v2/integrations")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["entities"].as_array().map(Vec::len), Some(1), "the data action is still there: {list}");
+    app.shutdown().await;
+}
