@@ -154,39 +154,13 @@ impl Destination {
     }
 }
 
-/// How deliveries go, for every destination (`[siem]`).
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub batch_size: usize,
-    pub max_batch_bytes: usize,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    pub refused_retry: Duration,
-    pub poll_interval: Duration,
-    pub lease: Duration,
-}
-
-impl Settings {
-    pub fn of(config: &SiemConfig) -> Self {
-        Settings {
-            batch_size: config.batch_size,
-            max_batch_bytes: config.max_batch_bytes,
-            backoff_base: config.backoff_base,
-            backoff_max: config.backoff_max,
-            refused_retry: config.refused_retry,
-            poll_interval: config.poll_interval,
-            lease: config.lease,
-        }
-    }
-}
-
 /// Delivers to `destination` until `stop`: a batch in flight is finished (its timeout bounds it),
 /// then the delivery lease is given back.
 pub async fn run(
     destination: Arc<Destination>,
     store: JobStore,
     metrics: Arc<Metrics>,
-    settings: Settings,
+    settings: Arc<SiemConfig>,
     holder: String,
     stop: CancellationToken,
 ) {
@@ -293,7 +267,7 @@ async fn failed(
     destination: &Destination,
     store: &JobStore,
     metrics: &Metrics,
-    settings: &Settings,
+    settings: &SiemConfig,
     error: SendError,
 ) -> Option<Duration> {
     let name = destination.name.as_str();

@@ -41,7 +41,8 @@ struct Inner {
     /// Records of the pipeline's events per job whose attempt is running.
     attempts: Mutex<HashMap<Uuid, Vec<OutboxRow>>>,
     destinations: Vec<Arc<Destination>>,
-    settings: deliver::Settings,
+    /// How deliveries go (`[siem]`), shared by the destinations' tasks.
+    settings: Arc<SiemConfig>,
 }
 
 /// What `App::run_until_stopped` starts: the appender's committer and the deliveries.
@@ -74,7 +75,7 @@ impl Outbox {
                 appender,
                 attempts: Mutex::new(HashMap::new()),
                 destinations,
-                settings: deliver::Settings::of(config),
+                settings: Arc::new(config.clone()),
             }),
         };
         let runner = Runner { outbox: outbox.clone(), committer };
